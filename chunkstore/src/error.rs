@@ -1,0 +1,74 @@
+//! Errors of the chunk store. Every variant names the object it concerns.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Broad classes of failure, used by callers to pick exit codes and by retry layers to decide
+/// whether trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The named object does not exist.
+    NotFound,
+    /// Bytes were read but fail a checksum, a hash or a structural check.
+    Corrupt,
+    /// The caller asked for something malformed (bad key, bad config).
+    InvalidInput,
+    /// The local filesystem or the provider failed.
+    Io,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("object `{key}` does not exist in the store")]
+    NotFound { key: String },
+
+    #[error("corrupt {object}: {detail}")]
+    Corrupt { object: String, detail: String },
+
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    #[error("I/O error on `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("provider {provider} failed on `{key}`: {detail}")]
+    Provider {
+        provider: String,
+        key: String,
+        detail: String,
+        temporary: bool,
+    },
+
+    #[error("local chunk index at `{}`: {detail} (it is only a cache: delete the directory and rbk rebuilds it)", path.display())]
+    Index { path: PathBuf, detail: String },
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Corrupt { .. } => ErrorKind::Corrupt,
+            Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::Io { .. } | Error::Provider { .. } | Error::Index { .. } => ErrorKind::Io,
+        }
+    }
+
+    pub fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Corrupt {
+            object: object.into(),
+            detail: detail.into(),
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! rbk-chunkstore: the content-addressed chunk store underneath rbk.
+//!
+//! Layers, from bytes up:
+//! - [`chunker`] splits a byte stream into content-defined chunks (FastCDC v2020);
+//! - [`id`] names a chunk by the BLAKE3-256 hash of its uncompressed bytes;
+//! - [`compress`] wraps zstd;
+//! - [`pack`] knows the byte layout of a pack (many compressed chunks plus a trailer index);
+//! - [`provider`] knows objects (get, ranged get, put-if-absent, delete, exists, list) and
+//!   nothing about chunks: local directory and in-memory implementations;
+//! - [`index`] is the local RocksDB cache of which chunk lives in which pack;
+//! - [`store`] ties them together: write chunks into packs, read chunks back verified.
+//!
+//! The store (the provider's objects) is the truth. The index is a cache that can be deleted
+//! at any time and is rebuilt by reading pack trailers.
+
+pub mod chunker;
+pub mod compress;
+pub mod error;
+pub mod id;
+pub mod index;
+pub mod pack;
+pub mod provider;
+pub mod store;
+
+pub use error::{Error, ErrorKind, Result};
+pub use id::ChunkId;
+pub use store::{ChunkStore, StoreConfig};

@@ -1,0 +1,257 @@
+//! The byte layout of a pack: many zstd-compressed chunks followed by a trailer index.
+//!
+//! ```text
+//! "RBKPACK1"                                  8 bytes, header magic
+//! chunk blobs                                 zstd frames, back to back
+//! index entries, `count` × 48 bytes:
+//!     chunk id       32 bytes (BLAKE3-256 of the uncompressed chunk)
+//!     offset         u64 LE   (of the blob, from the start of the pack)
+//!     stored length  u32 LE   (compressed bytes)
+//!     raw length     u32 LE   (uncompressed bytes)
+//! footer, 48 bytes:
+//!     count          u32 LE
+//!     reserved       u32 LE   (zero)
+//!     index hash     32 bytes (BLAKE3-256 of the index entries)
+//!     "RBKPIDX1"     8 bytes, trailer magic
+//! ```
+//! A reader fetches the footer (the last 48 bytes), then the index, then single blobs by
+//! ranged reads. Every length read from a pack is checked against the object size before it
+//! is used, so a corrupt pack yields an error, never a panic or a huge allocation.
+
+use crate::{ChunkId, Error, Result};
+
+pub const HEADER_MAGIC: &[u8; 8] = b"RBKPACK1";
+pub const TRAILER_MAGIC: &[u8; 8] = b"RBKPIDX1";
+pub const ENTRY_LEN: usize = 48;
+pub const FOOTER_LEN: usize = 48;
+
+/// Where one chunk sits inside a pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    pub id: ChunkId,
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+}
+
+/// Accumulates compressed chunks in memory and produces the pack bytes.
+#[derive(Debug)]
+pub struct PackBuilder {
+    bytes: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl Default for PackBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PackBuilder {
+    pub fn new() -> Self {
+        let mut bytes = Vec::with_capacity(1 << 20);
+        bytes.extend_from_slice(HEADER_MAGIC);
+        PackBuilder {
+            bytes,
+            entries: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, id: ChunkId, raw_len: u32, stored: &[u8]) {
+        let offset = self.bytes.len() as u64;
+        self.bytes.extend_from_slice(stored);
+        self.entries.push(PackEntry {
+            id,
+            offset,
+            stored_len: stored.len() as u32,
+            raw_len,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends the index and footer; returns the pack bytes and its entries.
+    pub fn finish(mut self) -> (Vec<u8>, Vec<PackEntry>) {
+        let index_start = self.bytes.len();
+        for e in &self.entries {
+            self.bytes.extend_from_slice(&e.id.0);
+            self.bytes.extend_from_slice(&e.offset.to_le_bytes());
+            self.bytes.extend_from_slice(&e.stored_len.to_le_bytes());
+            self.bytes.extend_from_slice(&e.raw_len.to_le_bytes());
+        }
+        let hash = blake3::hash(&self.bytes[index_start..]);
+        self.bytes
+            .extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        self.bytes.extend_from_slice(&0u32.to_le_bytes());
+        self.bytes.extend_from_slice(hash.as_bytes());
+        self.bytes.extend_from_slice(TRAILER_MAGIC);
+        (self.bytes, self.entries)
+    }
+}
+
+/// Parses the footer of a pack of `pack_size` bytes; returns the byte range of its index.
+///
+/// # Errors
+/// `Corrupt` (naming `pack`) on a wrong magic or an index that does not fit the pack.
+pub fn parse_footer(pack: &str, footer: &[u8], pack_size: u64) -> Result<(u64, u64)> {
+    if footer.len() != FOOTER_LEN || pack_size < (HEADER_MAGIC.len() + FOOTER_LEN) as u64 {
+        return Err(Error::corrupt(
+            format!("pack {pack}"),
+            format!("{pack_size} bytes is too short to be a pack (truncated?)"),
+        ));
+    }
+    if &footer[40..48] != TRAILER_MAGIC {
+        return Err(Error::corrupt(
+            format!("pack {pack}"),
+            "trailer magic missing (truncated or not a pack)",
+        ));
+    }
+    if footer[4..8] != [0; 4] {
+        return Err(Error::corrupt(
+            format!("pack {pack}"),
+            "reserved footer bytes are not zero",
+        ));
+    }
+    let count = u32::from_le_bytes(footer[0..4].try_into().expect("4 bytes")) as u64;
+    let index_len = count * ENTRY_LEN as u64;
+    let room = pack_size - (HEADER_MAGIC.len() + FOOTER_LEN) as u64;
+    if index_len > room {
+        return Err(Error::corrupt(
+            format!("pack {pack}"),
+            format!("index of {count} entries does not fit in {pack_size} bytes"),
+        ));
+    }
+    let start = pack_size - FOOTER_LEN as u64 - index_len;
+    Ok((start, index_len))
+}
+
+/// Parses and checks an index read from the range returned by [`parse_footer`].
+///
+/// # Errors
+/// `Corrupt` when the index hash differs from the footer's or an entry points outside the
+/// blob area.
+pub fn parse_index(
+    pack: &str,
+    footer: &[u8],
+    index: &[u8],
+    index_start: u64,
+) -> Result<Vec<PackEntry>> {
+    let corrupt = |d: String| Error::corrupt(format!("pack {pack}"), d);
+    if footer.len() != FOOTER_LEN || !index.len().is_multiple_of(ENTRY_LEN) {
+        return Err(corrupt(format!(
+            "index length {} is not a multiple of {ENTRY_LEN}",
+            index.len()
+        )));
+    }
+    if blake3::hash(index).as_bytes() != &footer[8..40] {
+        return Err(corrupt(
+            "index hash mismatch (the trailer index is damaged)".into(),
+        ));
+    }
+    let mut entries = Vec::with_capacity(index.len() / ENTRY_LEN);
+    for raw in index.chunks_exact(ENTRY_LEN) {
+        let e = PackEntry {
+            id: ChunkId::from_slice(&raw[0..32])?,
+            offset: u64::from_le_bytes(raw[32..40].try_into().expect("8 bytes")),
+            stored_len: u32::from_le_bytes(raw[40..44].try_into().expect("4 bytes")),
+            raw_len: u32::from_le_bytes(raw[44..48].try_into().expect("4 bytes")),
+        };
+        let end = e.offset.checked_add(e.stored_len as u64);
+        if e.offset < HEADER_MAGIC.len() as u64 || end.is_none_or(|end| end > index_start) {
+            return Err(corrupt(format!(
+                "entry for chunk {} points outside the blob area",
+                e.id
+            )));
+        }
+        entries.push(e);
+    }
+    Ok(entries)
+}
+
+/// Parses a whole pack held in memory (used by tests, verify and the fuzzer).
+///
+/// # Errors
+/// As [`parse_footer`] and [`parse_index`], plus a wrong header magic.
+pub fn parse_pack(pack: &str, bytes: &[u8]) -> Result<Vec<PackEntry>> {
+    let size = bytes.len() as u64;
+    if bytes.len() < HEADER_MAGIC.len() + FOOTER_LEN || &bytes[..8] != HEADER_MAGIC {
+        return Err(Error::corrupt(
+            format!("pack {pack}"),
+            "header magic missing",
+        ));
+    }
+    let footer = &bytes[bytes.len() - FOOTER_LEN..];
+    let (start, len) = parse_footer(pack, footer, size)?;
+    parse_index(
+        pack,
+        footer,
+        &bytes[start as usize..(start + len) as usize],
+        start,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn sample() -> (Vec<u8>, Vec<PackEntry>) {
+        let mut b = PackBuilder::new();
+        for i in 0..5u8 {
+            let raw = vec![i; 100 + i as usize];
+            let stored = crate::compress::compress(&raw, 3).unwrap();
+            b.add(ChunkId::of(&raw), raw.len() as u32, &stored);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn a_default_builder_writes_a_parseable_pack() {
+        let mut b = PackBuilder::default();
+        b.add(ChunkId::of(b"x"), 1, b"blob");
+        let (bytes, entries) = b.finish();
+        assert_eq!(parse_pack("p", &bytes).unwrap(), entries);
+    }
+
+    #[test]
+    fn round_trip() {
+        let (bytes, entries) = sample();
+        assert_eq!(parse_pack("p", &bytes).unwrap(), entries);
+        for e in &entries {
+            let blob = &bytes[e.offset as usize..e.offset as usize + e.stored_len as usize];
+            crate::compress::decompress_verified(blob, e.raw_len as usize, 1 << 20, &e.id).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_truncation_and_every_index_bit_flip_is_detected() {
+        let (bytes, entries) = sample();
+        for cut in 0..bytes.len() {
+            let r = parse_pack("p", &bytes[..cut]);
+            assert_eq!(
+                r.unwrap_err().kind(),
+                ErrorKind::Corrupt,
+                "truncated at {cut}"
+            );
+        }
+        let index_start = entries
+            .last()
+            .map(|e| e.offset + e.stored_len as u64)
+            .unwrap() as usize;
+        for pos in index_start..bytes.len() {
+            let mut b = bytes.clone();
+            b[pos] ^= 0x10;
+            assert_eq!(
+                parse_pack("p", &b).unwrap_err().kind(),
+                ErrorKind::Corrupt,
+                "flip at {pos}"
+            );
+        }
+    }
+}

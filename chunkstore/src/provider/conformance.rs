@@ -1,0 +1,130 @@
+//! One conformance suite, run against every provider.
+
+use bytes::Bytes;
+
+use super::Provider;
+use crate::ErrorKind;
+
+pub async fn run(p: &dyn Provider) {
+    // Missing keys.
+    assert_eq!(
+        p.get("a/missing").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        p.get_range("a/missing", 0, 1).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(!p.exists("a/missing").await.unwrap());
+    p.delete("a/missing").await.unwrap();
+
+    // Put, get, range, put of an existing key keeps the first body.
+    assert!(
+        p.put_if_absent("a/one", Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !p.put_if_absent("a/one", Bytes::from_static(b"other"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(&p.get("a/one").await.unwrap()[..], b"0123456789");
+    assert_eq!(&p.get_range("a/one", 3, 4).await.unwrap()[..], b"3456");
+    assert_eq!(&p.get_range("a/one", 10, 0).await.unwrap()[..], b"");
+    assert_eq!(
+        p.get_range("a/one", 8, 5).await.unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    assert!(p.exists("a/one").await.unwrap());
+
+    // Empty objects and odd characters.
+    assert!(p.put_if_absent("a/empty", Bytes::new()).await.unwrap());
+    assert_eq!(p.get("a/empty").await.unwrap().len(), 0);
+    let odd = "a/com.my-Module_1 +=@,ü";
+    assert!(
+        p.put_if_absent(odd, Bytes::from_static(b"x"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(&p.get(odd).await.unwrap()[..], b"x");
+
+    // Bad keys are rejected, not mapped somewhere surprising.
+    for bad in ["", "/abs", "a/../b", "a//b", "a/./b", "a\\b"] {
+        assert_eq!(
+            p.put_if_absent(bad, Bytes::new()).await.unwrap_err().kind(),
+            ErrorKind::InvalidInput,
+            "key {bad:?}"
+        );
+    }
+
+    // Pagination at page size 2 over 5 keys, sorted, prefix respected.
+    for i in 0..5 {
+        p.put_if_absent(&format!("list/k{i}"), Bytes::from(vec![7u8; i]))
+            .await
+            .unwrap();
+    }
+    p.put_if_absent("listx", Bytes::new()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut token = None;
+    let mut pages = 0;
+    loop {
+        let page = p.list("list/", token.as_deref(), 2).await.unwrap();
+        pages += 1;
+        assert!(page.objects.len() <= 2);
+        seen.extend(page.objects.into_iter().map(|o| (o.key, o.size)));
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<(String, u64)> = (0..5).map(|i| (format!("list/k{i}"), i as u64)).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(super::list_all(p, "list").await.unwrap().len(), 6);
+
+    // Large object.
+    let big = Bytes::from(
+        (0..20_000_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<_>>(),
+    );
+    assert!(p.put_if_absent("big/one", big.clone()).await.unwrap());
+    assert_eq!(p.get("big/one").await.unwrap(), big);
+    assert_eq!(
+        p.get_range("big/one", 19_999_000, 1000).await.unwrap(),
+        big.slice(19_999_000..20_000_000)
+    );
+
+    // Delete.
+    p.delete("a/one").await.unwrap();
+    assert!(!p.exists("a/one").await.unwrap());
+    assert_eq!(
+        p.get("a/one").await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn memory_provider_conforms() {
+    run(&super::MemoryProvider::default()).await;
+}
+
+#[tokio::test]
+async fn local_provider_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = super::LocalProvider::new(dir.path());
+    run(&p).await;
+    // No temp file is left behind, and the temp dir is not listed.
+    assert_eq!(
+        std::fs::read_dir(dir.path().join(".tmp")).unwrap().count(),
+        0
+    );
+    assert!(
+        super::list_all(&p, "")
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| !o.key.starts_with(".tmp"))
+    );
+}

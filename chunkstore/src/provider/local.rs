@@ -1,0 +1,204 @@
+//! A provider backed by a local directory (or a mounted network filesystem).
+//!
+//! Crash safety of a write: the body goes to `<root>/.tmp/<random>`, is fsynced, and is then
+//! hard-linked to its final name. `link` fails if the name exists, which makes put-if-absent
+//! atomic, and a reader never sees a partial object under a final name. The parent directory
+//! is fsynced so the new name survives a power loss. Leftover temp files are harmless.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{ListPage, ObjectMeta, Provider, page_of, validate_key};
+use crate::{Error, Result};
+
+const TMP_DIR: &str = ".tmp";
+
+#[derive(Debug, Clone)]
+pub struct LocalProvider {
+    root: PathBuf,
+}
+
+impl LocalProvider {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalProvider { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf> {
+        validate_key(key)?;
+        if key == TMP_DIR || key.starts_with(".tmp/") {
+            return Err(Error::InvalidInput(format!(
+                "`{key}` is reserved for temporary files"
+            )));
+        }
+        Ok(self.root.join(key))
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(LocalProvider) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(me))
+            .await
+            .map_err(|e| Error::InvalidInput(format!("local provider task failed: {e}")))?
+    }
+}
+
+fn not_found_or_io(key: &str, path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        Error::NotFound { key: key.into() }
+    } else {
+        Error::io(path, e)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+fn walk(dir: &Path, root: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let path = entry.path();
+        let rel = path.strip_prefix(root).expect("walk stays under root");
+        let Some(key) = rel
+            .to_str()
+            .map(|k| k.replace(std::path::MAIN_SEPARATOR, "/"))
+        else {
+            continue; // not UTF-8: not an object rbk wrote
+        };
+        if key == TMP_DIR {
+            continue;
+        }
+        let ft = entry.file_type().map_err(|e| Error::io(&path, e))?;
+        if ft.is_dir() {
+            // Descend only where keys under this directory can match the prefix.
+            let dir_key = format!("{key}/");
+            if dir_key.starts_with(prefix) || prefix.starts_with(&dir_key) {
+                walk(&path, root, prefix, out)?;
+            }
+        } else if ft.is_file() && key.starts_with(prefix) {
+            let size = entry.metadata().map_err(|e| Error::io(&path, e))?.len();
+            out.push(ObjectMeta { key, size });
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn describe(&self) -> String {
+        format!("fs {}", self.root.display())
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        self.blocking(move |_| {
+            fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|e| not_found_or_io(&key, &path, e))
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        self.blocking(move |_| {
+            let mut f = File::open(&path).map_err(|e| not_found_or_io(&key, &path, e))?;
+            let size = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+            if offset.checked_add(len).is_none_or(|end| end > size) {
+                return Err(Error::corrupt(
+                    format!("object {key}"),
+                    format!("range {offset}+{len} is beyond its {size} bytes (truncated?)"),
+                ));
+            }
+            let mut buf = vec![0u8; len as usize];
+            f.seek(SeekFrom::Start(offset))
+                .and_then(|_| f.read_exact(&mut buf))
+                .map_err(|e| Error::io(&path, e))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
+        let path = self.path_of(key)?;
+        self.blocking(move |me| {
+            if path.exists() {
+                return Ok(false);
+            }
+            let tmp_dir = me.root.join(TMP_DIR);
+            fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
+            let tmp = tmp_dir.join(format!("{:016x}", rand::random::<u64>()));
+            let write = || -> io::Result<()> {
+                let mut f = File::create_new(&tmp)?;
+                f.write_all(&body)?;
+                f.sync_all()
+            };
+            if let Err(e) = write() {
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::io(&tmp, e));
+            }
+            let parent = path.parent().expect("object path has a parent");
+            let linked = fs::create_dir_all(parent).and_then(|_| fs::hard_link(&tmp, &path));
+            let _ = fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => {
+                    sync_dir(parent)?;
+                    Ok(true)
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(Error::io(&path, e)),
+            }
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path_of(key)?;
+        self.blocking(move |_| match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(&path, e)),
+        })
+        .await
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        let path = self.path_of(key)?;
+        self.blocking(move |_| Ok(path.is_file())).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        page_token: Option<&str>,
+        page_size: usize,
+    ) -> Result<ListPage> {
+        let prefix = prefix.to_string();
+        let token = page_token.map(str::to_string);
+        self.blocking(move |me| {
+            let mut out = Vec::new();
+            walk(&me.root, &me.root, &prefix, &mut out)?;
+            Ok(page_of(out, token.as_deref(), page_size))
+        })
+        .await
+    }
+}

@@ -1,0 +1,144 @@
+//! Providers store opaque objects under '/'-separated keys. They know nothing about chunks.
+//!
+//! The trait is modelled on Rama's `BackupProvider`: get, ranged get, put-if-absent, delete,
+//! exists and a paginated, sorted listing by prefix. Implementations: [`LocalProvider`] (a
+//! directory) and [`MemoryProvider`] (tests). Wrappers (retry, fault injection) implement the
+//! same trait.
+
+mod local;
+mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use local::LocalProvider;
+pub use memory::MemoryProvider;
+
+use crate::{Error, Result};
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+}
+
+/// One page of a listing; `next_token` is `None` on the last page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    pub objects: Vec<ObjectMeta>,
+    pub next_token: Option<String>,
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync + std::fmt::Debug {
+    /// A human-readable location for messages, e.g. `fs /var/rbk`.
+    fn describe(&self) -> String;
+
+    /// # Errors
+    /// `NotFound` when `key` does not exist.
+    async fn get(&self, key: &str) -> Result<Bytes>;
+
+    /// Reads `len` bytes at `offset`.
+    ///
+    /// # Errors
+    /// `NotFound` when `key` does not exist; `Corrupt` when the object is shorter than the
+    /// range (a truncated object).
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes>;
+
+    /// Stores `body` under `key` unless an object is already there. Returns whether it wrote.
+    /// Keys are content-addressed or unique, so an existing object never needs replacing.
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool>;
+
+    /// Deletes `key`; deleting a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    async fn exists(&self, key: &str) -> Result<bool>;
+
+    /// Lists objects whose keys start with `prefix`, sorted by key, at most `page_size` per
+    /// page, starting after `page_token` (the token of the previous page).
+    async fn list(
+        &self,
+        prefix: &str,
+        page_token: Option<&str>,
+        page_size: usize,
+    ) -> Result<ListPage>;
+}
+
+/// Lists every object under `prefix`, following pagination.
+///
+/// # Errors
+/// Whatever the provider returns.
+pub async fn list_all(p: &dyn Provider, prefix: &str) -> Result<Vec<ObjectMeta>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = p.list(prefix, token.as_deref(), 1000).await?;
+        out.extend(page.objects);
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Checks that a key is safe for every provider: relative, '/'-separated, no empty, `.` or
+/// `..` segments, no control characters or backslashes.
+///
+/// # Errors
+/// `InvalidInput` naming the key.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad_segment = key
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..");
+    if key.is_empty() || bad_segment || key.chars().any(|c| c.is_control() || c == '\\') {
+        return Err(Error::InvalidInput(format!(
+            "`{key}` is not a valid object key (relative, '/'-separated, no empty, '.' or '..' parts)"
+        )));
+    }
+    Ok(())
+}
+
+/// Opens a provider from its config string: `fs <path>` or `memory`.
+///
+/// # Errors
+/// `InvalidInput` for an unknown kind or a missing argument.
+pub fn from_spec(spec: &str) -> Result<Arc<dyn Provider>> {
+    let spec = spec.trim();
+    let (kind, arg) = spec.split_once(char::is_whitespace).unwrap_or((spec, ""));
+    let arg = arg.trim();
+    match kind {
+        "fs" if !arg.is_empty() => Ok(Arc::new(LocalProvider::new(arg))),
+        "memory" => Ok(Arc::new(MemoryProvider::default())),
+        _ => Err(Error::InvalidInput(format!(
+            "backup provider `{spec}` is not understood: use `fs <directory>` (e.g. `fs /var/rbk`)"
+        ))),
+    }
+}
+
+pub(crate) fn page_of(
+    mut keys: Vec<ObjectMeta>,
+    page_token: Option<&str>,
+    page_size: usize,
+) -> ListPage {
+    keys.sort_by(|a, b| a.key.cmp(&b.key));
+    let start = match page_token {
+        Some(t) => keys.partition_point(|o| o.key.as_str() <= t),
+        None => 0,
+    };
+    let page_size = page_size.max(1);
+    let end = (start + page_size).min(keys.len());
+    let objects = keys[start..end].to_vec();
+    let next_token = (end < keys.len())
+        .then(|| objects.last().map(|o| o.key.clone()))
+        .flatten();
+    ListPage {
+        objects,
+        next_token,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod conformance;

@@ -1,0 +1,537 @@
+//! The chunk store: chunks in packs in a provider, located through the local index.
+//!
+//! Write path: [`ChunkStore::put_chunk`] skips chunks the index or this session already has,
+//! compresses the rest into the open pack, and uploads the pack when it reaches the target
+//! size. [`ChunkStore::flush`] uploads the last partial pack. Ordering for crash safety: a pack
+//! is uploaded first and recorded in the index only after the upload succeeded; callers write
+//! anything that references chunks (a manifest) only after `flush` returned.
+//!
+//! Read path: [`ChunkStore::read_chunks`] locates chunks through the index (syncing it from
+//! the store on a miss), fetches adjacent chunks of a pack with one ranged read, and verifies
+//! every chunk against its BLAKE3 id.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::compress;
+use crate::index::{ChunkLocation, RocksChunkIndex};
+use crate::pack::{self, FOOTER_LEN, PackBuilder};
+use crate::provider::{self, ObjectMeta, Provider};
+use crate::{ChunkId, Error, Result};
+
+pub const CONFIG_KEY: &str = "config";
+pub const PACKS_PREFIX: &str = "packs/";
+const FORMAT_VERSION: u32 = 1;
+/// Ranged reads of adjacent chunks are merged up to this many bytes.
+const MAX_SPAN: u64 = 16 << 20;
+
+/// The store's own description, written once as the `config` object when it is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreConfig {
+    pub version: u32,
+    /// Random identity of this store, used to name the local index and (later) to stop two
+    /// clusters from sharing a store by accident.
+    pub store_id: String,
+    pub chunker: ChunkerParams,
+    pub zstd_level: i32,
+    pub pack_target_size: u64,
+}
+
+impl StoreConfig {
+    pub fn new_random() -> Self {
+        StoreConfig {
+            version: FORMAT_VERSION,
+            store_id: format!("{:032x}", rand::random::<u128>()),
+            chunker: ChunkerParams::default(),
+            zstd_level: compress::DEFAULT_LEVEL,
+            pack_target_size: 16 << 20,
+        }
+    }
+
+    /// # Errors
+    /// `Corrupt` when the bytes are not a config this version understands.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        let c: StoreConfig = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt("store config object `config`", e.to_string()))?;
+        if c.version != FORMAT_VERSION {
+            return Err(Error::corrupt(
+                "store config object `config`",
+                format!(
+                    "format version {} is not supported by this rbk (supports {FORMAT_VERSION}); upgrade rbk",
+                    c.version
+                ),
+            ));
+        }
+        c.chunker.validate()?;
+        if c.store_id.is_empty() || !c.store_id.chars().all(|ch| ch.is_ascii_alphanumeric()) {
+            return Err(Error::corrupt(
+                "store config object `config`",
+                "store_id must be alphanumeric",
+            ));
+        }
+        if !(1 << 20..=1 << 30).contains(&c.pack_target_size) {
+            return Err(Error::corrupt(
+                "store config object `config`",
+                "pack_target_size must be 1 MiB ..= 1 GiB",
+            ));
+        }
+        Ok(c)
+    }
+}
+
+/// Counters of one session's writes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    pub new_chunks: u64,
+    pub new_raw_bytes: u64,
+    pub new_stored_bytes: u64,
+    pub packs_written: u64,
+}
+
+impl std::ops::Sub for WriteStats {
+    type Output = WriteStats;
+    fn sub(self, o: WriteStats) -> WriteStats {
+        WriteStats {
+            new_chunks: self.new_chunks - o.new_chunks,
+            new_raw_bytes: self.new_raw_bytes - o.new_raw_bytes,
+            new_stored_bytes: self.new_stored_bytes - o.new_stored_bytes,
+            packs_written: self.packs_written - o.packs_written,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    new_chunks: AtomicU64,
+    new_raw_bytes: AtomicU64,
+    new_stored_bytes: AtomicU64,
+    packs_written: AtomicU64,
+}
+
+pub fn pack_key(pack: &ChunkId) -> String {
+    let h = pack.to_hex();
+    format!("{PACKS_PREFIX}{}/{h}", &h[..2])
+}
+
+fn pack_id_of_key(key: &str) -> Option<ChunkId> {
+    let name = key.strip_prefix(PACKS_PREFIX)?.rsplit('/').next()?;
+    ChunkId::from_hex(name).ok()
+}
+
+#[derive(Debug)]
+pub struct ChunkStore {
+    provider: Arc<dyn Provider>,
+    rt: tokio::runtime::Runtime,
+    config: StoreConfig,
+    chunker: Chunker,
+    index: RocksChunkIndex,
+    open_pack: Mutex<PackBuilder>,
+    /// Chunks added in this session (in the open pack or already uploaded).
+    session: Mutex<HashSet<ChunkId>>,
+    /// Set when an upload failed: chunks claimed by the session may be missing from the
+    /// store, so nothing may be committed on top of them.
+    failed: AtomicBool,
+    counters: Counters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ChunkStore {
+    /// Opens the store behind `provider`. With `create`, a store without a `config` object is
+    /// initialised; without it, a missing config is `NotFound`. The local index lives in
+    /// `index_root/<store id>`.
+    ///
+    /// # Errors
+    /// `NotFound` for a missing store, `Corrupt` for an unreadable config, `Index` when the
+    /// local index cannot be opened, provider errors.
+    pub fn open(provider: Arc<dyn Provider>, index_root: &Path, create: bool) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("tokio runtime", e))?;
+        let config = rt.block_on(async {
+            match provider.get(CONFIG_KEY).await {
+                Ok(bytes) => StoreConfig::parse(&bytes),
+                Err(e) if e.kind() == crate::ErrorKind::NotFound && create => {
+                    let fresh = StoreConfig::new_random();
+                    let body = serde_json::to_vec_pretty(&fresh).expect("config serializes");
+                    // Two processes may create the store at once: whoever wins, read it back.
+                    provider
+                        .put_if_absent(CONFIG_KEY, Bytes::from(body))
+                        .await?;
+                    StoreConfig::parse(&provider.get(CONFIG_KEY).await?)
+                }
+                Err(e) if e.kind() == crate::ErrorKind::NotFound => Err(Error::NotFound {
+                    key: format!(
+                        "{CONFIG_KEY} (no rbk store at `{}`; check backup.provider)",
+                        provider.describe()
+                    ),
+                }),
+                Err(e) => Err(e),
+            }
+        })?;
+        let index_dir = index_root.join(&config.store_id);
+        std::fs::create_dir_all(&index_dir).map_err(|e| Error::io(&index_dir, e))?;
+        let index = RocksChunkIndex::open(&index_dir)?;
+        Ok(ChunkStore {
+            chunker: Chunker::new(config.chunker)?,
+            provider,
+            rt,
+            config,
+            index,
+            open_pack: Mutex::new(PackBuilder::new()),
+            session: Mutex::new(HashSet::new()),
+            failed: AtomicBool::new(false),
+            counters: Counters::default(),
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+
+    pub fn provider(&self) -> &Arc<dyn Provider> {
+        &self.provider
+    }
+
+    pub fn index(&self) -> &RocksChunkIndex {
+        &self.index
+    }
+
+    /// Runs a provider future to completion. Must not be called from inside an async context.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    /// Brings the index in line with the packs in the store: reads the trailer of every pack
+    /// the index does not know and forgets packs that are gone. Returns (added, removed).
+    ///
+    /// # Errors
+    /// Provider errors; `Corrupt` for a pack whose trailer is damaged.
+    pub fn sync_index(&self) -> Result<(usize, usize)> {
+        let listed = self.block_on(provider::list_all(self.provider.as_ref(), PACKS_PREFIX))?;
+        let mut present = HashSet::new();
+        let mut added = 0;
+        for ObjectMeta { key, size } in listed {
+            let Some(pack) = pack_id_of_key(&key) else {
+                continue; // not a pack rbk wrote; ignore
+            };
+            present.insert(pack);
+            if !self.index.has_pack(&pack)? {
+                let entries = self.read_pack_index(&key, size)?;
+                self.index.add_pack(&pack, size, &entries)?;
+                added += 1;
+            }
+        }
+        let mut removed = 0;
+        for (pack, _) in self.index.packs()? {
+            if !present.contains(&pack) {
+                self.index.remove_pack(&pack)?;
+                removed += 1;
+            }
+        }
+        Ok((added, removed))
+    }
+
+    fn read_pack_index(&self, key: &str, size: u64) -> Result<Vec<pack::PackEntry>> {
+        if size < FOOTER_LEN as u64 {
+            return pack::parse_footer(key, &[], size).map(|_| Vec::new());
+        }
+        self.block_on(async {
+            let footer = self
+                .provider
+                .get_range(key, size - FOOTER_LEN as u64, FOOTER_LEN as u64)
+                .await?;
+            let (start, len) = pack::parse_footer(key, &footer, size)?;
+            let index = self.provider.get_range(key, start, len).await?;
+            pack::parse_index(key, &footer, &index, start)
+        })
+    }
+
+    /// Which of `ids` the store already holds (per the index) or this session has added.
+    ///
+    /// # Errors
+    /// `Index` errors.
+    pub fn contains_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
+        let mut known = self.index.contains_many(ids)?;
+        let session = lock(&self.session);
+        for (k, id) in known.iter_mut().zip(ids) {
+            *k = *k || session.contains(id);
+        }
+        Ok(known)
+    }
+
+    /// Adds a chunk unless the store or this session already has it. Returns whether it was
+    /// new. `data` must hash to `id`.
+    ///
+    /// # Errors
+    /// Provider errors when a full pack is uploaded; `Index` errors.
+    pub fn put_chunk(&self, id: ChunkId, data: &[u8]) -> Result<bool> {
+        if !lock(&self.session).insert(id) {
+            return Ok(false);
+        }
+        if self.index.get(&id)?.is_some() {
+            return Ok(false);
+        }
+        let stored = compress::compress(data, self.config.zstd_level)?;
+        let full = {
+            let mut open = lock(&self.open_pack);
+            open.add(id, data.len() as u32, &stored);
+            if open.len() as u64 >= self.config.pack_target_size {
+                Some(std::mem::take(&mut *open))
+            } else {
+                None
+            }
+        };
+        self.counters.new_chunks.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .new_raw_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.counters
+            .new_stored_bytes
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+        if let Some(builder) = full {
+            self.upload_pack(builder)?;
+        }
+        Ok(true)
+    }
+
+    fn upload_pack(&self, builder: PackBuilder) -> Result<()> {
+        let (bytes, entries) = builder.finish();
+        let pack = ChunkId::of(&bytes);
+        let size = bytes.len() as u64;
+        let key = pack_key(&pack);
+        let r = self.block_on(self.provider.put_if_absent(&key, Bytes::from(bytes)));
+        if let Err(e) = r {
+            self.failed.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        self.counters.packs_written.fetch_add(1, Ordering::Relaxed);
+        self.index.add_pack(&pack, size, &entries)
+    }
+
+    /// Uploads the open pack. After `flush` returns, every chunk `put_chunk` accepted is in the
+    /// store and the index.
+    ///
+    /// # Errors
+    /// Provider errors, or an earlier failed upload in this session.
+    pub fn flush(&self) -> Result<()> {
+        let builder = std::mem::take(&mut *lock(&self.open_pack));
+        if !builder.is_empty() {
+            self.upload_pack(builder)?;
+        }
+        // Everything the session added is now in the index, which is the longer-lived record;
+        // a long-running process must not trust a set that GC could make stale.
+        if !self.failed.load(Ordering::SeqCst) {
+            lock(&self.session).clear();
+        }
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(Error::Provider {
+                provider: self.provider.describe(),
+                key: PACKS_PREFIX.into(),
+                detail: "an earlier pack upload failed in this session; nothing was committed"
+                    .into(),
+                temporary: true,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counters since this store was opened; diff two readings for one operation.
+    pub fn write_stats(&self) -> WriteStats {
+        WriteStats {
+            new_chunks: self.counters.new_chunks.load(Ordering::Relaxed),
+            new_raw_bytes: self.counters.new_raw_bytes.load(Ordering::Relaxed),
+            new_stored_bytes: self.counters.new_stored_bytes.load(Ordering::Relaxed),
+            packs_written: self.counters.packs_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Where a chunk is, syncing the index from the store once if it does not know.
+    ///
+    /// # Errors
+    /// `NotFound` when no pack in the store holds the chunk.
+    pub fn locate(&self, id: &ChunkId) -> Result<ChunkLocation> {
+        if let Some(loc) = self.index.get(id)? {
+            return Ok(loc);
+        }
+        self.sync_index()?;
+        self.index.get(id)?.ok_or_else(|| Error::NotFound {
+            key: format!("chunk {id} (no pack in the store holds it)"),
+        })
+    }
+
+    /// Reads `ids` in order, verifying each, and passes their bytes to `sink`. Adjacent chunks
+    /// of one pack are fetched with one ranged read.
+    ///
+    /// # Errors
+    /// `NotFound` for a chunk no pack holds, `Corrupt` for a chunk that fails its check,
+    /// provider errors, and whatever `sink` returns.
+    pub fn read_chunks<E: From<Error>>(
+        &self,
+        ids: &[ChunkId],
+        mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let locs = ids
+            .iter()
+            .map(|id| self.locate(id))
+            .collect::<Result<Vec<_>>>()?;
+        let max = self.config.chunker.max_size as usize;
+        let mut i = 0;
+        while i < locs.len() {
+            // Extend the span while the next chunk follows directly in the same pack.
+            let first = locs[i];
+            let mut end = i + 1;
+            let mut span_end = first.offset + first.stored_len as u64;
+            while end < locs.len()
+                && locs[end].pack == first.pack
+                && locs[end].offset == span_end
+                && span_end - first.offset + locs[end].stored_len as u64 <= MAX_SPAN
+            {
+                span_end += locs[end].stored_len as u64;
+                end += 1;
+            }
+            let key = pack_key(&first.pack);
+            let span = self.block_on(self.provider.get_range(
+                &key,
+                first.offset,
+                span_end - first.offset,
+            ))?;
+            for (loc, id) in locs[i..end].iter().zip(&ids[i..end]) {
+                let at = (loc.offset - first.offset) as usize;
+                let blob = &span[at..at + loc.stored_len as usize];
+                let data = compress::decompress_verified(blob, loc.raw_len as usize, max, id)
+                    .map_err(|e| match e {
+                        Error::Corrupt { object, detail } => Error::Corrupt {
+                            object: format!("{object} in pack {}", first.pack),
+                            detail,
+                        },
+                        other => other,
+                    })?;
+                sink(&data)?;
+            }
+            i = end;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::provider::MemoryProvider;
+
+    fn open(p: Arc<dyn Provider>, idx: &Path) -> ChunkStore {
+        ChunkStore::open(p, idx, true).unwrap()
+    }
+
+    fn read_all(s: &ChunkStore, ids: &[ChunkId]) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        s.read_chunks(ids, |d| {
+            out.extend_from_slice(d);
+            Ok::<(), Error>(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn write_dedup_read_and_rebuild_index() {
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let dir = tempfile::tempdir().unwrap();
+        let chunks: Vec<Vec<u8>> = (0..50u32)
+            .map(|i| format!("chunk {i} ").repeat(1000).into_bytes())
+            .collect();
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| ChunkId::of(c)).collect();
+        {
+            let s = open(p.clone(), dir.path());
+            for (id, c) in ids.iter().zip(&chunks) {
+                assert!(s.put_chunk(*id, c).unwrap());
+            }
+            assert!(
+                !s.put_chunk(ids[0], &chunks[0]).unwrap(),
+                "same session dedups"
+            );
+            s.flush().unwrap();
+            assert_eq!(s.write_stats().new_chunks, 50);
+            assert_eq!(read_all(&s, &ids).unwrap(), chunks.concat());
+        }
+        // A second session dedups against the index.
+        let s = open(p.clone(), dir.path());
+        assert!(!s.put_chunk(ids[3], &chunks[3]).unwrap());
+        drop(s);
+        // A fresh index (new machine) is rebuilt from pack trailers on demand.
+        let fresh = tempfile::tempdir().unwrap();
+        let s = open(p.clone(), fresh.path());
+        assert_eq!(s.index().get(&ids[7]).unwrap(), None);
+        assert_eq!(read_all(&s, &ids[5..9]).unwrap(), chunks[5..9].concat());
+        assert!(s.index().get(&ids[7]).unwrap().is_some());
+    }
+
+    #[test]
+    fn bit_flip_in_a_chunk_is_reported_as_corrupt() {
+        let mem = Arc::new(MemoryProvider::default());
+        let p: Arc<dyn Provider> = mem.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(p.clone(), dir.path());
+        let data = b"some chunk data that is long enough".repeat(10);
+        let id = ChunkId::of(&data);
+        s.put_chunk(id, &data).unwrap();
+        s.flush().unwrap();
+        let loc = s.locate(&id).unwrap();
+        let key = pack_key(&loc.pack);
+        let mut bytes = s.block_on(p.get(&key)).unwrap().to_vec();
+        // Replace the blob with a valid zstd frame of different content.
+        let other = crate::compress::compress(&vec![b'x'; data.len()], 3).unwrap();
+        let mut b = PackBuilder::new();
+        b.add(id, data.len() as u32, &other);
+        let (forged, _) = b.finish();
+        s.block_on(p.delete(&key)).unwrap();
+        s.block_on(p.put_if_absent(&key, Bytes::from(forged)))
+            .unwrap();
+        // A fresh index reads the forged trailer, so the blob decompresses fine and only the
+        // BLAKE3 check can catch it.
+        let fresh = tempfile::tempdir().unwrap();
+        let s2 = open(p.clone(), fresh.path());
+        let err = read_all(&s2, &[id]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.to_string().contains("BLAKE3 mismatch"), "{err}");
+        drop(s2);
+        // A flipped bit inside the compressed frame is also caught.
+        let off = loc.offset as usize + 6;
+        bytes[off] ^= 1;
+        s.block_on(p.delete(&key)).unwrap();
+        s.block_on(p.put_if_absent(&key, Bytes::from(bytes)))
+            .unwrap();
+        assert_eq!(read_all(&s, &[id]).unwrap_err().kind(), ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn sync_forgets_vanished_packs() {
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(p.clone(), dir.path());
+        let data = vec![9u8; 5000];
+        let id = ChunkId::of(&data);
+        s.put_chunk(id, &data).unwrap();
+        s.flush().unwrap();
+        let loc = s.locate(&id).unwrap();
+        s.block_on(p.delete(&pack_key(&loc.pack))).unwrap();
+        assert_eq!(s.sync_index().unwrap(), (0, 1));
+        assert_eq!(s.index().get(&id).unwrap(), None);
+        assert_eq!(s.locate(&id).unwrap_err().kind(), ErrorKind::NotFound);
+    }
+}

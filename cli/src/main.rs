@@ -1,0 +1,421 @@
+//! `rbk`: back up and restore the state of stream-processing modules.
+//!
+//! Exit codes: 0 success; 1 failure (I/O, provider); 2 usage or invalid input; 3 not found
+//! (module, backup, data dir, chunk); 4 corruption detected (manifest, pack or chunk).
+
+mod config;
+mod demo;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rbk_chunkstore::provider;
+use rbk_engine::ops::{backup, info, list, restore};
+use rbk_engine::{BackupId, ErrorKind, Repo, repo};
+use serde_json::json;
+
+use crate::config::Config;
+use crate::progress::Bars;
+
+pub const EXIT_FAILURE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_NOT_FOUND: u8 = 3;
+pub const EXIT_CORRUPT: u8 = 4;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "rbk",
+    version,
+    about = "Deduplicating backups of stream-processing module state"
+)]
+struct Cli {
+    /// Config file (default: ./rbk.yaml when it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Data dir holding `modules/` (overrides `data.dir`).
+    #[arg(
+        long = "data-dir",
+        alias = "dataDir",
+        global = true,
+        value_name = "DIR"
+    )]
+    data_dir: Option<PathBuf>,
+    /// Backup provider, e.g. `fs /var/rbk` (overrides `backup.provider`).
+    #[arg(long, global = true, value_name = "SPEC")]
+    provider: Option<String>,
+    /// Machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Backup,
+    List,
+    Info,
+    Restore,
+}
+
+#[derive(Args, Debug, Default)]
+struct Target {
+    /// Module name, e.g. com.mycompany.BankModule.
+    #[arg(long)]
+    module: Option<String>,
+    /// Backup id, e.g. com.mycompany.BankModule-00000193E038B5F8-DE.
+    #[arg(long = "backupId", alias = "backup-id")]
+    backup_id: Option<String>,
+    /// Page token printed by the previous `list` page.
+    #[arg(long = "pageToken", alias = "page-token")]
+    page_token: Option<String>,
+    /// Backups per `list` page.
+    #[arg(long = "pageSize", alias = "page-size", default_value_t = 20)]
+    page_size: usize,
+    /// Restore over a non-empty module dir (its current state is discarded).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Back up a module; with --action, any backup operation (Rama-style).
+    Backup {
+        #[arg(long, value_enum, default_value = "backup")]
+        action: Action,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List a module's backups, newest first.
+    List(Target),
+    /// Show what a backup holds.
+    Info(Target),
+    /// Restore a backup into the data dir.
+    Restore(Target),
+    /// Generate or advance realistic module state (real RocksDB PStates).
+    Testdata {
+        #[command(subcommand)]
+        command: TestdataCommand,
+    },
+    /// Generate a module, back it up over several generations, restore and check every
+    /// backup, and print dedup ratio and throughput.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum TestdataCommand {
+    /// Write a new module into the data dir.
+    Generate {
+        #[arg(long, default_value = "com.rbk.BankModule")]
+        module: String,
+        #[arg(long, default_value_t = 4)]
+        tasks: u32,
+        #[arg(long = "size-mib", default_value_t = 64)]
+        size_mib: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Move a generated module one generation forward.
+    Advance {
+        #[arg(long, default_value = "com.rbk.BankModule")]
+        module: String,
+        #[arg(long, default_value_t = 5)]
+        percent: u64,
+    },
+}
+
+fn exit_code_of(e: &anyhow::Error) -> u8 {
+    let kind = e.chain().find_map(|c| {
+        c.downcast_ref::<rbk_engine::Error>()
+            .map(rbk_engine::Error::kind)
+            .or_else(|| {
+                c.downcast_ref::<rbk_chunkstore::Error>()
+                    .map(rbk_chunkstore::Error::kind)
+            })
+    });
+    match kind {
+        Some(ErrorKind::NotFound) => EXIT_NOT_FOUND,
+        Some(ErrorKind::Corrupt) => EXIT_CORRUPT,
+        Some(ErrorKind::InvalidInput) => EXIT_USAGE,
+        Some(ErrorKind::Io) | None => EXIT_FAILURE,
+    }
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    anyhow::Error::new(rbk_engine::Error::InvalidInput(msg))
+}
+
+fn need<'a>(v: &'a Option<String>, flag: &str, action: &str) -> Result<&'a str> {
+    v.as_deref()
+        .ok_or_else(|| usage(format!("`{action}` needs {flag}")))
+}
+
+fn open_repo(cfg: &Config, create: bool) -> Result<Repo> {
+    let p = provider::from_spec(&cfg.provider)?;
+    Repo::open(p, &repo::index_root(&cfg.data_dir), create)
+        .with_context(|| format!("opening the store `{}`", cfg.provider))
+}
+
+fn print(json_out: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if json_out {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()> {
+    let bars = Bars::new(!cli.quiet && !cli.json);
+    match action {
+        Action::Backup => {
+            let module = need(&t.module, "--module", "backup")?;
+            // Validate the module before creating or touching the store.
+            rbk_engine::layout::scan_module(&cfg.data_dir, module)?;
+            let repo = open_repo(cfg, true)?;
+            let r = backup::backup(&repo, &cfg.data_dir, module, &bars)?;
+            let s = r.stats;
+            print(
+                cli.json,
+                json!({"backup_id": r.backup_id.to_string(), "files": s.files, "files_reused": s.files_reused, "logical_bytes": s.logical_bytes,
+                       "new_chunks": s.new_chunks, "new_stored_bytes": s.new_stored_bytes, "packs_written": r.packs_written, "seconds": r.seconds}),
+                || r.backup_id.to_string(),
+            );
+            if !cli.json && !cli.quiet {
+                eprintln!(
+                    "backed up {} files ({} reused), {:.1} MiB in {:.2}s; uploaded {} new chunks, {:.1} MiB stored",
+                    s.files,
+                    s.files_reused,
+                    mib(s.logical_bytes),
+                    r.seconds,
+                    s.new_chunks,
+                    mib(s.new_stored_bytes)
+                );
+            }
+        }
+        Action::List => {
+            let module = need(&t.module, "--module", "list")?;
+            let repo = open_repo(cfg, false)?;
+            let page = list::list(&repo, module, t.page_token.as_deref(), t.page_size)?;
+            let ids: Vec<String> = page.backups.iter().map(ToString::to_string).collect();
+            print(
+                cli.json,
+                json!({"backups": ids, "next_page_token": page.next_token}),
+                || {
+                    let mut lines: Vec<String> = page
+                        .backups
+                        .iter()
+                        .map(|id| format!("{id}  {}", format_ms(id.millis)))
+                        .collect();
+                    if let Some(tok) = &page.next_token {
+                        lines.push(format!("next page: --pageToken {tok}"));
+                    }
+                    lines.join("\n")
+                },
+            );
+            if page.backups.is_empty() && !cli.json {
+                eprintln!("no backups of module `{module}` in `{}`", cfg.provider);
+            }
+        }
+        Action::Info => {
+            let id = BackupId::parse(need(&t.backup_id, "--backupId", "info")?)?;
+            let repo = open_repo(cfg, false)?;
+            let i = info::info(&repo, &id)?;
+            print(cli.json, info_json(&i), || info_text(&i));
+        }
+        Action::Restore => {
+            let id = BackupId::parse(need(&t.backup_id, "--backupId", "restore")?)?;
+            let repo = open_repo(cfg, false)?;
+            let r = restore::restore(
+                &repo,
+                &cfg.data_dir,
+                &id,
+                restore::RestoreOptions { force: t.force },
+                &bars,
+            )?;
+            print(
+                cli.json,
+                json!({"backup_id": id.to_string(), "target": r.target, "files": r.files, "bytes": r.bytes, "seconds": r.seconds}),
+                || {
+                    format!(
+                        "restored {id} into {} ({} files, {:.1} MiB, {:.2}s)",
+                        r.target.display(),
+                        r.files,
+                        mib(r.bytes),
+                        r.seconds
+                    )
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn mib(b: u64) -> f64 {
+    b as f64 / (1u64 << 20) as f64
+}
+
+fn format_ms(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+fn info_json(i: &info::BackupInfo) -> serde_json::Value {
+    let m = &i.manifest;
+    json!({
+        "backup_id": m.backup_id.to_string(),
+        "module": m.module(),
+        "created": format_ms(m.created_ms),
+        "tasks": m.task_count,
+        "files": i.files,
+        "logical_bytes": i.logical_bytes,
+        "stored_bytes": i.stored_bytes,
+        "unique_chunks": i.unique_chunks,
+        "new_stored_bytes": m.stats.new_stored_bytes,
+        "task_entries": m.tasks.iter().map(|t| json!({
+            "task": t.task,
+            "depots": t.depots.iter().map(|d| json!({"name": format!("*{}", d.name), "start_offset": d.start_offset, "end_offset": d.end_offset, "segments": d.files.len()})).collect::<Vec<_>>(),
+            "pstates": t.pstates.iter().map(|p| json!({"name": format!("$${}", p.name), "files": p.files.len(), "bytes": p.files.iter().map(|f| f.size).sum::<u64>()})).collect::<Vec<_>>(),
+            "topologies": t.topologies.iter().map(|p| json!({"name": p.name, "commit_id": p.commit_id})).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn info_text(i: &info::BackupInfo) -> String {
+    let m = &i.manifest;
+    let mut out = format!(
+        "backup   {}\nmodule   {}\ncreated  {}\ntasks    {}\nfiles    {}\nlogical  {} bytes ({:.1} MiB)\nstored   {} bytes ({:.1} MiB, {} unique chunks; {:.1} MiB new in this backup)\n",
+        m.backup_id,
+        m.module(),
+        format_ms(m.created_ms),
+        m.task_count,
+        i.files,
+        i.logical_bytes,
+        mib(i.logical_bytes),
+        i.stored_bytes,
+        mib(i.stored_bytes),
+        i.unique_chunks,
+        mib(m.stats.new_stored_bytes)
+    );
+    for t in &m.tasks {
+        out.push_str(&format!("task {}\n", t.task));
+        for d in &t.depots {
+            out.push_str(&format!(
+                "  depot    *{}  offsets {}..{}  {} segments\n",
+                d.name,
+                d.start_offset,
+                d.end_offset,
+                d.files.len()
+            ));
+        }
+        for p in &t.pstates {
+            out.push_str(&format!(
+                "  pstate   $${}  {} files, {} bytes\n",
+                p.name,
+                p.files.len(),
+                p.files.iter().map(|f| f.size).sum::<u64>()
+            ));
+        }
+        for p in &t.topologies {
+            let commit = p.commit_id.map_or("-".to_string(), |c| c.to_string());
+            out.push_str(&format!("  topology {}  commit {commit}\n", p.name));
+        }
+    }
+    out.trim_end().to_string()
+}
+
+fn run(cli: &Cli) -> Result<()> {
+    let cfg = config::resolve(
+        cli.config.as_deref(),
+        cli.data_dir.as_deref(),
+        cli.provider.as_deref(),
+    )
+    .map_err(|e| usage(format!("{e:#}")))?;
+    match &cli.command {
+        Command::Backup { action, target } => run_action(cli, &cfg, *action, target),
+        Command::List(t) => run_action(cli, &cfg, Action::List, t),
+        Command::Info(t) => run_action(cli, &cfg, Action::Info, t),
+        Command::Restore(t) => run_action(cli, &cfg, Action::Restore, t),
+        Command::Testdata { command } => {
+            match command {
+                TestdataCommand::Generate {
+                    module,
+                    tasks,
+                    size_mib,
+                    seed,
+                } => {
+                    let spec = rbk_engine::testdata::GenSpec {
+                        module: module.clone(),
+                        tasks: *tasks,
+                        size_mib: *size_mib,
+                        seed: *seed,
+                        ..Default::default()
+                    };
+                    if !spec.tasks.is_power_of_two() {
+                        return Err(usage(format!(
+                            "--tasks {} is not a power of two",
+                            spec.tasks
+                        )));
+                    }
+                    std::fs::create_dir_all(&cfg.data_dir)
+                        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+                    rbk_engine::testdata::generate(&cfg.data_dir, &spec)?;
+                    println!(
+                        "{}",
+                        rbk_engine::layout::module_dir(&cfg.data_dir, module).display()
+                    );
+                }
+                TestdataCommand::Advance { module, percent } => {
+                    let generation =
+                        rbk_engine::testdata::advance(&cfg.data_dir, module, *percent)?;
+                    println!("{module} generation {generation}");
+                }
+            }
+            Ok(())
+        }
+        Command::Demo(args) => demo::run(args, cli.json),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RBK_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code_of(&e))
+        }
+    }
+}

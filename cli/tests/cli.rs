@@ -1,0 +1,228 @@
+//! The `rbk` binary: both command forms, output, config file, and exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const MODULE: &str = "com.rbk.BankModule";
+
+struct Env {
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    /// A generated module in `<tmp>/data` and an `rbk.yaml` pointing at it and `<tmp>/store`.
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tmp.path().join("rbk.yaml"),
+            "data.dir: data\nbackup.provider: \"fs store\"\n",
+        )
+        .unwrap();
+        let env = Env { tmp };
+        let out = env.rbk(&["testdata", "generate", "--size-mib", "3", "--tasks", "4"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env
+    }
+
+    fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Runs rbk in the env's directory, so `./rbk.yaml` is picked up.
+    fn rbk(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rbk"))
+            .current_dir(self.dir())
+            .args(args)
+            .arg("--quiet")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.rbk(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "rbk {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str], code: i32, needle: &str) {
+        let out = self.rbk(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "rbk {args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "rbk {args:?}: expected {needle:?} in {stderr}"
+        );
+    }
+
+    fn module(&self) -> PathBuf {
+        self.dir().join("data/modules").join(MODULE)
+    }
+}
+
+fn digest(dir: &Path) -> std::collections::BTreeMap<String, [u8; 32]> {
+    rbk_engine::testdata::tree_digest(dir).unwrap()
+}
+
+#[test]
+fn rama_and_short_forms_back_up_list_info_and_restore() {
+    let env = Env::new();
+    let id1 = env
+        .ok(&["backup", "--action", "backup", "--module", MODULE])
+        .trim()
+        .to_string();
+    let id2 = env.ok(&["backup", "--module", MODULE]).trim().to_string();
+    assert!(
+        id1.starts_with(&format!("{MODULE}-")) && id1.len() == MODULE.len() + 20,
+        "{id1}"
+    );
+    assert!(id1 < id2);
+
+    // list: newest first, one backup per line starting with its id, paginated.
+    let all = env.ok(&["list", "--module", MODULE]);
+    let lines: Vec<&str> = all.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[0].starts_with(&id2) && lines[1].starts_with(&id1),
+        "{all}"
+    );
+    let page1 = env.ok(&[
+        "backup",
+        "--action",
+        "list",
+        "--module",
+        MODULE,
+        "--pageSize",
+        "1",
+    ]);
+    assert!(page1.lines().next().unwrap().starts_with(&id2));
+    let token = page1
+        .lines()
+        .last()
+        .unwrap()
+        .strip_prefix("next page: --pageToken ")
+        .unwrap();
+    let page2 = env.ok(&[
+        "backup",
+        "--action",
+        "list",
+        "--module",
+        MODULE,
+        "--pageSize",
+        "1",
+        "--pageToken",
+        token,
+    ]);
+    assert_eq!(page2.lines().collect::<Vec<_>>().len(), 1);
+    assert!(page2.starts_with(&id1), "{page2}");
+
+    // info, text and JSON.
+    let text = env.ok(&["info", "--backupId", &id2]);
+    assert!(
+        text.contains("depot    *transfers") && text.contains("pstate   $$balances"),
+        "{text}"
+    );
+    let j: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "backup",
+        "--action",
+        "info",
+        "--backupId",
+        &id2,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(j["backup_id"], id2.as_str());
+    assert_eq!(j["task_entries"].as_array().unwrap().len(), 4);
+    assert!(j["stored_bytes"].as_u64().unwrap() > 0);
+
+    // restore into a fresh data dir with no index, via a flag overriding the config.
+    let want = digest(&env.module());
+    env.ok(&["restore", "--backupId", &id1, "--data-dir", "fresh"]);
+    assert_eq!(digest(&env.dir().join("fresh/modules").join(MODULE)), want);
+
+    // Restore over the live module: refused without --force, works with it.
+    env.fails(&["restore", "--backupId", &id1], 2, "--force");
+    std::fs::write(env.module().join("module.jar"), b"changed").unwrap();
+    env.ok(&[
+        "backup",
+        "--action",
+        "restore",
+        "--backupId",
+        &id1,
+        "--force",
+    ]);
+    assert_eq!(digest(&env.module()), want);
+}
+
+#[test]
+fn json_backup_output_and_embedded_default_store() {
+    let env = Env::new();
+    std::fs::remove_file(env.dir().join("rbk.yaml")).unwrap();
+    // No config at all: data dir ./data, store ./data-backups beside it.
+    let j: serde_json::Value =
+        serde_json::from_str(&env.ok(&["backup", "--module", MODULE, "--json"])).unwrap();
+    assert!(j["new_chunks"].as_u64().unwrap() > 0);
+    assert!(env.dir().join("data-backups/config").is_file());
+    let listed = env.ok(&["list", "--module", MODULE]);
+    assert!(listed.starts_with(j["backup_id"].as_str().unwrap()));
+}
+
+#[test]
+fn exit_codes_distinguish_usage_not_found_and_corruption() {
+    let env = Env::new();
+    let id = env.ok(&["backup", "--module", MODULE]).trim().to_string();
+    env.fails(
+        &["backup", "--module", "com.nope.Missing"],
+        3,
+        "com.nope.Missing",
+    );
+    env.fails(&["info", "--backupId", "garbage"], 2, "is not a backup id");
+    env.fails(
+        &[
+            "info",
+            "--backupId",
+            &format!("{MODULE}-0000000000000001-00"),
+        ],
+        3,
+        "not found",
+    );
+    env.fails(&["backup", "--action", "restore"], 2, "--backupId");
+    env.fails(&["frobnicate"], 2, "unrecognized subcommand");
+    env.fails(
+        &["backup", "--module", MODULE, "--data-dir", "nowhere"],
+        3,
+        "nowhere",
+    );
+    env.fails(
+        &["list", "--module", MODULE, "--config", "missing.yaml"],
+        2,
+        "missing.yaml",
+    );
+    env.fails(
+        &["list", "--module", MODULE, "--provider", "ftp://x"],
+        2,
+        "ftp://x",
+    );
+
+    let key = format!("manifests/{MODULE}/{id}");
+    let path = env.dir().join("store").join(key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[40] ^= 0xFF;
+    std::fs::write(&path, &bytes).unwrap();
+    env.fails(&["info", "--backupId", &id], 4, "checksum mismatch");
+    env.fails(
+        &["restore", "--backupId", &id, "--data-dir", "fresh"],
+        4,
+        "checksum mismatch",
+    );
+    assert!(!env.dir().join("fresh/modules").join(MODULE).exists());
+}

@@ -1,0 +1,80 @@
+//! Errors of the engine. Each names the module, backup or path involved and, where there is
+//! one, what the user can do.
+
+use std::path::PathBuf;
+
+pub use rbk_chunkstore::ErrorKind;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] rbk_chunkstore::Error),
+
+    #[error("data dir `{}` does not exist; pass --data-dir or set data.dir in rbk.yaml", path.display())]
+    DataDirMissing { path: PathBuf },
+
+    #[error("module `{module}` not found: `{}` does not exist", path.display())]
+    ModuleNotFound { module: String, path: PathBuf },
+
+    #[error(
+        "backup `{backup_id}` not found in the store; run `rbk list --module {module}` to see the backups"
+    )]
+    BackupNotFound { backup_id: String, module: String },
+
+    #[error(
+        "`{id}` is not a backup id ({why}); ids look like `com.mycompany.MyModule-00000193E038B5F8-DE`"
+    )]
+    InvalidBackupId { id: String, why: String },
+
+    #[error("`{}` violates the module layout: {detail}", path.display())]
+    Layout { path: PathBuf, detail: String },
+
+    #[error("restore target `{}` is not empty; pass --force to replace it (the current state is discarded)", path.display())]
+    TargetNotEmpty { path: PathBuf },
+
+    #[error("manifest `{key}` is corrupt: {detail}")]
+    CorruptManifest { key: String, detail: String },
+
+    #[error("I/O error on `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    InvalidInput(String),
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Store(e) => e.kind(),
+            Error::DataDirMissing { .. }
+            | Error::ModuleNotFound { .. }
+            | Error::BackupNotFound { .. } => ErrorKind::NotFound,
+            Error::CorruptManifest { .. } => ErrorKind::Corrupt,
+            Error::InvalidBackupId { .. }
+            | Error::Layout { .. }
+            | Error::TargetNotEmpty { .. }
+            | Error::InvalidInput(_) => ErrorKind::InvalidInput,
+            Error::Io { .. } => ErrorKind::Io,
+        }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn layout(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
+        Error::Layout {
+            path: path.into(),
+            detail: detail.into(),
+        }
+    }
+}

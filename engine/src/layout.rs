@@ -1,0 +1,278 @@
+//! The on-disk layout of a module's state (see docs/ARCHITECTURE.md, "Module layout"):
+//!
+//! ```text
+//! <data-dir>/modules/<module>/module.json, module.jar, config-overrides.json, dynamic-options.json
+//!     tasks/<task>/depots/<depot>/<20-digit first offset>.seg
+//!     tasks/<task>/pstates/<pstate>/...          a RocksDB directory
+//!     tasks/<task>/topologies/<topology>/progress.json
+//! ```
+//! Scanning validates the shape and collects every regular file with the metadata used for
+//! incremental backups. Anything that does not fit is an error naming the path, never skipped
+//! silently: a backup that leaves out state is worse than none.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::backup_id::validate_module_name;
+use crate::depot::segment_first_offset;
+use crate::{Error, Result};
+
+pub const MODULES_DIR: &str = "modules";
+/// Prefix of rbk's own entries beside module dirs (restore staging); never a module.
+pub const RBK_TEMP_PREFIX: &str = ".rbk-";
+
+/// What rbk reads from module.json; the file itself is backed up byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleMeta {
+    pub name: String,
+    pub tasks: u32,
+}
+
+impl ModuleMeta {
+    /// # Errors
+    /// `Layout` naming `path` when the JSON is malformed or lacks `name`/`tasks`.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self> {
+        let v: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::layout(path, format!("module.json is not valid JSON: {e}")))?;
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::layout(path, "module.json has no string `name`"))?;
+        let tasks = v
+            .get("tasks")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| Error::layout(path, "module.json has no integer `tasks`"))?;
+        if tasks == 0 || !tasks.is_power_of_two() || tasks > 1 << 20 {
+            return Err(Error::layout(
+                path,
+                format!("`tasks` is {tasks}; it must be a power of two"),
+            ));
+        }
+        Ok(ModuleMeta {
+            name: name.into(),
+            tasks: tasks as u32,
+        })
+    }
+}
+
+/// A regular file found by the scan.
+#[derive(Debug, Clone)]
+pub struct ScannedFile {
+    /// Relative to its object directory.
+    pub rel: String,
+    pub abs: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScannedObject {
+    pub name: String,
+    pub files: Vec<ScannedFile>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScannedTask {
+    pub task: u32,
+    /// Depot partitions; their files are segments sorted by first offset.
+    pub depots: Vec<ScannedObject>,
+    pub pstates: Vec<ScannedObject>,
+    pub topologies: Vec<ScannedObject>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ModuleScan {
+    pub dir: PathBuf,
+    pub meta: ModuleMeta,
+    pub module_files: Vec<ScannedFile>,
+    pub tasks: Vec<ScannedTask>,
+}
+
+pub fn module_dir(data_dir: &Path, module: &str) -> PathBuf {
+    data_dir.join(MODULES_DIR).join(module)
+}
+
+fn file_name(path: &Path) -> Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| Error::layout(path, "file name is not valid UTF-8"))
+}
+
+fn scanned(abs: PathBuf, rel: String, md: &fs::Metadata) -> ScannedFile {
+    ScannedFile {
+        rel,
+        abs,
+        size: md.len(),
+        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        dev: md.dev(),
+        ino: md.ino(),
+        mode: md.mode() & 0o7777,
+    }
+}
+
+/// Sorted entries of a directory: (path, name, metadata without following symlinks).
+fn entries(dir: &Path) -> Result<Vec<(PathBuf, String, fs::Metadata)>> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let e = e.map_err(|e| Error::io(dir, e))?;
+        let path = e.path();
+        let name = file_name(&path)?;
+        let md = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+        if md.file_type().is_symlink() {
+            return Err(Error::layout(
+                &path,
+                "symbolic links are not allowed in module state (rbk backs up real files only)",
+            ));
+        }
+        if !md.is_file() && !md.is_dir() {
+            return Err(Error::layout(&path, "not a regular file or directory"));
+        }
+        out.push((path, name, md));
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+/// Every regular file under `dir`, recursively, with paths relative to `dir`.
+fn files_under(dir: &Path, prefix: &str, out: &mut Vec<ScannedFile>) -> Result<()> {
+    for (path, name, md) in entries(dir)? {
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if md.is_dir() {
+            files_under(&path, &rel, out)?;
+        } else {
+            out.push(scanned(path, rel, &md));
+        }
+    }
+    Ok(())
+}
+
+/// Subdirectories of `dir` (one per object); a regular file there is a layout error.
+fn objects(dir: &Path, what: &str, depot: bool) -> Result<Vec<ScannedObject>> {
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for (path, name, md) in entries(dir)? {
+        if !md.is_dir() {
+            return Err(Error::layout(
+                &path,
+                format!("expected a {what} directory, found a file"),
+            ));
+        }
+        let mut files = Vec::new();
+        if depot {
+            for (seg, seg_name, md) in entries(&path)? {
+                if !md.is_file() || segment_first_offset(&seg_name).is_none() {
+                    return Err(Error::layout(
+                        &seg,
+                        "a depot partition holds only segment files named <20-digit offset>.seg",
+                    ));
+                }
+                files.push(scanned(seg, seg_name, &md));
+            }
+        } else {
+            files_under(&path, "", &mut files)?;
+        }
+        out.push(ScannedObject { name, files });
+    }
+    Ok(out)
+}
+
+/// Scans and validates `<data_dir>/modules/<module>`.
+///
+/// # Errors
+/// `DataDirMissing`, `ModuleNotFound`, `Layout` naming the offending path, I/O errors.
+pub fn scan_module(data_dir: &Path, module: &str) -> Result<ModuleScan> {
+    validate_module_name(module)?;
+    if !data_dir.is_dir() {
+        return Err(Error::DataDirMissing {
+            path: data_dir.into(),
+        });
+    }
+    let dir = module_dir(data_dir, module);
+    if !dir.is_dir() {
+        return Err(Error::ModuleNotFound {
+            module: module.into(),
+            path: dir,
+        });
+    }
+    let meta_path = dir.join("module.json");
+    let meta_bytes = match fs::read(&meta_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::layout(&meta_path, "module.json is missing"));
+        }
+        Err(e) => return Err(Error::io(&meta_path, e)),
+    };
+    let meta = ModuleMeta::parse(&meta_path, &meta_bytes)?;
+    if meta.name != module {
+        return Err(Error::layout(
+            &meta_path,
+            format!(
+                "module.json names module `{}` but its directory is `{module}`",
+                meta.name
+            ),
+        ));
+    }
+    let mut module_files = Vec::new();
+    let mut tasks = Vec::new();
+    for (path, name, md) in entries(&dir)? {
+        if md.is_file() {
+            module_files.push(scanned(path, name, &md));
+            continue;
+        }
+        if name != "tasks" {
+            return Err(Error::layout(
+                &path,
+                "unexpected directory; a module dir holds only files and `tasks/`",
+            ));
+        }
+        for (tpath, tname, tmd) in entries(&path)? {
+            let task: u32 = match tname.parse::<u32>() {
+                Ok(t) if tmd.is_dir() && t < meta.tasks && t.to_string() == tname => t,
+                _ => {
+                    return Err(Error::layout(
+                        &tpath,
+                        format!(
+                            "expected a task directory named 0..{} (module.json says {} tasks)",
+                            meta.tasks - 1,
+                            meta.tasks
+                        ),
+                    ));
+                }
+            };
+            for (sub, sname, smd) in entries(&tpath)? {
+                if !smd.is_dir() || !matches!(sname.as_str(), "depots" | "pstates" | "topologies") {
+                    return Err(Error::layout(
+                        &sub,
+                        "a task dir holds only `depots/`, `pstates/` and `topologies/`",
+                    ));
+                }
+            }
+            tasks.push(ScannedTask {
+                task,
+                depots: objects(&tpath.join("depots"), "depot partition", true)?,
+                pstates: objects(&tpath.join("pstates"), "PState partition", false)?,
+                topologies: objects(&tpath.join("topologies"), "topology", false)?,
+            });
+        }
+    }
+    tasks.sort_by_key(|t| t.task);
+    Ok(ModuleScan {
+        dir,
+        meta,
+        module_files,
+        tasks,
+    })
+}

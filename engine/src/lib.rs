@@ -1,0 +1,27 @@
+//! rbk-engine: backups of stream-processing module state.
+//!
+//! The engine knows modules and backups; the chunk store underneath knows only chunks and
+//! objects. Modules:
+//! - [`layout`]: the on-disk shape of a module's state, scanned and validated;
+//! - [`depot`]: depot segment framing (record counting, writing);
+//! - [`manifest`]: the binary record of one backup (format in `docs/format.md`);
+//! - [`backup_id`]: `<module>-<16 hex ms>-<2 hex>` ids;
+//! - [`repo`]: a chunk store plus the manifests in it;
+//! - [`ops`]: one file per user-level operation (backup, restore, list, info);
+//! - [`testdata`]: a generator of realistic module state with real RocksDB PStates.
+
+pub mod backup_id;
+pub mod depot;
+pub mod error;
+pub mod layout;
+pub mod manifest;
+pub mod ops;
+pub mod progress;
+pub mod repo;
+pub mod testdata;
+mod wire;
+
+pub use backup_id::BackupId;
+pub use error::{Error, ErrorKind, Result};
+pub use progress::{NoProgress, Progress};
+pub use repo::Repo;

@@ -1,0 +1,544 @@
+//! The manifest: the record of one backup of one module. Byte layout in `docs/format.md`.
+//!
+//! A manifest lists every file of the module's state with its ordered chunk ids, grouped the
+//! way the module is: module-level files, then per task the depot partitions (segments and
+//! offsets), PState partitions (RocksDB directories) and topology progress files.
+
+use rbk_chunkstore::ChunkId;
+
+use crate::backup_id::{BackupId, validate_module_name};
+use crate::wire::{Dec, DecResult, Enc};
+use crate::{Error, Result};
+
+pub const MAGIC: &[u8; 8] = b"RBKMANIF";
+pub const VERSION: u32 = 1;
+const HEADER_LEN: usize = 24;
+const CHECKSUM_LEN: usize = 32;
+/// Manifests larger than this are refused before reading (about 8 million chunk ids).
+pub const MAX_MANIFEST_LEN: usize = 256 << 20;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub backup_id: BackupId,
+    pub created_ms: u64,
+    pub rbk_version: String,
+    /// Task count from module.json.
+    pub task_count: u32,
+    pub stats: BackupStats,
+    /// Files directly in the module dir (module.json, module.jar, config-overrides.json,
+    /// dynamic-options.json, and any other file found there).
+    pub module_files: Vec<FileEntry>,
+    pub tasks: Vec<TaskEntry>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackupStats {
+    pub logical_bytes: u64,
+    pub files: u64,
+    /// Files not re-read because identity, size and mtime matched the previous backup.
+    pub files_reused: u64,
+    pub new_chunks: u64,
+    pub new_stored_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEntry {
+    pub task: u32,
+    pub depots: Vec<DepotEntry>,
+    pub pstates: Vec<ObjectEntry>,
+    pub topologies: Vec<TopologyEntry>,
+}
+
+/// One depot partition. `start_offset` is the first offset of the oldest segment,
+/// `end_offset` the offset after the last complete record of the newest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepotEntry {
+    pub name: String,
+    pub start_offset: u64,
+    pub end_offset: u64,
+    pub files: Vec<FileEntry>,
+}
+
+/// One PState partition: every file of its RocksDB directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectEntry {
+    pub name: String,
+    pub files: Vec<FileEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologyEntry {
+    pub name: String,
+    /// `commit_id` from progress.json, when it had one.
+    pub commit_id: Option<u64>,
+    pub files: Vec<FileEntry>,
+}
+
+/// One file: where it goes, how long it is, its chunks in order, and the source identity used
+/// to skip re-reading it next time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Relative to the object directory, '/'-separated, never `..` or absolute.
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub chunks: Vec<ChunkId>,
+}
+
+/// Where an object's directory is, relative to the module dir.
+pub fn depot_dir(task: u32, name: &str) -> String {
+    format!("tasks/{task}/depots/{name}")
+}
+pub fn pstate_dir(task: u32, name: &str) -> String {
+    format!("tasks/{task}/pstates/{name}")
+}
+pub fn topology_dir(task: u32, name: &str) -> String {
+    format!("tasks/{task}/topologies/{name}")
+}
+
+impl Manifest {
+    pub fn module(&self) -> &str {
+        &self.backup_id.module
+    }
+
+    /// Every directory a restore creates (relative to the module dir), including empty ones.
+    pub fn dirs(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in &self.tasks {
+            out.push(format!("tasks/{}", t.task));
+            out.extend(t.depots.iter().map(|d| depot_dir(t.task, &d.name)));
+            out.extend(t.pstates.iter().map(|p| pstate_dir(t.task, &p.name)));
+            out.extend(t.topologies.iter().map(|p| topology_dir(t.task, &p.name)));
+        }
+        out
+    }
+
+    /// Every file with its path relative to the module dir.
+    pub fn files(&self) -> Vec<(String, &FileEntry)> {
+        let mut out: Vec<(String, &FileEntry)> = self
+            .module_files
+            .iter()
+            .map(|f| (f.path.clone(), f))
+            .collect();
+        for t in &self.tasks {
+            let groups = (t
+                .depots
+                .iter()
+                .map(|d| (depot_dir(t.task, &d.name), &d.files)))
+            .chain(
+                t.pstates
+                    .iter()
+                    .map(|p| (pstate_dir(t.task, &p.name), &p.files)),
+            )
+            .chain(
+                t.topologies
+                    .iter()
+                    .map(|p| (topology_dir(t.task, &p.name), &p.files)),
+            );
+            for (dir, files) in groups {
+                out.extend(files.iter().map(|f| (format!("{dir}/{}", f.path), f)));
+            }
+        }
+        out
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Enc::default();
+        e.0.extend_from_slice(MAGIC);
+        e.u32(VERSION);
+        e.u32(0); // flags
+        e.u64(0); // body length, patched below
+        e.str(&self.backup_id.to_string());
+        e.u64(self.created_ms);
+        e.str(&self.rbk_version);
+        e.u32(self.task_count);
+        let s = &self.stats;
+        for v in [
+            s.logical_bytes,
+            s.files,
+            s.files_reused,
+            s.new_chunks,
+            s.new_stored_bytes,
+        ] {
+            e.u64(v);
+        }
+        enc_files(&mut e, &self.module_files);
+        e.count(self.tasks.len());
+        for t in &self.tasks {
+            e.u32(t.task);
+            e.count(t.depots.len());
+            for d in &t.depots {
+                e.str(&d.name);
+                e.u64(d.start_offset);
+                e.u64(d.end_offset);
+                enc_files(&mut e, &d.files);
+            }
+            e.count(t.pstates.len());
+            for p in &t.pstates {
+                e.str(&p.name);
+                enc_files(&mut e, &p.files);
+            }
+            e.count(t.topologies.len());
+            for p in &t.topologies {
+                e.str(&p.name);
+                match p.commit_id {
+                    Some(c) => {
+                        e.u8(1);
+                        e.u64(c);
+                    }
+                    None => e.u8(0),
+                }
+                enc_files(&mut e, &p.files);
+            }
+        }
+        let body_len = (e.0.len() - HEADER_LEN) as u64;
+        e.0[16..24].copy_from_slice(&body_len.to_le_bytes());
+        let sum = blake3::hash(&e.0);
+        e.0.extend_from_slice(sum.as_bytes());
+        e.0
+    }
+
+    /// Decodes and checks a manifest read from object `key`.
+    ///
+    /// # Errors
+    /// `CorruptManifest` naming `key` for any malformed, truncated, altered or future-version
+    /// input. Never panics.
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Manifest> {
+        let corrupt = |detail: String| Error::CorruptManifest {
+            key: key.into(),
+            detail,
+        };
+        if bytes.len() < HEADER_LEN + CHECKSUM_LEN || &bytes[..8] != MAGIC {
+            return Err(corrupt(
+                "not an rbk manifest (bad magic or too short)".into(),
+            ));
+        }
+        let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+        if version != VERSION {
+            return Err(corrupt(format!(
+                "format version {version} is not supported by this rbk (supports {VERSION}); upgrade rbk to read it"
+            )));
+        }
+        let body_len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
+        if body_len != (bytes.len() - HEADER_LEN - CHECKSUM_LEN) as u64 {
+            return Err(corrupt(format!(
+                "length field says {body_len} body bytes, the object has {} (truncated?)",
+                bytes.len() - HEADER_LEN - CHECKSUM_LEN
+            )));
+        }
+        let (signed, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+        if blake3::hash(signed).as_bytes() != sum {
+            return Err(corrupt(
+                "checksum mismatch (the manifest was altered or damaged)".into(),
+            ));
+        }
+        if bytes[12..16] != [0; 4] {
+            return Err(corrupt("unknown flags".into()));
+        }
+        let mut d = Dec::new(&signed[HEADER_LEN..]);
+        let m = decode_body(&mut d).map_err(corrupt)?;
+        if d.remaining() != 0 {
+            return Err(corrupt(format!(
+                "{} trailing bytes after the body",
+                d.remaining()
+            )));
+        }
+        Ok(m)
+    }
+}
+
+fn enc_files(e: &mut Enc, files: &[FileEntry]) {
+    e.count(files.len());
+    for f in files {
+        e.str(&f.path);
+        e.u64(f.size);
+        e.i64(f.mtime_ns);
+        e.u64(f.dev);
+        e.u64(f.ino);
+        e.u32(f.mode);
+        e.count(f.chunks.len());
+        for c in &f.chunks {
+            e.id(c);
+        }
+    }
+}
+
+/// A path inside an object directory must stay inside it.
+fn check_rel_path(p: &str) -> DecResult<()> {
+    let ok = !p.is_empty()
+        && !p.starts_with('/')
+        && !p.contains('\\')
+        && !p.chars().any(char::is_control)
+        && p.split('/').all(|s| !s.is_empty() && s != "." && s != "..");
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("unsafe file path `{p}`"))
+    }
+}
+
+/// Object names are single directory names.
+fn check_name(n: &str) -> DecResult<()> {
+    if n.contains('/') {
+        Err(format!("unsafe object name `{n}`"))
+    } else {
+        check_rel_path(n)
+    }
+}
+
+fn dec_files(d: &mut Dec) -> DecResult<Vec<FileEntry>> {
+    // Smallest file entry: empty path (4) + 8 + 8 + 8 + 8 + 4 + chunk count (4).
+    let n = d.count(44)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let path = d.str()?;
+        check_rel_path(&path)?;
+        let size = d.u64()?;
+        let mtime_ns = d.i64()?;
+        let dev = d.u64()?;
+        let ino = d.u64()?;
+        let mode = d.u32()?;
+        let nc = d.count(32)?;
+        let mut chunks = Vec::with_capacity(nc);
+        for _ in 0..nc {
+            chunks.push(d.id()?);
+        }
+        if size > 0 && chunks.is_empty() {
+            return Err(format!("file `{path}` has {size} bytes but no chunks"));
+        }
+        out.push(FileEntry {
+            path,
+            size,
+            mtime_ns,
+            dev,
+            ino,
+            mode,
+            chunks,
+        });
+    }
+    Ok(out)
+}
+
+fn decode_body(d: &mut Dec) -> DecResult<Manifest> {
+    let id_str = d.str()?;
+    let backup_id = BackupId::parse(&id_str).map_err(|e| e.to_string())?;
+    validate_module_name(&backup_id.module).map_err(|e| e.to_string())?;
+    let created_ms = d.u64()?;
+    let rbk_version = d.str()?;
+    let task_count = d.u32()?;
+    let stats = BackupStats {
+        logical_bytes: d.u64()?,
+        files: d.u64()?,
+        files_reused: d.u64()?,
+        new_chunks: d.u64()?,
+        new_stored_bytes: d.u64()?,
+    };
+    let module_files = dec_files(d)?;
+    let nt = d.count(16)?;
+    let mut tasks = Vec::with_capacity(nt);
+    for _ in 0..nt {
+        let task = d.u32()?;
+        if task >= task_count {
+            return Err(format!(
+                "task {task} is outside the module's {task_count} tasks"
+            ));
+        }
+        let nd = d.count(24)?;
+        let mut depots = Vec::with_capacity(nd);
+        for _ in 0..nd {
+            let name = d.str()?;
+            check_name(&name)?;
+            let start_offset = d.u64()?;
+            let end_offset = d.u64()?;
+            depots.push(DepotEntry {
+                name,
+                start_offset,
+                end_offset,
+                files: dec_files(d)?,
+            });
+        }
+        let np = d.count(8)?;
+        let mut pstates = Vec::with_capacity(np);
+        for _ in 0..np {
+            let name = d.str()?;
+            check_name(&name)?;
+            pstates.push(ObjectEntry {
+                name,
+                files: dec_files(d)?,
+            });
+        }
+        let ntop = d.count(9)?;
+        let mut topologies = Vec::with_capacity(ntop);
+        for _ in 0..ntop {
+            let name = d.str()?;
+            check_name(&name)?;
+            let commit_id = match d.u8()? {
+                0 => None,
+                1 => Some(d.u64()?),
+                t => return Err(format!("bad commit id tag {t}")),
+            };
+            topologies.push(TopologyEntry {
+                name,
+                commit_id,
+                files: dec_files(d)?,
+            });
+        }
+        tasks.push(TaskEntry {
+            task,
+            depots,
+            pstates,
+            topologies,
+        });
+    }
+    Ok(Manifest {
+        backup_id,
+        created_ms,
+        rbk_version,
+        task_count,
+        stats,
+        module_files,
+        tasks,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn file() -> impl Strategy<Value = FileEntry> {
+        (
+            "[a-z0-9]{1,8}(/[a-z0-9][a-z0-9.]{0,7}){0,2}",
+            any::<u64>(),
+            any::<i64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            proptest::collection::vec(any::<[u8; 32]>(), 1..4),
+        )
+            .prop_map(|(path, size, mtime_ns, dev, ino, mode, ids)| FileEntry {
+                path,
+                size,
+                mtime_ns,
+                dev,
+                ino,
+                mode,
+                chunks: ids.into_iter().map(ChunkId).collect(),
+            })
+    }
+
+    fn manifest() -> impl Strategy<Value = Manifest> {
+        let files = || proptest::collection::vec(file(), 0..3);
+        let task = (
+            0u32..8,
+            proptest::collection::vec(("[a-z]{1,6}", any::<u64>(), any::<u64>(), files()), 0..2),
+            proptest::collection::vec(("[a-z]{1,6}", files()), 0..2),
+            proptest::collection::vec(
+                ("[a-z]{1,6}", proptest::option::of(any::<u64>()), files()),
+                0..2,
+            ),
+        )
+            .prop_map(|(task, d, p, t)| TaskEntry {
+                task,
+                depots: d
+                    .into_iter()
+                    .map(|(name, start_offset, end_offset, files)| DepotEntry {
+                        name,
+                        start_offset,
+                        end_offset,
+                        files,
+                    })
+                    .collect(),
+                pstates: p
+                    .into_iter()
+                    .map(|(name, files)| ObjectEntry { name, files })
+                    .collect(),
+                topologies: t
+                    .into_iter()
+                    .map(|(name, commit_id, files)| TopologyEntry {
+                        name,
+                        commit_id,
+                        files,
+                    })
+                    .collect(),
+            });
+        (
+            "[a-zA-Z][a-zA-Z.]{0,19}",
+            any::<u64>(),
+            any::<u8>(),
+            any::<[u64; 5]>(),
+            files(),
+            proptest::collection::vec(task, 0..4),
+        )
+            .prop_map(
+                |(module, millis, suffix, s, module_files, tasks)| Manifest {
+                    backup_id: BackupId {
+                        module,
+                        millis: millis >> 1,
+                        suffix,
+                    },
+                    created_ms: millis,
+                    rbk_version: "0.1.0".into(),
+                    task_count: 8,
+                    stats: BackupStats {
+                        logical_bytes: s[0],
+                        files: s[1],
+                        files_reused: s[2],
+                        new_chunks: s[3],
+                        new_stored_bytes: s[4],
+                    },
+                    module_files,
+                    tasks,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn encode_decode_is_identity(m in manifest()) {
+            let bytes = m.encode();
+            prop_assert_eq!(Manifest::decode("k", &bytes).unwrap(), m);
+        }
+
+        #[test]
+        fn decode_never_panics_on_mutations(m in manifest(), pos in any::<usize>(), bit in 0u8..8) {
+            let mut bytes = m.encode();
+            let i = pos % bytes.len();
+            bytes[i] ^= 1 << bit;
+            let r = Manifest::decode("k", &bytes);
+            prop_assert!(matches!(r, Err(Error::CorruptManifest { .. })), "mutation accepted");
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_rejected() {
+        let m = Manifest {
+            backup_id: BackupId::parse("m-0000000000000001-00").unwrap(),
+            created_ms: 1,
+            rbk_version: "t".into(),
+            task_count: 1,
+            stats: BackupStats::default(),
+            module_files: vec![],
+            tasks: vec![TaskEntry {
+                task: 0,
+                depots: vec![],
+                pstates: vec![],
+                topologies: vec![],
+            }],
+        };
+        let bytes = m.encode();
+        for cut in 0..bytes.len() {
+            assert!(
+                matches!(
+                    Manifest::decode("k", &bytes[..cut]),
+                    Err(Error::CorruptManifest { .. })
+                ),
+                "cut {cut}"
+            );
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! `backup`: scan a module, store every file as chunks, then commit a manifest.
+//!
+//! Ordering: all packs are uploaded (`flush`) before the manifest is written, so a manifest
+//! that exists always describes a complete backup. A crash before that leaves only packs no
+//! manifest references, which GC removes.
+//!
+//! Work proportional to change: a file whose (dev, inode, size, mtime) equal those recorded
+//! in the module's newest backup, and whose chunks the store still has, is not read again.
+//! Files modified within [`RACY_WINDOW_NS`] before that backup started are always re-read,
+//! because a change made in the same mtime tick right after it read them would be invisible.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use rbk_chunkstore::ChunkId;
+
+use crate::backup_id::BackupId;
+use crate::depot::{FrameCounter, segment_first_offset};
+use crate::layout::{ScannedFile, ScannedObject, scan_module};
+use crate::manifest::{
+    BackupStats, DepotEntry, FileEntry, Manifest, ObjectEntry, TaskEntry, TopologyEntry, depot_dir,
+    pstate_dir, topology_dir,
+};
+use crate::{Error, ErrorKind, Progress, Repo, Result};
+
+pub const RACY_WINDOW_NS: i64 = 1_000_000_000;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupReport {
+    pub backup_id: BackupId,
+    pub stats: BackupStats,
+    pub packs_written: u64,
+    pub seconds: f64,
+}
+
+/// One file to store, and what the previous backup knew about it.
+struct Job<'a> {
+    /// Relative to the module dir.
+    key: String,
+    file: &'a ScannedFile,
+    /// Count depot records while reading (the newest segment of a partition).
+    count_records: bool,
+}
+
+/// Reading a file fails either on the file (no path known to `io::Error`) or in the store.
+enum ReadError {
+    Io(io::Error),
+    Store(Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+struct Ingested {
+    entry: FileEntry,
+    records: Option<u64>,
+    reused: bool,
+}
+
+/// Reader wrapper that feeds a frame counter with everything read.
+struct Counting<'a, R> {
+    inner: R,
+    counter: Option<&'a mut FrameCounter>,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(c) = self.counter.as_deref_mut() {
+            c.feed(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Backs up `module` from `data_dir` into `repo`.
+///
+/// # Errors
+/// `DataDirMissing`, `ModuleNotFound`, `Layout` (nothing is written to the store for these),
+/// I/O errors reading the module, provider errors.
+pub fn backup(
+    repo: &Repo,
+    data_dir: &Path,
+    module: &str,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    let started = Instant::now();
+    // The backup's time is when it starts looking at files: reuse decisions of the next
+    // backup are made relative to it.
+    let start_ms = now_ms();
+    let scan = scan_module(data_dir, module)?;
+    let store = repo.store();
+    store.sync_index()?;
+    let stats_before = store.write_stats();
+
+    let ids = repo.backup_ids(module)?;
+    // The newest backup tells which files need not be read again. A damaged one must not
+    // block new backups: fall back to reading everything.
+    let previous = match ids.last().map(|id| repo.load_manifest(id)) {
+        Some(Ok(m)) => Some(m),
+        Some(Err(e)) if e.kind() == ErrorKind::Corrupt => {
+            tracing::warn!("previous backup unusable, reading every file: {e}");
+            None
+        }
+        Some(Err(e)) => return Err(e),
+        None => None,
+    };
+    let prev_files: HashMap<String, &FileEntry> = previous
+        .as_ref()
+        .map(|m| m.files().into_iter().collect())
+        .unwrap_or_default();
+    let prev_depot_ends: HashMap<String, u64> = previous
+        .as_ref()
+        .map(|m| {
+            m.tasks
+                .iter()
+                .flat_map(|t| {
+                    t.depots.iter().filter_map(move |d| {
+                        d.files.last().map(|f| {
+                            (
+                                format!("{}/{}", depot_dir(t.task, &d.name), f.path),
+                                d.end_offset,
+                            )
+                        })
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let reuse_before_ns = previous.as_ref().map_or(i64::MIN, |m| {
+        (m.created_ms as i64).saturating_mul(1_000_000) - RACY_WINDOW_NS
+    });
+
+    // Every file of the module, each with its path relative to the module dir.
+    let mut jobs: Vec<Job> = scan
+        .module_files
+        .iter()
+        .map(|f| Job {
+            key: f.rel.clone(),
+            file: f,
+            count_records: false,
+        })
+        .collect();
+    for t in &scan.tasks {
+        for d in &t.depots {
+            let n = d.files.len();
+            jobs.extend(d.files.iter().enumerate().map(|(i, f)| Job {
+                key: format!("{}/{}", depot_dir(t.task, &d.name), f.rel),
+                file: f,
+                count_records: i + 1 == n,
+            }));
+        }
+        for (objs, dir) in [
+            (&t.pstates, pstate_dir as fn(u32, &str) -> String),
+            (&t.topologies, topology_dir),
+        ] {
+            for o in objs.iter() {
+                jobs.extend(o.files.iter().map(|f| Job {
+                    key: format!("{}/{}", dir(t.task, &o.name), f.rel),
+                    file: f,
+                    count_records: false,
+                }));
+            }
+        }
+    }
+    let total: u64 = jobs.iter().map(|j| j.file.size).sum();
+    progress.begin("backup", total);
+
+    let ingest = |job: &Job| -> Result<Ingested> {
+        let f = job.file;
+        if let Some(prev) = prev_files.get(&job.key) {
+            let same = prev.dev == f.dev
+                && prev.ino == f.ino
+                && prev.size == f.size
+                && prev.mtime_ns == f.mtime_ns
+                && f.mtime_ns < reuse_before_ns;
+            let records = if job.count_records {
+                prev_depot_ends
+                    .get(&job.key)
+                    .map(|end| end - segment_first_offset(&f.rel).unwrap_or(0))
+            } else {
+                None
+            };
+            if same
+                && (!job.count_records || records.is_some())
+                && store.contains_many(&prev.chunks)?.iter().all(|k| *k)
+            {
+                progress.advance(f.size);
+                return Ok(Ingested {
+                    entry: (*prev).clone(),
+                    records,
+                    reused: true,
+                });
+            }
+        }
+        let file = File::open(&f.abs).map_err(|e| Error::io(&f.abs, e))?;
+        let mut counter = FrameCounter::default();
+        let reader = Counting {
+            inner: file,
+            counter: job.count_records.then_some(&mut counter),
+        };
+        let mut chunks = Vec::new();
+        let read = store
+            .chunker()
+            .chunk_reader(reader, |buf, ranges| -> Result<(), ReadError> {
+                // Hash and store the batch's chunks on all cores, keeping their order.
+                let ids: Vec<ChunkId> = ranges
+                    .par_iter()
+                    .map(|r| {
+                        let data = &buf[r.clone()];
+                        let id = ChunkId::of(data);
+                        store.put_chunk(id, data).map(|_| id)
+                    })
+                    .collect::<rbk_chunkstore::Result<_>>()
+                    .map_err(|e| ReadError::Store(e.into()))?;
+                chunks.extend(ids);
+                progress.advance(ranges.iter().map(|r| r.len() as u64).sum());
+                Ok(())
+            })
+            .map_err(|e| match e {
+                ReadError::Io(e) => Error::io(&f.abs, e),
+                ReadError::Store(e) => e,
+            })?;
+        Ok(Ingested {
+            entry: FileEntry {
+                path: f.rel.clone(),
+                size: read,
+                mtime_ns: f.mtime_ns,
+                dev: f.dev,
+                ino: f.ino,
+                mode: f.mode,
+                chunks,
+            },
+            records: job.count_records.then(|| counter.records()),
+            reused: false,
+        })
+    };
+    let results: Vec<Ingested> = jobs.par_iter().map(ingest).collect::<Result<_>>()?;
+    store.flush()?;
+    progress.end();
+
+    // Reassemble the per-object structure in scan order.
+    let mut it = results.into_iter();
+    let mut stats = BackupStats::default();
+    let mut take =
+        |files: &[ScannedFile], stats: &mut BackupStats| -> (Vec<FileEntry>, Option<u64>) {
+            let mut out = Vec::with_capacity(files.len());
+            let mut records = None;
+            for _ in files {
+                let r = it.next().expect("one result per job");
+                stats.files += 1;
+                stats.logical_bytes += r.entry.size;
+                stats.files_reused += r.reused as u64;
+                records = records.or(r.records);
+                out.push(r.entry);
+            }
+            (out, records)
+        };
+    let (module_files, _) = take(&scan.module_files, &mut stats);
+    let mut tasks = Vec::new();
+    for t in &scan.tasks {
+        let depots = t
+            .depots
+            .iter()
+            .map(|d| {
+                let (files, records) = take(&d.files, &mut stats);
+                let first = |f: Option<&FileEntry>| {
+                    f.and_then(|f| segment_first_offset(&f.path)).unwrap_or(0)
+                };
+                let start_offset = first(files.first());
+                let end_offset = first(files.last()) + records.unwrap_or(0);
+                DepotEntry {
+                    name: d.name.clone(),
+                    start_offset,
+                    end_offset,
+                    files,
+                }
+            })
+            .collect();
+        let mut objects = |objs: &[ScannedObject]| -> Vec<(String, Vec<FileEntry>)> {
+            objs.iter()
+                .map(|o| (o.name.clone(), take(&o.files, &mut stats).0))
+                .collect()
+        };
+        let pstates = objects(&t.pstates)
+            .into_iter()
+            .map(|(name, files)| ObjectEntry { name, files })
+            .collect();
+        let topologies = objects(&t.topologies)
+            .into_iter()
+            .map(|(name, files)| {
+                let commit_id = t
+                    .topologies
+                    .iter()
+                    .find(|o| o.name == name)
+                    .and_then(read_commit_id);
+                TopologyEntry {
+                    name,
+                    commit_id,
+                    files,
+                }
+            })
+            .collect();
+        tasks.push(TaskEntry {
+            task: t.task,
+            depots,
+            pstates,
+            topologies,
+        });
+    }
+    let ws = store.write_stats() - stats_before;
+    stats.new_chunks = ws.new_chunks;
+    stats.new_stored_bytes = ws.new_stored_bytes;
+
+    // The id must sort after every existing backup of the module, even if the clock went back.
+    let mut millis = start_ms;
+    if let Some(last) = ids.last() {
+        millis = millis.max(last.millis + 1);
+    }
+    let mut manifest = Manifest {
+        backup_id: BackupId {
+            module: module.into(),
+            millis,
+            suffix: rand::random(),
+        },
+        created_ms: millis,
+        rbk_version: env!("CARGO_PKG_VERSION").into(),
+        task_count: scan.meta.tasks,
+        stats,
+        module_files,
+        tasks,
+    };
+    while !repo.put_manifest(&manifest)? {
+        manifest.backup_id.suffix = rand::random();
+    }
+    Ok(BackupReport {
+        backup_id: manifest.backup_id,
+        stats,
+        packs_written: ws.packs_written,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// `commit_id` of a topology's progress.json, when present and readable.
+fn read_commit_id(o: &ScannedObject) -> Option<u64> {
+    let f = o.files.iter().find(|f| f.rel == "progress.json")?;
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f.abs).ok()?).ok()?;
+    v.get("commit_id")?.as_u64()
+}

@@ -1,0 +1,177 @@
+//! `restore`: rebuild a module's state from a backup.
+//!
+//! Ordering, so that a failed restore never leaves a half-written module where the old one
+//! was:
+//! 1. refuse a non-empty target unless forced, before fetching anything;
+//! 2. write every file into a staging dir beside the target (`modules/.rbk-restore-*`),
+//!    verifying each chunk's BLAKE3 and each file's length, and fsync files and dirs;
+//! 3. move the old module aside (`modules/.rbk-old-*`), rename the staging dir into place,
+//!    then delete the old state. On any error before step 3 the staging dir is removed and
+//!    the target is untouched.
+//!
+//! Restore needs only the store: the local index is rebuilt from pack trailers on demand.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use rayon::prelude::*;
+
+use crate::backup_id::BackupId;
+use crate::layout::{MODULES_DIR, RBK_TEMP_PREFIX, module_dir};
+use crate::manifest::FileEntry;
+use crate::{Error, Progress, Repo, Result};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreOptions {
+    /// Replace a non-empty target.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreReport {
+    pub backup_id: BackupId,
+    pub target: PathBuf,
+    pub files: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+fn is_nonempty_dir(p: &Path) -> Result<bool> {
+    match fs::read_dir(p) {
+        Ok(mut it) => Ok(it.next().is_some()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(true),
+        Err(e) => Err(Error::io(p, e)),
+    }
+}
+
+fn sync_dir(p: &Path) -> Result<()> {
+    File::open(p)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(p, e))
+}
+
+fn write_file(repo: &Repo, path: &Path, f: &FileEntry, progress: &dyn Progress) -> Result<()> {
+    let out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    let mut w = BufWriter::with_capacity(1 << 20, out);
+    let mut written = 0u64;
+    repo.store().read_chunks(&f.chunks, |data| -> Result<()> {
+        written += data.len() as u64;
+        progress.advance(data.len() as u64);
+        w.write_all(data).map_err(|e| Error::io(path, e))
+    })?;
+    if written != f.size {
+        return Err(Error::CorruptManifest {
+            key: path.display().to_string(),
+            detail: format!(
+                "its chunks add up to {written} bytes but the manifest records {}",
+                f.size
+            ),
+        });
+    }
+    let out = w
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
+    let mtime = if f.mtime_ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(f.mtime_ns as u64)
+    } else {
+        UNIX_EPOCH
+    };
+    out.set_modified(mtime).map_err(|e| Error::io(path, e))?;
+    if f.mode != 0 {
+        out.set_permissions(fs::Permissions::from_mode(f.mode))
+            .map_err(|e| Error::io(path, e))?;
+    }
+    out.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Restores backup `id` into `<data_dir>/modules/<module>`.
+///
+/// # Errors
+/// `TargetNotEmpty` (nothing fetched), `BackupNotFound`, `CorruptManifest`, store errors
+/// (`NotFound` for a missing chunk, `Corrupt` for a damaged one), I/O errors. On every error
+/// the target is as it was.
+pub fn restore(
+    repo: &Repo,
+    data_dir: &Path,
+    id: &BackupId,
+    opts: RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
+    let started = Instant::now();
+    let target = module_dir(data_dir, &id.module);
+    if !opts.force && is_nonempty_dir(&target)? {
+        return Err(Error::TargetNotEmpty { path: target });
+    }
+    let manifest = repo.load_manifest(id)?;
+    let modules = data_dir.join(MODULES_DIR);
+    fs::create_dir_all(&modules).map_err(|e| Error::io(&modules, e))?;
+    let tag = format!("{}-{:08x}", id.module, rand::random::<u32>());
+    let staging = modules.join(format!("{RBK_TEMP_PREFIX}restore-{tag}"));
+    fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
+
+    let files = manifest.files();
+    let total: u64 = files.iter().map(|(_, f)| f.size).sum();
+    let fill = || -> Result<()> {
+        let mut dirs: Vec<PathBuf> = manifest.dirs().iter().map(|d| staging.join(d)).collect();
+        dirs.extend(
+            files
+                .iter()
+                .filter_map(|(rel, _)| staging.join(rel).parent().map(Path::to_path_buf)),
+        );
+        dirs.sort();
+        dirs.dedup();
+        for d in &dirs {
+            fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
+        }
+        progress.begin("restore", total);
+        files
+            .par_iter()
+            .try_for_each(|(rel, f)| write_file(repo, &staging.join(rel), f, progress))?;
+        progress.end();
+        // Directories deepest first, so every new name is durable before the final rename.
+        for d in dirs.iter().rev() {
+            sync_dir(d)?;
+        }
+        sync_dir(&staging)
+    };
+    if let Err(e) = fill() {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+
+    let old = modules.join(format!("{RBK_TEMP_PREFIX}old-{tag}"));
+    let had_old = target.exists();
+    if had_old {
+        fs::rename(&target, &old).map_err(|e| {
+            let _ = fs::remove_dir_all(&staging);
+            Error::io(&target, e)
+        })?;
+    }
+    if let Err(e) = fs::rename(&staging, &target) {
+        // Put the old state back; the restore failed as a whole.
+        if had_old {
+            let _ = fs::rename(&old, &target);
+        }
+        let _ = fs::remove_dir_all(&staging);
+        return Err(Error::io(&target, e));
+    }
+    sync_dir(&modules)?;
+    if had_old {
+        fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(RestoreReport {
+        backup_id: id.clone(),
+        target,
+        files: files.len() as u64,
+        bytes: total,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,14 @@
+//! Progress reporting: the engine calls these hooks; the CLI draws bars.
+
+pub trait Progress: Send + Sync {
+    /// A phase begins; `total_bytes` is 0 when unknown.
+    fn begin(&self, _phase: &str, _total_bytes: u64) {}
+    fn advance(&self, _bytes: u64) {}
+    fn end(&self) {}
+}
+
+/// Reports nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {}

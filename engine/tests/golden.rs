@@ -1,0 +1,74 @@
+//! Golden files: the encoding of a fixed manifest must not change silently. A format change
+//! needs a new version number; regenerate with `RBK_BLESS=1 cargo test -p rbk-engine --test golden`
+//! only together with that.
+
+use rbk_chunkstore::ChunkId;
+use rbk_engine::BackupId;
+use rbk_engine::manifest::{
+    BackupStats, DepotEntry, FileEntry, Manifest, ObjectEntry, TaskEntry, TopologyEntry,
+};
+
+fn file(path: &str, size: u64, chunks: &[&[u8]]) -> FileEntry {
+    FileEntry {
+        path: path.into(),
+        size,
+        mtime_ns: 1_700_000_000_123_456_789,
+        dev: 2049,
+        ino: 42,
+        mode: 0o644,
+        chunks: chunks.iter().map(|c| ChunkId::of(c)).collect(),
+    }
+}
+
+fn fixed() -> Manifest {
+    Manifest {
+        backup_id: BackupId::parse("com.mycompany.BankModule-00000193E038B5F8-DE").unwrap(),
+        created_ms: 0x193E038B5F8,
+        rbk_version: "0.1.0".into(),
+        task_count: 2,
+        stats: BackupStats {
+            logical_bytes: 1234,
+            files: 6,
+            files_reused: 1,
+            new_chunks: 5,
+            new_stored_bytes: 999,
+        },
+        module_files: vec![file("module.json", 10, &[b"m"]), file("module.jar", 0, &[])],
+        tasks: vec![TaskEntry {
+            task: 1,
+            depots: vec![DepotEntry {
+                name: "transfers".into(),
+                start_offset: 437_171,
+                end_offset: 437_200,
+                files: vec![file("00000000000000437171.seg", 300, &[b"a", b"b"])],
+            }],
+            pstates: vec![ObjectEntry {
+                name: "balances".into(),
+                files: vec![
+                    file("CURRENT", 16, &[b"c"]),
+                    file("000012.sst", 500, &[b"d"]),
+                ],
+            }],
+            topologies: vec![TopologyEntry {
+                name: "banking".into(),
+                commit_id: Some(77),
+                files: vec![file("progress.json", 40, &[b"e"])],
+            }],
+        }],
+    }
+}
+
+#[test]
+fn manifest_v1_encoding_is_stable() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/golden/manifest-v1.bin"
+    );
+    let bytes = fixed().encode();
+    if std::env::var_os("RBK_BLESS").is_some() {
+        std::fs::write(path, &bytes).unwrap();
+    }
+    let golden = std::fs::read(path).expect("golden manifest present (RBK_BLESS=1 writes it)");
+    assert_eq!(bytes, golden, "manifest encoding changed");
+    assert_eq!(Manifest::decode("golden", &golden).unwrap(), fixed());
+}

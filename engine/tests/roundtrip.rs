@@ -1,0 +1,442 @@
+//! End-to-end backup and restore of generated modules on a local directory store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rbk_chunkstore::provider::{self, LocalProvider, Provider};
+use rbk_chunkstore::store::pack_key;
+use rbk_engine::layout::module_dir;
+use rbk_engine::manifest::pstate_dir;
+use rbk_engine::ops::{backup, info, list, restore};
+use rbk_engine::testdata::{self, GenSpec, PSTATE};
+use rbk_engine::{BackupId, Error, ErrorKind, NoProgress, Repo, repo};
+
+const MODULE: &str = "com.rbk.BankModule";
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    data: PathBuf,
+    store: PathBuf,
+}
+
+impl Env {
+    fn new(size_mib: u64) -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let store = tmp.path().join("store");
+        std::fs::create_dir_all(&data).unwrap();
+        testdata::generate(
+            &data,
+            &GenSpec {
+                size_mib,
+                tasks: 4,
+                segment_bytes: 1 << 20,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        Env {
+            _tmp: tmp,
+            data,
+            store,
+        }
+    }
+
+    fn provider(&self) -> Arc<dyn Provider> {
+        Arc::new(LocalProvider::new(&self.store))
+    }
+
+    fn repo_for(&self, data_dir: &Path) -> Repo {
+        Repo::open(self.provider(), &repo::index_root(data_dir), true).unwrap()
+    }
+
+    fn module(&self) -> PathBuf {
+        module_dir(&self.data, MODULE)
+    }
+
+    fn scratch(&self, name: &str) -> PathBuf {
+        self._tmp.path().join(name)
+    }
+}
+
+fn digest(dir: &Path) -> BTreeMap<String, [u8; 32]> {
+    testdata::tree_digest(dir).unwrap()
+}
+
+/// Every object in the store with the hash of its bytes.
+fn store_listing(store: &Path) -> BTreeMap<String, [u8; 32]> {
+    digest(store)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(".tmp/"))
+        .collect()
+}
+
+/// Every key/value of a RocksDB directory, in key order.
+type KeyValues = Vec<(Box<[u8]>, Box<[u8]>)>;
+
+fn rocks_contents(dir: &Path) -> KeyValues {
+    let db = rocksdb::DB::open_for_read_only(&rocksdb::Options::default(), dir, false).unwrap();
+    db.iterator(rocksdb::IteratorMode::Start)
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn round_trip_is_byte_identical_and_pstates_open() {
+    let env = Env::new(12);
+    let before = digest(&env.module());
+    let repo = env.repo_for(&env.data);
+    let r = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    assert_eq!(r.stats.files as usize, before.len());
+    assert_eq!(r.stats.files_reused, 0);
+    assert!(r.stats.new_stored_bytes > 0 && r.stats.new_stored_bytes < r.stats.logical_bytes);
+
+    let target = env.scratch("restored");
+    let rr = restore::restore(
+        &env.repo_for(&target),
+        &target,
+        &r.backup_id,
+        restore::RestoreOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(rr.files as usize, before.len());
+    let restored = module_dir(&target, MODULE);
+    assert_eq!(digest(&restored), before);
+    for task in 0..4 {
+        let rel = pstate_dir(task, PSTATE);
+        let original = rocks_contents(&env.module().join(&rel));
+        assert!(original.len() > 100);
+        assert_eq!(
+            rocks_contents(&restored.join(&rel)),
+            original,
+            "task {task}"
+        );
+    }
+    // No staging or old dirs are left beside the module.
+    let names: Vec<String> = std::fs::read_dir(target.join("modules"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, vec![MODULE.to_string()]);
+
+    // info describes what the backup holds.
+    let i = info::info(&repo, &r.backup_id).unwrap();
+    assert_eq!(i.manifest.tasks.len(), 4);
+    assert_eq!(i.files as usize, before.len());
+    for t in &i.manifest.tasks {
+        let d = &t.depots[0];
+        assert_eq!(d.start_offset, 0);
+        let progress: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(
+                env.module()
+                    .join(format!("tasks/{}/topologies/banking/progress.json", t.task)),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            d.end_offset,
+            progress["processed"]["*transfers"].as_u64().unwrap()
+        );
+        assert_eq!(t.topologies[0].commit_id, Some(0));
+    }
+}
+
+#[test]
+fn incremental_backup_uploads_only_new_chunks_and_both_restore() {
+    let env = Env::new(16);
+    let repo = env.repo_for(&env.data);
+    let first_digest = digest(&env.module());
+    // Files modified within a second before a backup are re-read by the next one (the
+    // racy-mtime guard); let the generated files age past that.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let b1 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+
+    // Unchanged module: nothing is read again and nothing new is stored.
+    let same = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    assert_eq!(same.stats.files_reused, same.stats.files);
+    assert_eq!(same.stats.new_chunks, 0);
+    assert_eq!(same.packs_written, 0);
+
+    testdata::advance(&env.data, MODULE, 5).unwrap();
+    let second_digest = digest(&env.module());
+    let b2 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    assert!(b2.stats.files_reused > 0, "{:?}", b2.stats);
+    assert!(
+        b2.stats.new_stored_bytes * 4 < b1.stats.new_stored_bytes,
+        "second backup stored {} bytes, first {}",
+        b2.stats.new_stored_bytes,
+        b1.stats.new_stored_bytes
+    );
+    assert!(b1.backup_id < same.backup_id && same.backup_id < b2.backup_id);
+
+    for (id, want) in [
+        (&b1.backup_id, &first_digest),
+        (&b2.backup_id, &second_digest),
+    ] {
+        let target = env.scratch(&format!("r-{}", id.millis));
+        restore::restore(
+            &env.repo_for(&target),
+            &target,
+            id,
+            restore::RestoreOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(&digest(&module_dir(&target, MODULE)), want);
+    }
+}
+
+#[test]
+fn losing_the_local_index_costs_a_rebuild_not_data() {
+    let env = Env::new(6);
+    let b = backup::backup(&env.repo_for(&env.data), &env.data, MODULE, &NoProgress).unwrap();
+    let want = digest(&env.module());
+    let index_dir = repo::index_root(&env.data);
+    std::fs::remove_dir_all(&index_dir).unwrap();
+
+    let repo = env.repo_for(&env.data);
+    let page = list::list(&repo, MODULE, None, 10).unwrap();
+    assert_eq!(page.backups, vec![b.backup_id.clone()]);
+    let i = info::info(&repo, &b.backup_id).unwrap();
+    assert!(i.stored_bytes > 0);
+    // The index was rebuilt from pack trailers.
+    let packs = repo.store().index().packs().unwrap();
+    let listed = repo
+        .store()
+        .block_on(provider::list_all(env.provider().as_ref(), "packs/"))
+        .unwrap();
+    assert_eq!(packs.len(), listed.len());
+    assert!(!packs.is_empty());
+
+    let target = env.scratch("fresh");
+    restore::restore(
+        &env.repo_for(&target),
+        &target,
+        &b.backup_id,
+        restore::RestoreOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(digest(&module_dir(&target, MODULE)), want);
+}
+
+#[test]
+fn list_is_newest_first_and_paginated() {
+    let env = Env::new(2);
+    let repo = env.repo_for(&env.data);
+    let ids: Vec<BackupId> = (0..5)
+        .map(|_| {
+            backup::backup(&repo, &env.data, MODULE, &NoProgress)
+                .unwrap()
+                .backup_id
+        })
+        .collect();
+    let mut seen = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = list::list(&repo, MODULE, token.as_deref(), 2).unwrap();
+        assert!(page.backups.len() <= 2);
+        seen.extend(page.backups);
+        match page.next_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    assert_eq!(
+        list::list(&repo, "com.other.Module", None, 10)
+            .unwrap()
+            .backups,
+        vec![]
+    );
+}
+
+/// Runs `f`, which must fail with the given kind, and checks nothing changed in the store or
+/// the data dir's modules.
+fn fails_cleanly(env: &Env, kind: ErrorKind, f: impl FnOnce() -> Result<(), Error>) -> Error {
+    let store_before = store_listing(&env.store);
+    let data_before = if env.data.join("modules").exists() {
+        digest(&env.data.join("modules"))
+    } else {
+        BTreeMap::new()
+    };
+    let err = f().unwrap_err();
+    assert_eq!(err.kind(), kind, "{err}");
+    assert_eq!(
+        store_listing(&env.store),
+        store_before,
+        "store changed after: {err}"
+    );
+    let data_after = if env.data.join("modules").exists() {
+        digest(&env.data.join("modules"))
+    } else {
+        BTreeMap::new()
+    };
+    assert_eq!(data_after, data_before, "data dir changed after: {err}");
+    err
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let env = Env::new(3);
+    let repo = env.repo_for(&env.data);
+    let good = backup::backup(&repo, &env.data, MODULE, &NoProgress)
+        .unwrap()
+        .backup_id;
+
+    let e = fails_cleanly(&env, ErrorKind::NotFound, || {
+        backup::backup(&repo, &env.data, "com.nope.Missing", &NoProgress).map(|_| ())
+    });
+    assert!(matches!(e, Error::ModuleNotFound { .. }), "{e}");
+    assert!(e.to_string().contains("com.nope.Missing"));
+
+    let missing = BackupId::parse(&format!("{MODULE}-0000000000000001-00")).unwrap();
+    let e = fails_cleanly(&env, ErrorKind::NotFound, || {
+        restore::restore(
+            &repo,
+            &env.scratch("x"),
+            &missing,
+            Default::default(),
+            &NoProgress,
+        )
+        .map(|_| ())
+    });
+    assert!(matches!(e, Error::BackupNotFound { .. }), "{e}");
+
+    let e = BackupId::parse("not-an-id").unwrap_err();
+    assert!(matches!(e, Error::InvalidBackupId { .. }), "{e}");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+
+    let e = fails_cleanly(&env, ErrorKind::NotFound, || {
+        backup::backup(&repo, &env.scratch("no-such-dir"), MODULE, &NoProgress).map(|_| ())
+    });
+    assert!(matches!(e, Error::DataDirMissing { .. }), "{e}");
+
+    // Layout violations: a stray file where task dirs belong, a task beyond module.json's count.
+    let stray = env.module().join("tasks/notatask");
+    std::fs::write(&stray, b"x").unwrap();
+    let e = fails_cleanly(&env, ErrorKind::InvalidInput, || {
+        backup::backup(&repo, &env.data, MODULE, &NoProgress).map(|_| ())
+    });
+    assert!(
+        matches!(&e, Error::Layout { path, .. } if path == &stray),
+        "{e}"
+    );
+    std::fs::remove_file(&stray).unwrap();
+    let seg = env.module().join("tasks/0/depots/transfers/garbage.seg");
+    std::fs::write(&seg, b"x").unwrap();
+    let e = fails_cleanly(&env, ErrorKind::InvalidInput, || {
+        backup::backup(&repo, &env.data, MODULE, &NoProgress).map(|_| ())
+    });
+    assert!(
+        matches!(&e, Error::Layout { path, .. } if path == &seg),
+        "{e}"
+    );
+    std::fs::remove_file(&seg).unwrap();
+
+    // Restore over a non-empty module is refused; with force it replaces it.
+    let e = fails_cleanly(&env, ErrorKind::InvalidInput, || {
+        restore::restore(&repo, &env.data, &good, Default::default(), &NoProgress).map(|_| ())
+    });
+    assert!(matches!(e, Error::TargetNotEmpty { .. }), "{e}");
+    let want = digest(&env.module());
+    std::fs::write(env.module().join("module.jar"), b"changed").unwrap();
+    restore::restore(
+        &repo,
+        &env.data,
+        &good,
+        restore::RestoreOptions { force: true },
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(digest(&env.module()), want);
+}
+
+#[test]
+fn corrupt_manifests_and_chunks_are_detected_and_the_target_is_untouched() {
+    let env = Env::new(3);
+    let repo = env.repo_for(&env.data);
+    let id = backup::backup(&repo, &env.data, MODULE, &NoProgress)
+        .unwrap()
+        .backup_id;
+    let mkey = repo::manifest_key(&id);
+    let mpath = env.store.join(&mkey);
+    let good = std::fs::read(&mpath).unwrap();
+    let want = digest(&env.module());
+
+    // A restore over the existing module with --force must leave it intact when it fails.
+    let attempt = |env: &Env| {
+        restore::restore(
+            &repo,
+            &env.data,
+            &id,
+            restore::RestoreOptions { force: true },
+            &NoProgress,
+        )
+        .map(|_| ())
+    };
+
+    std::fs::write(&mpath, &good[..good.len() / 2]).unwrap();
+    let e = fails_cleanly(&env, ErrorKind::Corrupt, || attempt(&env));
+    assert!(
+        matches!(&e, Error::CorruptManifest { key, .. } if key == &mkey),
+        "{e}"
+    );
+    let mut flipped = good.clone();
+    flipped[good.len() / 2] ^= 0x01;
+    std::fs::write(&mpath, &flipped).unwrap();
+    let e = fails_cleanly(&env, ErrorKind::Corrupt, || attempt(&env));
+    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+    std::fs::write(&mpath, &good).unwrap();
+
+    // Flip a byte inside a chunk blob of some pack: the restore fails with Corrupt.
+    let m = repo.load_manifest(&id).unwrap();
+    let jar = m
+        .module_files
+        .iter()
+        .find(|f| f.path == "module.jar")
+        .unwrap();
+    let loc = repo.store().locate(&jar.chunks[0]).unwrap();
+    let ppath = env.store.join(pack_key(&loc.pack));
+    let mut pack = std::fs::read(&ppath).unwrap();
+    pack[loc.offset as usize + loc.stored_len as usize / 2] ^= 0x40;
+    std::fs::write(&ppath, &pack).unwrap();
+    let e = fails_cleanly(&env, ErrorKind::Corrupt, || attempt(&env));
+    assert!(e.to_string().contains(&jar.chunks[0].to_hex()), "{e}");
+    assert_eq!(digest(&env.module()), want);
+}
+
+#[test]
+fn a_change_in_the_same_mtime_tick_as_the_previous_backup_is_not_missed() {
+    let env = Env::new(2);
+    let repo = env.repo_for(&env.data);
+    // Rewrite the jar just before the backup reads it...
+    let jar = env.module().join("module.jar");
+    std::fs::write(&jar, vec![1u8; 4096]).unwrap();
+    let mtime = std::fs::metadata(&jar).unwrap().modified().unwrap();
+    backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    // ...then change it again within the same mtime tick: same size, same mtime, same inode.
+    let mut f = std::fs::OpenOptions::new().write(true).open(&jar).unwrap();
+    std::io::Write::write_all(&mut f, &[2u8; 4096]).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    let b2 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    let target = env.scratch("r");
+    restore::restore(
+        &env.repo_for(&target),
+        &target,
+        &b2.backup_id,
+        restore::RestoreOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(module_dir(&target, MODULE).join("module.jar")).unwrap(),
+        vec![2u8; 4096]
+    );
+}
