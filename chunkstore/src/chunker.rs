@@ -9,6 +9,7 @@
 
 use std::io::{self, Read};
 use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 use fastcdc::v2020::{MASKS, logarithm2};
 
@@ -66,6 +67,9 @@ pub struct Chunker {
     params: ChunkerParams,
     mask_s: u64,
     mask_l: u64,
+    /// Read buffers returned by finished calls: allocating and zeroing 16 MiB per file cost
+    /// ~8% of a backup's CPU time.
+    buffers: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Chunker {
@@ -78,6 +82,7 @@ impl Chunker {
             params,
             mask_s: MASKS[bits + 1],
             mask_l: MASKS[bits - 1],
+            buffers: Arc::default(),
         })
     }
 
@@ -109,14 +114,30 @@ impl Chunker {
     ///
     /// # Errors
     /// Read errors, and whatever `on_batch` returns.
-    pub fn chunk_reader<R, E, F>(&self, mut reader: R, mut on_batch: F) -> Result<u64, E>
+    pub fn chunk_reader<R, E, F>(&self, reader: R, mut on_batch: F) -> Result<u64, E>
     where
         R: Read,
         E: From<io::Error>,
         F: FnMut(&[u8], &[Range<usize>]) -> Result<(), E>,
     {
         let max = self.params.max_size as usize;
-        let mut buf = vec![0u8; (16 << 20).max(4 * max)];
+        let pooled = self.buffers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut buf = pooled.unwrap_or_else(|| vec![0u8; (16 << 20).max(4 * max)]);
+        let result = self.chunk_into(&mut buf, reader, &mut on_batch);
+        self.buffers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(buf);
+        result
+    }
+
+    fn chunk_into<R, E, F>(&self, buf: &mut [u8], mut reader: R, on_batch: &mut F) -> Result<u64, E>
+    where
+        R: Read,
+        E: From<io::Error>,
+        F: FnMut(&[u8], &[Range<usize>]) -> Result<(), E>,
+    {
+        let max = self.params.max_size as usize;
         let mut len = 0usize;
         let mut total = 0u64;
         let mut eof = false;

@@ -10,7 +10,7 @@
 //! the store on a miss), fetches adjacent chunks of a pack with one ranged read, and verifies
 //! every chunk against its BLAKE3 id.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +28,8 @@ use crate::{ChunkId, Error, Result};
 pub const CONFIG_KEY: &str = "config";
 pub const PACKS_PREFIX: &str = "packs/";
 const FORMAT_VERSION: u32 = 1;
+/// Sealed packs being uploaded while chunking goes on.
+const MAX_UPLOADS_IN_FLIGHT: usize = 2;
 /// Ranged reads of adjacent chunks are merged up to this many bytes.
 const MAX_SPAN: u64 = 16 << 20;
 
@@ -130,14 +132,17 @@ pub struct ChunkStore {
     rt: tokio::runtime::Runtime,
     config: StoreConfig,
     chunker: Chunker,
-    index: RocksChunkIndex,
+    index: Arc<RocksChunkIndex>,
     open_pack: Mutex<PackBuilder>,
+    /// Uploads of sealed packs still in flight, oldest first. At most
+    /// [`MAX_UPLOADS_IN_FLIGHT`] are kept, which bounds the memory held by sealed packs.
+    uploads: Mutex<VecDeque<tokio::task::JoinHandle<Result<()>>>>,
     /// Chunks added in this session (in the open pack or already uploaded).
     session: Mutex<HashSet<ChunkId>>,
     /// Set when an upload failed: chunks claimed by the session may be missing from the
     /// store, so nothing may be committed on top of them.
-    failed: AtomicBool,
-    counters: Counters,
+    failed: Arc<AtomicBool>,
+    counters: Arc<Counters>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -187,11 +192,12 @@ impl ChunkStore {
             provider,
             rt,
             config,
-            index,
+            index: Arc::new(index),
             open_pack: Mutex::new(PackBuilder::new()),
+            uploads: Mutex::new(VecDeque::new()),
             session: Mutex::new(HashSet::new()),
-            failed: AtomicBool::new(false),
-            counters: Counters::default(),
+            failed: Arc::new(AtomicBool::new(false)),
+            counters: Arc::new(Counters::default()),
         })
     }
 
@@ -309,18 +315,52 @@ impl ChunkStore {
         Ok(true)
     }
 
+    /// Seals `builder` and starts its upload in the background, so chunking continues while
+    /// the pack is written and fsynced. Waits for the oldest upload when too many are in
+    /// flight. A pack enters the index only after its upload succeeded.
     fn upload_pack(&self, builder: PackBuilder) -> Result<()> {
         let (bytes, entries) = builder.finish();
         let pack = ChunkId::of(&bytes);
         let size = bytes.len() as u64;
-        let key = pack_key(&pack);
-        let r = self.block_on(self.provider.put_if_absent(&key, Bytes::from(bytes)));
-        if let Err(e) = r {
-            self.failed.store(true, Ordering::SeqCst);
-            return Err(e);
+        let (provider, index, counters, failed) = (
+            self.provider.clone(),
+            self.index.clone(),
+            self.counters.clone(),
+            self.failed.clone(),
+        );
+        let task = self.rt.spawn(async move {
+            let r = provider
+                .put_if_absent(&pack_key(&pack), Bytes::from(bytes))
+                .await;
+            let r = r.and_then(|_| index.add_pack(&pack, size, &entries));
+            match &r {
+                Ok(()) => {
+                    counters.packs_written.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => failed.store(true, Ordering::SeqCst),
+            }
+            r
+        });
+        let oldest = {
+            let mut uploads = lock(&self.uploads);
+            uploads.push_back(task);
+            if uploads.len() > MAX_UPLOADS_IN_FLIGHT {
+                uploads.pop_front()
+            } else {
+                None
+            }
+        };
+        match oldest {
+            Some(t) => self.join_upload(t),
+            None => Ok(()),
         }
-        self.counters.packs_written.fetch_add(1, Ordering::Relaxed);
-        self.index.add_pack(&pack, size, &entries)
+    }
+
+    fn join_upload(&self, task: tokio::task::JoinHandle<Result<()>>) -> Result<()> {
+        self.block_on(task).unwrap_or_else(|e| {
+            self.failed.store(true, Ordering::SeqCst);
+            Err(Error::InvalidInput(format!("pack upload task failed: {e}")))
+        })
     }
 
     /// Uploads the open pack. After `flush` returns, every chunk `put_chunk` accepted is in the
@@ -332,6 +372,10 @@ impl ChunkStore {
         let builder = std::mem::take(&mut *lock(&self.open_pack));
         if !builder.is_empty() {
             self.upload_pack(builder)?;
+        }
+        let in_flight: Vec<_> = lock(&self.uploads).drain(..).collect();
+        for task in in_flight {
+            self.join_upload(task)?;
         }
         // Everything the session added is now in the index, which is the longer-lived record;
         // a long-running process must not trust a set that GC could make stale.
