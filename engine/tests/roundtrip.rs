@@ -440,3 +440,94 @@ fn a_change_in_the_same_mtime_tick_as_the_previous_backup_is_not_missed() {
         vec![2u8; 4096]
     );
 }
+
+/// Wraps a real provider and fails every pack upload after the first `allow`.
+#[derive(Debug)]
+struct FailPackPuts {
+    inner: Arc<dyn Provider>,
+    allow: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Provider for FailPackPuts {
+    fn describe(&self) -> String {
+        format!("failing {}", self.inner.describe())
+    }
+    async fn get(&self, key: &str) -> rbk_chunkstore::Result<bytes::Bytes> {
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> rbk_chunkstore::Result<bytes::Bytes> {
+        self.inner.get_range(key, offset, len).await
+    }
+    async fn put_if_absent(&self, key: &str, body: bytes::Bytes) -> rbk_chunkstore::Result<bool> {
+        use std::sync::atomic::Ordering;
+        if key.starts_with("packs/")
+            && self
+                .allow
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_err()
+        {
+            return Err(rbk_chunkstore::Error::Provider {
+                provider: self.describe(),
+                key: key.into(),
+                detail: "injected failure".into(),
+                temporary: true,
+            });
+        }
+        self.inner.put_if_absent(key, body).await
+    }
+    async fn delete(&self, key: &str) -> rbk_chunkstore::Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn exists(&self, key: &str) -> rbk_chunkstore::Result<bool> {
+        self.inner.exists(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        token: Option<&str>,
+        size: usize,
+    ) -> rbk_chunkstore::Result<rbk_chunkstore::provider::ListPage> {
+        self.inner.list(prefix, token, size).await
+    }
+}
+
+#[test]
+fn a_failed_pack_upload_commits_no_manifest_and_a_retry_succeeds() {
+    let env = Env::new(60);
+    for allow in [0, 1] {
+        let failing: Arc<dyn Provider> = Arc::new(FailPackPuts {
+            inner: env.provider(),
+            allow: allow.into(),
+        });
+        let repo = Repo::open(failing, &repo::index_root(&env.data), true).unwrap();
+        let e = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        assert!(e.to_string().contains("injected failure"), "{e}");
+        assert!(
+            list::list(&repo, MODULE, None, 10)
+                .unwrap()
+                .backups
+                .is_empty(),
+            "a manifest was committed over missing packs"
+        );
+    }
+    // The retry, on a healthy provider, stores what is missing and restores byte-identically.
+    let repo = env.repo_for(&env.data);
+    let b = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    let target = env.scratch("after-retry");
+    restore::restore(
+        &env.repo_for(&target),
+        &target,
+        &b.backup_id,
+        restore::RestoreOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(digest(&module_dir(&target, MODULE)), digest(&env.module()));
+}
