@@ -44,7 +44,7 @@ pub enum Error {
         temporary: bool,
     },
 
-    #[error("local chunk index at `{}`: {detail} (it is only a cache: delete the directory and rbk rebuilds it)", path.display())]
+    #[error("local chunk index at `{}`: {detail} (the index is only a cache: when no rbk process is running, deleting the directory is safe and rbk rebuilds it)", path.display())]
     Index { path: PathBuf, detail: String },
 }
 

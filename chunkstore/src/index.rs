@@ -75,9 +75,17 @@ impl RocksChunkIndex {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_keep_log_file_num(2);
-        let db = DB::open(&opts, path).map_err(|e| Error::Index {
-            path: path.into(),
-            detail: e.to_string(),
+        let db = DB::open(&opts, path).map_err(|e| {
+            let msg = e.to_string();
+            let detail = if msg.contains("lock") {
+                format!("{msg}; another rbk process is using this index, wait for it to finish")
+            } else {
+                msg
+            };
+            Error::Index {
+                path: path.into(),
+                detail,
+            }
         })?;
         Ok(RocksChunkIndex {
             db,

@@ -226,3 +226,23 @@ fn exit_codes_distinguish_usage_not_found_and_corruption() {
     );
     assert!(!env.dir().join("fresh/modules").join(MODULE).exists());
 }
+
+#[test]
+fn a_second_process_on_the_same_index_gets_a_clear_error() {
+    let env = Env::new();
+    env.ok(&["backup", "--module", MODULE]);
+    // Hold the data dir's index open from this process, as a running backup would.
+    let store_id = {
+        let cfg: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(env.dir().join("store/config")).unwrap())
+                .unwrap();
+        cfg["store_id"].as_str().unwrap().to_string()
+    };
+    let index = env.dir().join("data/.rbk/index").join(store_id);
+    let _held = rbk_chunkstore::index::RocksChunkIndex::open(&index).unwrap();
+    env.fails(
+        &["backup", "--module", MODULE],
+        1,
+        "another rbk process is using this index",
+    );
+}

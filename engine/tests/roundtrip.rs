@@ -165,7 +165,11 @@ fn incremental_backup_uploads_only_new_chunks_and_both_restore() {
     let b2 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
     assert!(b2.stats.files_reused > 0, "{:?}", b2.stats);
     // Bytes uploaded are a small fraction of the module: what the 5% generation changed.
-    assert!(b2.stats.new_stored_bytes * 10 < b2.stats.logical_bytes, "{:?}", b2.stats);
+    assert!(
+        b2.stats.new_stored_bytes * 10 < b2.stats.logical_bytes,
+        "{:?}",
+        b2.stats
+    );
     assert!(
         b2.stats.new_stored_bytes * 4 < b1.stats.new_stored_bytes,
         "second backup stored {} bytes, first {}",
@@ -319,27 +323,36 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     });
     assert!(matches!(e, Error::DataDirMissing { .. }), "{e}");
 
-    // Layout violations: a stray file where task dirs belong, a task beyond module.json's count.
-    let stray = env.module().join("tasks/notatask");
-    std::fs::write(&stray, b"x").unwrap();
-    let e = fails_cleanly(&env, ErrorKind::InvalidInput, || {
-        backup::backup(&repo, &env.data, MODULE, &NoProgress).map(|_| ())
-    });
-    assert!(
-        matches!(&e, Error::Layout { path, .. } if path == &stray),
-        "{e}"
-    );
-    std::fs::remove_file(&stray).unwrap();
-    let seg = env.module().join("tasks/0/depots/transfers/garbage.seg");
-    std::fs::write(&seg, b"x").unwrap();
-    let e = fails_cleanly(&env, ErrorKind::InvalidInput, || {
-        backup::backup(&repo, &env.data, MODULE, &NoProgress).map(|_| ())
-    });
-    assert!(
-        matches!(&e, Error::Layout { path, .. } if path == &seg),
-        "{e}"
-    );
-    std::fs::remove_file(&seg).unwrap();
+    // Layout violations, each named by its path: a stray file among task dirs, a task id
+    // beyond module.json's count, a segment with a bad name, a symlink inside a PState.
+    let violations = [
+        env.module().join("tasks/notatask"),
+        env.module().join("tasks/4"),
+        env.module().join("tasks/0/depots/transfers/garbage.seg"),
+        env.module().join("tasks/0/pstates/balances/escape"),
+    ];
+    for bad in &violations {
+        if bad.ends_with("tasks/4") {
+            std::fs::create_dir(bad).unwrap();
+        } else if bad.ends_with("escape") {
+            std::os::unix::fs::symlink("/etc/passwd", bad).unwrap();
+        } else {
+            std::fs::write(bad, b"x").unwrap();
+        }
+        let e = fails_cleanly(&env, ErrorKind::InvalidInput, || {
+            backup::backup(&repo, &env.data, MODULE, &NoProgress).map(|_| ())
+        });
+        assert!(
+            matches!(&e, Error::Layout { path, .. } if path == bad),
+            "{}: {e}",
+            bad.display()
+        );
+        if bad.is_dir() && !bad.is_symlink() {
+            std::fs::remove_dir(bad).unwrap();
+        } else {
+            std::fs::remove_file(bad).unwrap();
+        }
+    }
 
     // Restore over a non-empty module is refused; with force it replaces it.
     let e = fails_cleanly(&env, ErrorKind::InvalidInput, || {
