@@ -1,0 +1,35 @@
+# Shared by .ci/run and scripts/demo: system dependencies and the prebuilt RocksDB.
+# Source it from the repository root.
+
+step() { printf '\n== %s\n' "$*"; }
+
+# libclang for the rocksdb crate's bindgen; cargo-nextest for the test runner.
+install_system_deps() {
+  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq libclang-dev >/dev/null
+  fi
+}
+
+# RocksDB's C++ sources take ~30 minutes to compile on two cores, and cargo compiles them
+# again for `check` (clippy) and for each profile. Compile them once, keep the static library
+# beside the build outputs, and link every later build against it (librocksdb-sys honours
+# ROCKSDB_LIB_DIR). Honours CARGO_TARGET_DIR.
+use_prebuilt_rocksdb() {
+  local target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
+  local version
+  version=$(grep -A1 '^name = "librocksdb-sys"' Cargo.lock | sed -n 's/^version = "\(.*\)"/\1/p')
+  local prebuilt="$target_dir/rocksdb-prebuilt/$version"
+  if [ ! -f "$prebuilt/librocksdb.a" ]; then
+    step "compiling RocksDB once (slow on a fresh machine)"
+    env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC cargo build --workspace --all-targets --locked
+    local built
+    built=$(ls -t "$target_dir"/debug/build/librocksdb-sys-*/out/librocksdb.a | head -n 1)
+    mkdir -p "$prebuilt"
+    ln -f "$built" "$prebuilt/librocksdb.a.tmp" 2>/dev/null || cp "$built" "$prebuilt/librocksdb.a.tmp"
+    mv "$prebuilt/librocksdb.a.tmp" "$prebuilt/librocksdb.a"
+  fi
+  export ROCKSDB_LIB_DIR="$prebuilt" ROCKSDB_STATIC=1
+}
