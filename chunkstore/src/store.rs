@@ -454,6 +454,17 @@ impl ChunkStore {
                 first.offset,
                 span_end - first.offset,
             ))?;
+            if span.len() as u64 != span_end - first.offset {
+                return Err(Error::corrupt(
+                    format!("pack {}", first.pack),
+                    format!(
+                        "ranged read returned {} bytes, expected {}",
+                        span.len(),
+                        span_end - first.offset
+                    ),
+                )
+                .into());
+            }
             for (loc, id) in locs[i..end].iter().zip(&ids[i..end]) {
                 let at = (loc.offset - first.offset) as usize;
                 let blob = &span[at..at + loc.stored_len as usize];

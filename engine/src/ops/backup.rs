@@ -189,9 +189,11 @@ pub fn backup(
                 && prev.mtime_ns == f.mtime_ns
                 && f.mtime_ns < reuse_before_ns;
             let records = if job.count_records {
+                // A manifest whose end offset precedes the segment start is inconsistent:
+                // re-read rather than trust it.
                 prev_depot_ends
                     .get(&job.key)
-                    .map(|end| end - segment_first_offset(&f.rel).unwrap_or(0))
+                    .and_then(|end| end.checked_sub(segment_first_offset(&f.rel).unwrap_or(0)))
             } else {
                 None
             };
