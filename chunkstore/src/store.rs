@@ -429,11 +429,12 @@ impl ChunkStore {
         ids: &[ChunkId],
         mut sink: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
-        let locs = ids
+        let mut locs = ids
             .iter()
             .map(|id| self.locate(id))
             .collect::<Result<Vec<_>>>()?;
         let max = self.config.chunker.max_size as usize;
+        let mut resynced = false;
         let mut i = 0;
         while i < locs.len() {
             // Extend the span while the next chunk follows directly in the same pack.
@@ -449,11 +450,23 @@ impl ChunkStore {
                 end += 1;
             }
             let key = pack_key(&first.pack);
-            let span = self.block_on(self.provider.get_range(
+            let span = match self.block_on(self.provider.get_range(
                 &key,
                 first.offset,
                 span_end - first.offset,
-            ))?;
+            )) {
+                // The index is a cache: another machine may have repacked the chunks. Sync it
+                // once from the store and look the remaining chunks up again.
+                Err(e) if e.kind() == crate::ErrorKind::NotFound && !resynced => {
+                    resynced = true;
+                    self.sync_index()?;
+                    for (loc, id) in locs[i..].iter_mut().zip(&ids[i..]) {
+                        *loc = self.locate(id)?;
+                    }
+                    continue;
+                }
+                r => r?,
+            };
             if span.len() as u64 != span_end - first.offset {
                 return Err(Error::corrupt(
                     format!("pack {}", first.pack),
@@ -572,6 +585,35 @@ mod tests {
         s.block_on(p.put_if_absent(&key, Bytes::from(bytes)))
             .unwrap();
         assert_eq!(read_all(&s, &[id]).unwrap_err().kind(), ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn a_stale_index_entry_is_refreshed_from_the_store() {
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let (d1, d2, d3) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let data = b"moved between packs".repeat(100);
+        let id = ChunkId::of(&data);
+        let s1 = open(p.clone(), d1.path());
+        s1.put_chunk(id, &data).unwrap();
+        s1.flush().unwrap();
+        let old_pack = s1.locate(&id).unwrap().pack;
+        // A reader whose index points at the old pack.
+        let reader = open(p.clone(), d2.path());
+        assert_eq!(reader.locate(&id).unwrap().pack, old_pack);
+        // Another writer stores the chunk again (with a neighbour, so the pack differs), and
+        // the old pack is deleted, as a repack would.
+        let s3 = open(p.clone(), d3.path());
+        s3.put_chunk(ChunkId::of(b"neighbour"), b"neighbour")
+            .unwrap();
+        s3.put_chunk(id, &data).unwrap();
+        s3.flush().unwrap();
+        s3.block_on(p.delete(&pack_key(&old_pack))).unwrap();
+        assert_eq!(read_all(&reader, &[id]).unwrap(), data);
+        assert_ne!(reader.locate(&id).unwrap().pack, old_pack);
     }
 
     #[test]
