@@ -450,11 +450,8 @@ impl ChunkStore {
                 end += 1;
             }
             let key = pack_key(&first.pack);
-            let span = match self.block_on(self.provider.get_range(
-                &key,
-                first.offset,
-                span_end - first.offset,
-            )) {
+            let span_len = span_end - first.offset;
+            let span = match self.block_on(self.provider.get_range(&key, first.offset, span_len)) {
                 // The index is a cache: another machine may have repacked the chunks. Sync it
                 // once from the store and look the remaining chunks up again.
                 Err(e) if e.kind() == crate::ErrorKind::NotFound && !resynced => {
@@ -467,13 +464,12 @@ impl ChunkStore {
                 }
                 r => r?,
             };
-            if span.len() as u64 != span_end - first.offset {
+            if span.len() as u64 != span_len {
                 return Err(Error::corrupt(
                     format!("pack {}", first.pack),
                     format!(
-                        "ranged read returned {} bytes, expected {}",
-                        span.len(),
-                        span_end - first.offset
+                        "ranged read returned {} bytes, expected {span_len}",
+                        span.len()
                     ),
                 )
                 .into());

@@ -58,6 +58,21 @@ impl Env {
     fn scratch(&self, name: &str) -> PathBuf {
         self._tmp.path().join(name)
     }
+
+    /// Restores `id` into a new data dir `name` with an index of its own (as on a fresh
+    /// machine); returns the restored module dir.
+    fn restore_fresh(&self, id: &BackupId, name: &str) -> PathBuf {
+        let target = self.scratch(name);
+        restore::restore(
+            &self.repo_for(&target),
+            &target,
+            id,
+            restore::RestoreOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        module_dir(&target, MODULE)
+    }
 }
 
 fn digest(dir: &Path) -> BTreeMap<String, [u8; 32]> {
@@ -182,16 +197,8 @@ fn incremental_backup_uploads_only_new_chunks_and_both_restore() {
         (&b1.backup_id, &first_digest),
         (&b2.backup_id, &second_digest),
     ] {
-        let target = env.scratch(&format!("r-{}", id.millis));
-        restore::restore(
-            &env.repo_for(&target),
-            &target,
-            id,
-            restore::RestoreOptions::default(),
-            &NoProgress,
-        )
-        .unwrap();
-        assert_eq!(&digest(&module_dir(&target, MODULE)), want);
+        let restored = env.restore_fresh(id, &format!("r-{}", id.millis));
+        assert_eq!(&digest(&restored), want);
     }
 }
 
@@ -217,16 +224,8 @@ fn losing_the_local_index_costs_a_rebuild_not_data() {
     assert_eq!(packs.len(), listed.len());
     assert!(!packs.is_empty());
 
-    let target = env.scratch("fresh");
-    restore::restore(
-        &env.repo_for(&target),
-        &target,
-        &b.backup_id,
-        restore::RestoreOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
-    assert_eq!(digest(&module_dir(&target, MODULE)), want);
+    let restored = env.restore_fresh(&b.backup_id, "fresh");
+    assert_eq!(digest(&restored), want);
 }
 
 #[test]
@@ -441,17 +440,9 @@ fn a_change_in_the_same_mtime_tick_as_the_previous_backup_is_not_missed() {
     f.set_modified(mtime).unwrap();
     drop(f);
     let b2 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
-    let target = env.scratch("r");
-    restore::restore(
-        &env.repo_for(&target),
-        &target,
-        &b2.backup_id,
-        restore::RestoreOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
+    let restored = env.restore_fresh(&b2.backup_id, "r");
     assert_eq!(
-        std::fs::read(module_dir(&target, MODULE).join("module.jar")).unwrap(),
+        std::fs::read(restored.join("module.jar")).unwrap(),
         vec![2u8; 4096]
     );
 }
@@ -535,14 +526,6 @@ fn a_failed_pack_upload_commits_no_manifest_and_a_retry_succeeds() {
     // The retry, on a healthy provider, stores what is missing and restores byte-identically.
     let repo = env.repo_for(&env.data);
     let b = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
-    let target = env.scratch("after-retry");
-    restore::restore(
-        &env.repo_for(&target),
-        &target,
-        &b.backup_id,
-        restore::RestoreOptions::default(),
-        &NoProgress,
-    )
-    .unwrap();
-    assert_eq!(digest(&module_dir(&target, MODULE)), digest(&env.module()));
+    let restored = env.restore_fresh(&b.backup_id, "after-retry");
+    assert_eq!(digest(&restored), digest(&env.module()));
 }
