@@ -44,6 +44,11 @@ pub enum Error {
         temporary: bool,
     },
 
+    #[error(
+        "session `{session}` was declared dead by a GC (its heartbeats stopped for longer than the lease, e.g. the store was unreachable or the process was paused); nothing was committed, run the command again"
+    )]
+    SessionRevoked { session: String },
+
     #[error("local chunk index at `{}`: {detail} (the index is only a cache: when no rbk process is running, deleting the directory is safe and rbk rebuilds it)", path.display())]
     Index { path: PathBuf, detail: String },
 }
@@ -54,7 +59,10 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
-            Error::Io { .. } | Error::Provider { .. } | Error::Index { .. } => ErrorKind::Io,
+            Error::Io { .. }
+            | Error::Provider { .. }
+            | Error::Index { .. }
+            | Error::SessionRevoked { .. } => ErrorKind::Io,
         }
     }
 

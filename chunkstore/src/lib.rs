@@ -8,7 +8,9 @@
 //! - [`provider`] knows objects (get, ranged get, put-if-absent, delete, exists, list) and
 //!   nothing about chunks: local directory and in-memory implementations;
 //! - [`index`] is the local RocksDB cache of which chunk lives in which pack;
-//! - [`store`] ties them together: write chunks into packs, read chunks back verified.
+//! - [`store`] ties them together: write chunks into packs, read chunks back verified;
+//! - [`session`] and [`gc`] let backups and garbage collection on different machines share a
+//!   store safely (protocol in `docs/gc.md`).
 //!
 //! The store (the provider's objects) is the truth. The index is a cache that can be deleted
 //! at any time and is rebuilt by reading pack trailers.
@@ -16,10 +18,12 @@
 pub mod chunker;
 pub mod compress;
 pub mod error;
+pub mod gc;
 pub mod id;
 pub mod index;
 pub mod pack;
 pub mod provider;
+pub mod session;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};

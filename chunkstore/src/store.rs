@@ -23,7 +23,8 @@ use crate::compress;
 use crate::index::{ChunkLocation, RocksChunkIndex};
 use crate::pack::{self, FOOTER_LEN, PackBuilder};
 use crate::provider::{self, ObjectMeta, Provider};
-use crate::{ChunkId, Error, Result};
+use crate::session::{Session, SessionTiming};
+use crate::{ChunkId, Error, Result, gc};
 
 pub const CONFIG_KEY: &str = "config";
 pub const PACKS_PREFIX: &str = "packs/";
@@ -143,6 +144,29 @@ pub struct ChunkStore {
     /// store, so nothing may be committed on top of them.
     failed: Arc<AtomicBool>,
     counters: Arc<Counters>,
+    /// Packs condemned by a GC when the current session began: chunks in them are not
+    /// deduplicated against but stored again (docs/gc.md).
+    condemned: Mutex<Condemned>,
+    timing: SessionTiming,
+}
+
+#[derive(Debug, Clone, Default)]
+enum Condemned {
+    #[default]
+    Nothing,
+    Packs(HashSet<ChunkId>),
+    /// A condemnation record could not be read: trust no pack.
+    Everything,
+}
+
+impl Condemned {
+    fn allows(&self, loc: &ChunkLocation) -> bool {
+        match self {
+            Condemned::Nothing => true,
+            Condemned::Packs(p) => !p.contains(&loc.pack),
+            Condemned::Everything => false,
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -198,7 +222,130 @@ impl ChunkStore {
             session: Mutex::new(HashSet::new()),
             failed: Arc::new(AtomicBool::new(false)),
             counters: Arc::new(Counters::default()),
+            condemned: Mutex::new(Condemned::Nothing),
+            timing: SessionTiming::default(),
         })
+    }
+
+    /// Sets how often sessions of this process heartbeat and how long a GC run by this
+    /// process waits for others' heartbeats.
+    pub fn set_session_timing(&mut self, timing: SessionTiming) {
+        self.timing = timing;
+    }
+
+    pub fn session_timing(&self) -> SessionTiming {
+        self.timing
+    }
+
+    /// Begins a session (docs/gc.md): writes its first heartbeat, then learns which packs are
+    /// condemned (chunks in them will be stored again rather than deduplicated against), then
+    /// brings the index in line with the store. The order matters: a GC either sees this
+    /// session when it arms a condemnation, or this session sees the condemnation.
+    ///
+    /// # Errors
+    /// Provider and index errors.
+    pub fn begin_session(&self, kind: &str, label: &str) -> Result<Session> {
+        let started_ms = crate::session::now_ms();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut session = Session {
+            id: Session::new_id(),
+            provider: self.provider.clone(),
+            stop: Some(stop_tx),
+            task: None,
+            revoked: Arc::new(AtomicBool::new(false)),
+        };
+        let body = Session::heartbeat_body(kind, label, started_ms);
+        self.block_on(
+            self.provider
+                .put_if_absent(&session.first_heartbeat_key(), body),
+        )?;
+        let records = match self.block_on(gc::list_records(self.provider.as_ref())) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.end_session(session);
+                return Err(e);
+            }
+        };
+        *lock(&self.condemned) = if !records.damaged.is_empty() {
+            tracing::warn!(
+                "damaged GC record {}: this session deduplicates against nothing",
+                records.damaged[0].0
+            );
+            Condemned::Everything
+        } else {
+            Condemned::Packs(records.packs())
+        };
+        if let Err(e) = self.sync_index() {
+            let _ = self.end_session(session);
+            return Err(e);
+        }
+        session.task = Some(self.rt.spawn(Session::heartbeat_loop(
+            self.provider.clone(),
+            session.id.clone(),
+            kind.into(),
+            label.into(),
+            started_ms,
+            self.timing.heartbeat,
+            stop_rx,
+            session.revoked.clone(),
+        )));
+        Ok(session)
+    }
+
+    /// Fails with `SessionRevoked` when a GC declared `session` dead. A backup calls it after
+    /// writing its manifest: if it fails, the manifest must be deleted again.
+    ///
+    /// # Errors
+    /// `SessionRevoked`, provider errors.
+    pub fn check_session(&self, session: &Session) -> Result<()> {
+        self.block_on(session.check_alive())
+    }
+
+    /// Ends `session`: stops its heartbeats and deletes them. Everything it wrote must be
+    /// committed (or abandoned) before.
+    ///
+    /// # Errors
+    /// Provider errors (the session then looks alive until its lease runs out).
+    pub fn end_session(&self, mut session: Session) -> Result<()> {
+        if let Some(stop) = session.stop.take() {
+            let _ = stop.send(true);
+        }
+        let last = match session.task.take() {
+            Some(task) => self.block_on(task).unwrap_or(u64::MAX),
+            None => 0,
+        };
+        self.block_on(session.delete_heartbeats(last))
+    }
+
+    /// Uploads a finished pack now and records it in the index. Returns its size.
+    ///
+    /// # Errors
+    /// Provider and index errors.
+    pub fn write_pack(&self, builder: PackBuilder) -> Result<u64> {
+        let (bytes, entries) = builder.finish();
+        let pack = ChunkId::of(&bytes);
+        let size = bytes.len() as u64;
+        self.block_on(
+            self.provider
+                .put_if_absent(&pack_key(&pack), Bytes::from(bytes)),
+        )?;
+        self.index.add_pack(&pack, size, &entries)?;
+        Ok(size)
+    }
+
+    /// Deletes a pack from the store and the index.
+    ///
+    /// # Errors
+    /// Provider and index errors.
+    pub fn delete_pack(&self, pack: &ChunkId) -> Result<()> {
+        self.block_on(self.provider.delete(&pack_key(pack)))?;
+        self.index.remove_pack(pack)
+    }
+
+    /// Whether the index may be trusted for `id`: it knows the chunk, in a pack that was not
+    /// condemned when the session began.
+    fn usable(&self, loc: Option<ChunkLocation>) -> bool {
+        loc.is_some_and(|l| lock(&self.condemned).allows(&l))
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -267,17 +414,19 @@ impl ChunkStore {
         })
     }
 
-    /// Which of `ids` the store already holds (per the index) or this session has added.
+    /// Which of `ids` the store already holds (per the index, outside condemned packs) or this
+    /// session has added.
     ///
     /// # Errors
     /// `Index` errors.
     pub fn contains_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
-        let mut known = self.index.contains_many(ids)?;
+        let locs = self.index.get_many(ids)?;
         let session = lock(&self.session);
-        for (k, id) in known.iter_mut().zip(ids) {
-            *k = *k || session.contains(id);
-        }
-        Ok(known)
+        Ok(locs
+            .into_iter()
+            .zip(ids)
+            .map(|(loc, id)| self.usable(loc) || session.contains(id))
+            .collect())
     }
 
     /// Adds a chunk unless the store or this session already has it. Returns whether it was
@@ -289,7 +438,7 @@ impl ChunkStore {
         if !lock(&self.session).insert(id) {
             return Ok(false);
         }
-        if self.index.get(&id)?.is_some() {
+        if self.usable(self.index.get(&id)?) {
             return Ok(false);
         }
         let stored = compress::compress(data, self.config.zstd_level)?;

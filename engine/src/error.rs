@@ -44,6 +44,16 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(
+        "data dir `{}` belongs to store {bound}, but {provider} is store {store}: two clusters may be sharing one store, and a GC from here could delete what the other needs. Check backup.provider; if this cluster moved to that store on purpose, pass --rebind-store", data_dir.display()
+    )]
+    ForeignStore {
+        data_dir: PathBuf,
+        bound: String,
+        store: String,
+        provider: String,
+    },
+
     #[error("{0}")]
     InvalidInput(String),
 }
@@ -59,6 +69,7 @@ impl Error {
             Error::InvalidBackupId { .. }
             | Error::Layout { .. }
             | Error::TargetNotEmpty { .. }
+            | Error::ForeignStore { .. }
             | Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,
         }

@@ -7,7 +7,8 @@
 //! - [`manifest`]: the binary record of one backup (format in `docs/format.md`);
 //! - [`backup_id`]: `<module>-<16 hex ms>-<2 hex>` ids;
 //! - [`repo`]: a chunk store plus the manifests in it;
-//! - [`ops`]: one file per user-level operation (backup, restore, list, info);
+//! - [`retention`]: which backups a module's policy lets GC delete;
+//! - [`ops`]: one file per user-level operation (backup, restore, list, info, gc);
 //! - [`testdata`]: a generator of realistic module state with real RocksDB PStates.
 
 pub mod backup_id;
@@ -18,6 +19,7 @@ pub mod manifest;
 pub mod ops;
 pub mod progress;
 pub mod repo;
+pub mod retention;
 pub mod testdata;
 mod wire;
 

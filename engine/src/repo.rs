@@ -26,6 +26,37 @@ pub fn index_root(data_dir: &Path) -> PathBuf {
     data_dir.join(".rbk").join("index")
 }
 
+/// The file recording which store a data dir belongs to: `<data-dir>/.rbk/store-id`.
+pub fn binding_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(".rbk").join("store-id")
+}
+
+/// The store id `data_dir` is bound to, if any.
+///
+/// # Errors
+/// I/O errors other than a missing file.
+pub fn bound_store_id(data_dir: &Path) -> Result<Option<String>> {
+    let path = binding_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(Some(s.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Records that `data_dir` belongs to store `store_id` (atomically: temp file + rename).
+///
+/// # Errors
+/// I/O errors.
+pub fn bind_store(data_dir: &Path, store_id: &str) -> Result<()> {
+    let path = binding_path(data_dir);
+    let dir = path.parent().expect("has a parent");
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tmp = dir.join(format!(".store-id.{:08x}", rand::random::<u32>()));
+    std::fs::write(&tmp, format!("{store_id}\n")).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+}
+
 pub fn manifest_key(id: &BackupId) -> String {
     format!("{MANIFESTS_PREFIX}{}/{id}", id.module)
 }
@@ -43,6 +74,68 @@ impl Repo {
 
     pub fn store(&self) -> &ChunkStore {
         &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut ChunkStore {
+        &mut self.store
+    }
+
+    /// Binds `data_dir` to this store when it is bound to none yet. Backups and restores do
+    /// this; they do not refuse a different binding, because pointing a cluster at a new
+    /// store is legitimate. GC, which deletes, checks with [`Repo::check_binding`].
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn bind_if_unbound(&self, data_dir: &Path) -> Result<()> {
+        if bound_store_id(data_dir)?.is_none() {
+            bind_store(data_dir, &self.store.config().store_id)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses a data dir bound to another store unless `rebind`, which moves the binding
+    /// to this store. An unbound data dir is bound. With `write` false nothing is written.
+    ///
+    /// # Errors
+    /// `ForeignStore`, I/O errors.
+    pub fn check_binding(&self, data_dir: &Path, rebind: bool, write: bool) -> Result<()> {
+        let ours = &self.store.config().store_id;
+        match bound_store_id(data_dir)? {
+            Some(b) if b == *ours => Ok(()),
+            Some(b) if !rebind => Err(Error::ForeignStore {
+                data_dir: data_dir.into(),
+                bound: b,
+                store: ours.clone(),
+                provider: self.store.provider().describe(),
+            }),
+            _ if write => bind_store(data_dir, ours),
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes one manifest. Its chunks are freed by the next GC.
+    ///
+    /// # Errors
+    /// `BackupNotFound`, provider errors.
+    pub fn delete_manifest(&self, id: &BackupId) -> Result<()> {
+        let key = manifest_key(id);
+        let p = self.store.provider();
+        if !self.store.block_on(p.exists(&key))? {
+            return Err(Error::BackupNotFound {
+                backup_id: id.to_string(),
+                module: id.module.clone(),
+            });
+        }
+        Ok(self.store.block_on(p.delete(&key))?)
+    }
+
+    /// Every backup in the store, of every module, oldest first per module. Objects under
+    /// `manifests/` not named like backups are ignored.
+    ///
+    /// # Errors
+    /// Provider errors.
+    pub fn all_backup_ids(&self) -> Result<Vec<BackupId>> {
+        self.ids_under(MANIFESTS_PREFIX)
     }
 
     /// Writes a manifest: the commit point of a backup. Call only after the chunk store was
@@ -99,14 +192,21 @@ impl Repo {
     /// Provider errors.
     pub fn backup_ids(&self, module: &str) -> Result<Vec<BackupId>> {
         validate_module_name(module)?;
-        let prefix = format!("{MANIFESTS_PREFIX}{module}/");
+        self.ids_under(&format!("{MANIFESTS_PREFIX}{module}/"))
+    }
+
+    /// Backup ids of manifests under `prefix`, sorted. A manifest key must be
+    /// `manifests/<module>/<id of that module>`; anything else is not rbk's and ignored.
+    fn ids_under(&self, prefix: &str) -> Result<Vec<BackupId>> {
         let objects = self
             .store
-            .block_on(provider::list_all(self.store.provider().as_ref(), &prefix))?;
+            .block_on(provider::list_all(self.store.provider().as_ref(), prefix))?;
         let mut ids: Vec<BackupId> = objects
             .iter()
-            .filter_map(|o| BackupId::parse(&o.key[prefix.len()..]).ok())
-            .filter(|id| id.module == module)
+            .filter_map(|o| {
+                let (module, name) = o.key[MANIFESTS_PREFIX.len()..].split_once('/')?;
+                BackupId::parse(name).ok().filter(|id| id.module == module)
+            })
             .collect();
         ids.sort();
         Ok(ids)

@@ -17,10 +17,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use rbk_chunkstore::ChunkId;
+use rbk_chunkstore::session::Session;
 
 use crate::backup_id::BackupId;
 use crate::depot::{FrameCounter, segment_first_offset};
-use crate::layout::{ScannedFile, ScannedObject, scan_module};
+use crate::layout::{ModuleScan, ScannedFile, ScannedObject, scan_module};
 use crate::manifest::{
     BackupStats, DepotEntry, FileEntry, Manifest, ObjectEntry, TaskEntry, TopologyEntry, depot_dir,
     pstate_dir, topology_dir,
@@ -104,7 +105,43 @@ pub fn backup(
     let start_ms = now_ms();
     let scan = scan_module(data_dir, module)?;
     let store = repo.store();
-    store.sync_index()?;
+    // The session tells concurrent GCs that this backup may still reference packs they
+    // condemn, and tells this backup which packs not to deduplicate against (docs/gc.md).
+    let session = store.begin_session("backup", module)?;
+    let committed =
+        backup_in_session(repo, &session, module, &scan, start_ms, progress).and_then(|m| {
+            // A GC that revoked this session may sweep chunks the manifest references: then
+            // the manifest must not stay (the check after the write closes the race).
+            if let Err(e) = store.check_session(&session) {
+                let _ = store.block_on(store.provider().delete(&crate::repo::manifest_key(&m.0)));
+                return Err(e.into());
+            }
+            Ok(m)
+        });
+    if let Err(e) = store.end_session(session) {
+        // Harmless: the session looks alive until its lease runs out, delaying GC a little.
+        tracing::warn!("could not end backup session: {e}");
+    }
+    let (backup_id, stats, packs_written) = committed?;
+    repo.bind_if_unbound(data_dir)?;
+    Ok(BackupReport {
+        backup_id,
+        stats,
+        packs_written,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Stores every file of `scan` and writes the manifest; returns its id, stats, packs.
+fn backup_in_session(
+    repo: &Repo,
+    session: &Session,
+    module: &str,
+    scan: &ModuleScan,
+    start_ms: u64,
+    progress: &dyn Progress,
+) -> Result<(BackupId, BackupStats, u64)> {
+    let store = repo.store();
     let stats_before = store.write_stats();
 
     let ids = repo.backup_ids(module)?;
@@ -346,15 +383,12 @@ pub fn backup(
         module_files,
         tasks,
     };
+    // No point committing when a GC already gave up on this session.
+    store.check_session(session)?;
     while !repo.put_manifest(&manifest)? {
         manifest.backup_id.suffix = rand::random();
     }
-    Ok(BackupReport {
-        backup_id: manifest.backup_id,
-        stats,
-        packs_written: ws.packs_written,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok((manifest.backup_id, stats, ws.packs_written))
 }
 
 /// `commit_id` of a topology's progress.json, when present and readable.

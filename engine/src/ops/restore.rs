@@ -110,6 +110,32 @@ pub fn restore(
     if !opts.force && is_nonempty_dir(&target)? {
         return Err(Error::TargetNotEmpty { path: target });
     }
+    // The session keeps a concurrent GC from sweeping chunks this restore reads, even if
+    // the backup is deleted meanwhile (docs/gc.md).
+    let store = repo.store();
+    let session = store.begin_session("restore", &id.module)?;
+    let result = restore_in_session(repo, data_dir, id, &target, progress);
+    if let Err(e) = store.end_session(session) {
+        tracing::warn!("could not end restore session: {e}");
+    }
+    let (files, total) = result?;
+    Ok(RestoreReport {
+        backup_id: id.clone(),
+        target,
+        files,
+        bytes: total,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Restores into `target` through a staging dir; returns (files, bytes).
+fn restore_in_session(
+    repo: &Repo,
+    data_dir: &Path,
+    id: &BackupId,
+    target: &Path,
+    progress: &dyn Progress,
+) -> Result<(u64, u64)> {
     let manifest = repo.load_manifest(id)?;
     let modules = data_dir.join(MODULES_DIR);
     fs::create_dir_all(&modules).map_err(|e| Error::io(&modules, e))?;
@@ -167,11 +193,5 @@ pub fn restore(
     if had_old {
         fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
-    Ok(RestoreReport {
-        backup_id: id.clone(),
-        target,
-        files: files.len() as u64,
-        bytes: total,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok((files.len() as u64, total))
 }

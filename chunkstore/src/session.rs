@@ -1,0 +1,289 @@
+//! Sessions: how backups, restores and GCs on different machines learn about each other
+//! without locks. The protocol and the argument for its safety are in `docs/gc.md`.
+//!
+//! A session is a set of heartbeat objects `sessions/<id>/hb-<seq>`. It writes heartbeat 0
+//! before it looks at anything in the store, writes the next heartbeat every
+//! [`SessionTiming::heartbeat`] (new object first, then the previous one is deleted, so one
+//! always exists), and deletes its heartbeats when it ends, after its manifest was written.
+//! A GC that finds a session's newest heartbeat older than [`SessionTiming::lease`] by its
+//! own clock writes the tombstone `sessions/<id>/revoked` and from then on treats the session
+//! as ended. A revoked session that was in fact alive sees the tombstone when it checks
+//! before and after committing, and gives up: clocks decide only whether a slow session
+//! fails, never whether data is kept.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::provider::{self, Provider};
+use crate::{Error, ErrorKind, Result};
+
+pub const SESSIONS_PREFIX: &str = "sessions/";
+const REVOKED: &str = "revoked";
+const HEARTBEAT_PREFIX: &str = "hb-";
+/// Heartbeat objects are tiny JSON; anything larger is not one of ours.
+const MAX_HEARTBEAT_LEN: usize = 4096;
+
+/// How often sessions prove they are alive, and how long a GC waits before it gives up on one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTiming {
+    pub heartbeat: Duration,
+    pub lease: Duration,
+}
+
+impl Default for SessionTiming {
+    fn default() -> Self {
+        // A lease of 15 heartbeats tolerates a stalled store or a skewed clock for minutes
+        // before a live backup is failed; a crashed one holds up GC for at most this long.
+        SessionTiming {
+            heartbeat: Duration::from_secs(60),
+            lease: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// The body of a heartbeat object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// `backup`, `restore`, ...
+    pub kind: String,
+    /// What the session works on, e.g. the module name.
+    pub label: String,
+    pub host: String,
+    pub pid: u32,
+    pub started_ms: u64,
+    /// The writer's clock when this heartbeat was written.
+    pub heartbeat_ms: u64,
+}
+
+impl Heartbeat {
+    /// # Errors
+    /// `Corrupt` for bytes that are not a heartbeat.
+    pub fn parse(key: &str, bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_HEARTBEAT_LEN {
+            return Err(Error::corrupt(
+                format!("heartbeat `{key}`"),
+                "larger than any heartbeat",
+            ));
+        }
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(format!("heartbeat `{key}`"), e.to_string()))
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn heartbeat_key(session: &str, seq: u64) -> String {
+    format!("{SESSIONS_PREFIX}{session}/{HEARTBEAT_PREFIX}{seq:010}")
+}
+
+fn revoked_key(session: &str) -> String {
+    format!("{SESSIONS_PREFIX}{session}/{REVOKED}")
+}
+
+/// A session as seen in a listing of the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionState {
+    pub id: String,
+    /// Sequence numbers of the heartbeat objects present, ascending.
+    pub heartbeats: Vec<u64>,
+    pub revoked: bool,
+}
+
+impl SessionState {
+    /// Ended normally (no heartbeat left) or declared dead by a GC.
+    pub fn is_over(&self) -> bool {
+        self.revoked || self.heartbeats.is_empty()
+    }
+}
+
+/// Every session with an object in the store, by id.
+///
+/// # Errors
+/// Provider errors.
+pub async fn list_sessions(p: &dyn Provider) -> Result<BTreeMap<String, SessionState>> {
+    list_under(p, SESSIONS_PREFIX).await
+}
+
+/// Sessions with an object under `prefix` (all of them, or one session's own prefix).
+async fn list_under(p: &dyn Provider, prefix: &str) -> Result<BTreeMap<String, SessionState>> {
+    let mut out: BTreeMap<String, SessionState> = BTreeMap::new();
+    for o in provider::list_all(p, prefix).await? {
+        let Some((id, name)) = o.key[SESSIONS_PREFIX.len()..].split_once('/') else {
+            continue;
+        };
+        let state = out.entry(id.to_string()).or_insert_with(|| SessionState {
+            id: id.to_string(),
+            heartbeats: Vec::new(),
+            revoked: false,
+        });
+        if name == REVOKED {
+            state.revoked = true;
+        } else if let Some(seq) = name
+            .strip_prefix(HEARTBEAT_PREFIX)
+            .and_then(|s| s.parse().ok())
+        {
+            state.heartbeats.push(seq);
+        }
+    }
+    for s in out.values_mut() {
+        s.heartbeats.sort_unstable();
+    }
+    Ok(out)
+}
+
+/// When the newest heartbeat of `s` was written, by its writer's clock. `None` when it could
+/// not be read because the session just replaced or deleted it (so it is alive or over).
+///
+/// # Errors
+/// Provider errors other than a vanished object.
+pub async fn last_heartbeat_ms(p: &dyn Provider, s: &SessionState) -> Result<Option<u64>> {
+    let Some(seq) = s.heartbeats.last() else {
+        return Ok(None);
+    };
+    let key = heartbeat_key(&s.id, *seq);
+    match p.get(&key).await {
+        // An unreadable heartbeat proves nothing about liveness: treat it as very old.
+        Ok(bytes) => Ok(Some(
+            Heartbeat::parse(&key, &bytes).map_or(0, |h| h.heartbeat_ms),
+        )),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Declares `session` dead. Idempotent.
+///
+/// # Errors
+/// Provider errors.
+pub async fn revoke(p: &dyn Provider, session: &str) -> Result<()> {
+    p.put_if_absent(&revoked_key(session), Bytes::from_static(b"{}"))
+        .await
+        .map(|_| ())
+}
+
+/// Removes the heartbeats of a revoked session (its tombstone stays forever, so a process
+/// that wakes up after any pause still learns it was revoked).
+///
+/// # Errors
+/// Provider errors.
+pub async fn clear_revoked(p: &dyn Provider, s: &SessionState) -> Result<()> {
+    debug_assert!(s.revoked);
+    for seq in &s.heartbeats {
+        p.delete(&heartbeat_key(&s.id, *seq)).await?;
+    }
+    Ok(())
+}
+
+/// A running session, owned by the operation that began it. Created by
+/// [`crate::ChunkStore::begin_session`].
+#[derive(Debug)]
+pub struct Session {
+    pub(crate) id: String,
+    pub(crate) provider: Arc<dyn Provider>,
+    pub(crate) stop: Option<tokio::sync::watch::Sender<bool>>,
+    pub(crate) task: Option<tokio::task::JoinHandle<u64>>,
+    pub(crate) revoked: Arc<AtomicBool>,
+}
+
+impl Session {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) fn new_id() -> String {
+        format!("{:013}-{:016x}", now_ms(), rand::random::<u64>())
+    }
+
+    pub(crate) fn heartbeat_body(kind: &str, label: &str, started_ms: u64) -> Bytes {
+        let hb = Heartbeat {
+            kind: kind.into(),
+            label: label.into(),
+            host: hostname(),
+            pid: std::process::id(),
+            started_ms,
+            heartbeat_ms: now_ms(),
+        };
+        Bytes::from(serde_json::to_vec(&hb).expect("heartbeat serializes"))
+    }
+
+    /// The heartbeat loop: every `interval`, stop if revoked, else write heartbeat `seq + 1`
+    /// and delete `seq`. Returns the last sequence number written.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn heartbeat_loop(
+        p: Arc<dyn Provider>,
+        id: String,
+        kind: String,
+        label: String,
+        started_ms: u64,
+        interval: Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        revoked: Arc<AtomicBool>,
+    ) -> u64 {
+        let mut seq = 0u64;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = stop.changed() => return seq,
+            }
+            if matches!(p.exists(&revoked_key(&id)).await, Ok(true)) {
+                revoked.store(true, Ordering::SeqCst);
+                return seq;
+            }
+            // A failed heartbeat is retried at the next tick; if they keep failing, a GC may
+            // revoke the session and the commit check fails it cleanly.
+            let body = Self::heartbeat_body(&kind, &label, started_ms);
+            if p.put_if_absent(&heartbeat_key(&id, seq + 1), body)
+                .await
+                .is_ok()
+            {
+                let _ = p.delete(&heartbeat_key(&id, seq)).await;
+                seq += 1;
+            }
+        }
+    }
+
+    pub(crate) fn first_heartbeat_key(&self) -> String {
+        heartbeat_key(&self.id, 0)
+    }
+
+    /// Deletes heartbeats `0..=last` (all this session wrote).
+    pub(crate) async fn delete_heartbeats(&self, last: u64) -> Result<()> {
+        // Normally only `last` exists; an earlier one is left when a delete failed.
+        let prefix = format!("{SESSIONS_PREFIX}{}/", self.id);
+        let sessions = list_under(self.provider.as_ref(), &prefix).await?;
+        let present = sessions.get(&self.id).map(|s| s.heartbeats.as_slice());
+        for seq in present.unwrap_or_default().iter().filter(|s| **s <= last) {
+            self.provider.delete(&heartbeat_key(&self.id, *seq)).await?;
+        }
+        Ok(())
+    }
+
+    /// Fails when a GC has declared this session dead.
+    pub(crate) async fn check_alive(&self) -> Result<()> {
+        if self.revoked.load(Ordering::SeqCst)
+            || self.provider.exists(&revoked_key(&self.id)).await?
+        {
+            self.revoked.store(true, Ordering::SeqCst);
+            return Err(Error::SessionRevoked {
+                session: self.id.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

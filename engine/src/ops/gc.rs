@@ -1,0 +1,326 @@
+//! `gc`: delete backups by retention policy, then free the packs no retained backup needs.
+//!
+//! One run, in this order (the protocol and why it is safe are in `docs/gc.md`):
+//! 1. refuse a data dir bound to another store (unless told to rebind);
+//! 2. delete manifests by each module's retention policy;
+//! 3. revoke sessions whose heartbeats stopped for longer than the lease;
+//! 4. mark: build the live set from every remaining manifest of every module, and condemn
+//!    the packs that are dead or mostly dead, in a new record armed with the sessions
+//!    running after it was written;
+//! 5. sweep every armed record whose sessions are all over, against a live set built
+//!    again after that was established, then retire the record.
+//!
+//! With no backup running, one run does everything. Records that must wait for a running
+//! backup are swept by a later run.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+use rbk_chunkstore::ChunkId;
+use rbk_chunkstore::gc::{self as store_gc, LiveSet, PackUsage, SweepReport};
+use rbk_chunkstore::session::{self, SessionState, now_ms};
+
+use crate::backup_id::BackupId;
+use crate::layout::module_dir;
+use crate::repo::manifest_key;
+use crate::retention::{Policy, PolicyOverride};
+use crate::{Error, Progress, Repo, Result};
+
+/// Packs with more than this fraction of their chunk bytes dead are rewritten.
+pub const DEFAULT_REPACK_THRESHOLD: f64 = 0.3;
+
+#[derive(Debug, Clone, Copy)]
+pub struct GcOptions {
+    /// Report what would be done; write and delete nothing.
+    pub dry_run: bool,
+    pub policy: PolicyOverride,
+    pub repack_threshold: f64,
+    /// Bind the data dir to this store even if it was bound to another.
+    pub rebind_store: bool,
+    /// The time retention ages are measured against (tests); `None` is now.
+    pub now_ms: Option<u64>,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            dry_run: false,
+            policy: PolicyOverride::default(),
+            repack_threshold: DEFAULT_REPACK_THRESHOLD,
+            rebind_store: false,
+            now_ms: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GcReport {
+    pub dry_run: bool,
+    /// Deleted by policy (or, in a dry run, that would be).
+    pub manifests_deleted: Vec<BackupId>,
+    pub manifests_retained: u64,
+    pub sessions_revoked: Vec<String>,
+    pub live_chunks: u64,
+    pub live_set_bytes: u64,
+    pub packs_total: u64,
+    pub pack_bytes_total: u64,
+    /// Newly condemned in this run (dry run: would be condemned).
+    pub packs_condemned: u64,
+    pub bytes_condemned: u64,
+    /// Of the condemned packs, those with no live chunk at all.
+    pub packs_dead: u64,
+    pub records_swept: u64,
+    /// Records left for a later run because these sessions are still running.
+    pub records_waiting: u64,
+    pub waiting_on: Vec<String>,
+    pub sweep: SweepReport,
+    pub seconds: f64,
+}
+
+/// Runs GC over the whole store `repo` (every module's backups), with retention policies
+/// read from the modules in `data_dir`.
+///
+/// # Errors
+/// `DataDirMissing`, `ForeignStore`, `InvalidInput` for bad options, `CorruptManifest` when
+/// a manifest cannot be read (GC cannot know what it references, so it deletes nothing),
+/// provider and index errors.
+pub fn gc(
+    repo: &Repo,
+    data_dir: &Path,
+    opts: &GcOptions,
+    progress: &dyn Progress,
+) -> Result<GcReport> {
+    let started = Instant::now();
+    if !data_dir.is_dir() {
+        return Err(Error::DataDirMissing {
+            path: data_dir.into(),
+        });
+    }
+    if !(0.0..=1.0).contains(&opts.repack_threshold) {
+        return Err(Error::InvalidInput(format!(
+            "repack threshold {} must be between 0 and 1",
+            opts.repack_threshold
+        )));
+    }
+    // A dry run writes nothing, not even the binding.
+    repo.check_binding(data_dir, opts.rebind_store, !opts.dry_run)?;
+    let store = repo.store();
+    let p = store.provider().clone();
+    let mut report = GcReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+
+    // 2. Retention.
+    let all = repo.all_backup_ids()?;
+    let mut by_module: BTreeMap<&str, Vec<BackupId>> = BTreeMap::new();
+    for id in &all {
+        by_module.entry(&id.module).or_default().push(id.clone());
+    }
+    let now = opts.now_ms.unwrap_or_else(now_ms);
+    for (module, ids) in &by_module {
+        let options = module_dir(data_dir, module).join("dynamic-options.json");
+        let policy = Policy::from_options_file(&options)?.with(opts.policy);
+        report.manifests_deleted.extend(policy.expired(ids, now));
+    }
+    if !opts.dry_run {
+        for id in &report.manifests_deleted {
+            store.block_on(p.delete(&manifest_key(id)))?;
+        }
+    }
+    let deleted: HashSet<&BackupId> = report.manifests_deleted.iter().collect();
+
+    // 3. Sessions whose heartbeats stopped.
+    if !opts.dry_run {
+        report.sessions_revoked = revoke_stale(repo)?;
+    }
+
+    // 4. Mark.
+    store.sync_index()?;
+    let records = store.block_on(store_gc::list_records(p.as_ref()))?;
+    if !opts.dry_run {
+        for (key, why) in &records.damaged {
+            tracing::warn!("deleting damaged GC record {key}: {why}");
+            store.block_on(p.delete(key))?;
+        }
+    }
+    let (live, retained) = live_set(repo, &deleted, progress)?;
+    report.manifests_retained = retained;
+    report.live_chunks = live.len() as u64;
+    report.live_set_bytes = live.heap_bytes() as u64;
+    let pending = records.packs();
+    let mut condemned = Vec::new();
+    for (pack, size) in store.index().packs()? {
+        report.packs_total += 1;
+        report.pack_bytes_total += size;
+        if pending.contains(&pack) {
+            continue;
+        }
+        let usage = PackUsage::of(pack, size, &store.index().pack_entries(&pack)?, &live);
+        if usage.is_garbage(opts.repack_threshold) {
+            condemned.push(pack);
+            report.packs_condemned += 1;
+            report.bytes_condemned += size;
+            report.packs_dead += usage.is_dead() as u64;
+        }
+    }
+    if opts.dry_run {
+        report.seconds = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+    let mut to_arm: Vec<String> = records
+        .condemnations
+        .iter()
+        .filter(|c| c.sessions.is_none())
+        .map(|c| c.id.clone())
+        .collect();
+    if !condemned.is_empty() {
+        to_arm.push(store.block_on(store_gc::condemn(p.as_ref(), &condemned))?);
+    }
+    if !to_arm.is_empty() {
+        // Any listing taken after the condemned part was written is a valid arming.
+        let running: Vec<String> = running_sessions(repo)?.into_keys().collect();
+        for id in &to_arm {
+            store.block_on(store_gc::arm(p.as_ref(), id, running.clone()))?;
+        }
+    }
+
+    // 5. Sweep what no running session can still need.
+    let running = running_sessions(repo)?;
+    let records = store.block_on(store_gc::list_records(p.as_ref()))?;
+    let mut sweepable = Vec::new();
+    let mut waiting: HashSet<String> = HashSet::new();
+    for c in &records.condemnations {
+        let Some(sessions) = &c.sessions else {
+            continue; // armed by the GC that wrote it, or by the next run
+        };
+        let blocking: Vec<&String> = sessions
+            .iter()
+            .filter(|s| running.contains_key(*s))
+            .collect();
+        if blocking.is_empty() {
+            sweepable.push(c);
+        } else {
+            report.records_waiting += 1;
+            waiting.extend(blocking.into_iter().cloned());
+        }
+    }
+    report.waiting_on = waiting.into_iter().collect();
+    report.waiting_on.sort();
+    if !sweepable.is_empty() {
+        // Built after the sessions above were seen to be over: every manifest they wrote
+        // is in this listing.
+        let (live, _) = live_set(repo, &HashSet::new(), progress)?;
+        let packs: Vec<ChunkId> = sweepable
+            .iter()
+            .flat_map(|c| c.packs.iter().copied())
+            .collect();
+        let total: u64 = packs
+            .iter()
+            .filter_map(|pk| store.index().pack_size(pk).ok().flatten())
+            .sum();
+        progress.begin("gc: sweep", total);
+        report.sweep = store_gc::sweep(store, &packs, &live, opts.repack_threshold, |n| {
+            progress.advance(n)
+        })?;
+        progress.end();
+        for c in sweepable {
+            store.block_on(store_gc::retire(p.as_ref(), &c.id))?;
+            report.records_swept += 1;
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Deletes one backup's manifest. The chunks only it used are freed by the next GC.
+///
+/// # Errors
+/// `BackupNotFound`, provider errors.
+pub fn delete_backup(repo: &Repo, id: &BackupId) -> Result<()> {
+    repo.delete_manifest(id)
+}
+
+/// The sessions that are neither over nor revoked.
+fn running_sessions(repo: &Repo) -> Result<BTreeMap<String, SessionState>> {
+    let store = repo.store();
+    let mut all = store.block_on(session::list_sessions(store.provider().as_ref()))?;
+    all.retain(|_, s| !s.is_over());
+    Ok(all)
+}
+
+/// Revokes sessions whose newest heartbeat is older than the lease, and clears heartbeats
+/// left by sessions revoked earlier. Returns the newly revoked ids.
+fn revoke_stale(repo: &Repo) -> Result<Vec<String>> {
+    let store = repo.store();
+    let p = store.provider().clone();
+    let lease_ms = store.session_timing().lease.as_millis() as u64;
+    let mut revoked = Vec::new();
+    for s in store
+        .block_on(session::list_sessions(p.as_ref()))?
+        .into_values()
+    {
+        if s.revoked {
+            store.block_on(session::clear_revoked(p.as_ref(), &s))?;
+            continue;
+        }
+        let Some(last) = store.block_on(session::last_heartbeat_ms(p.as_ref(), &s))? else {
+            continue;
+        };
+        if now_ms().saturating_sub(last) > lease_ms {
+            tracing::warn!(
+                "revoking session {}: no heartbeat for {} s",
+                s.id,
+                (now_ms() - last) / 1000
+            );
+            store.block_on(session::revoke(p.as_ref(), &s.id))?;
+            store.block_on(session::clear_revoked(p.as_ref(), &s))?;
+            revoked.push(s.id);
+        }
+    }
+    Ok(revoked)
+}
+
+/// The live set of every manifest in the store except `excluded`, and how many manifests
+/// it covers. A manifest that cannot be read stops GC: what it references is unknown.
+fn live_set(
+    repo: &Repo,
+    excluded: &HashSet<&BackupId>,
+    progress: &dyn Progress,
+) -> Result<(LiveSet, u64)> {
+    let ids: Vec<BackupId> = repo
+        .all_backup_ids()?
+        .into_iter()
+        .filter(|id| !excluded.contains(id))
+        .collect();
+    progress.begin("gc: mark", ids.len() as u64);
+    let mut live = LiveSet::default();
+    let mut n = 0;
+    for id in &ids {
+        let m = match repo.load_manifest(id) {
+            Ok(m) => m,
+            // Deleted by a concurrent GC or `rbk delete` since the listing: nothing to keep.
+            Err(Error::BackupNotFound { .. }) => continue,
+            Err(Error::CorruptManifest { key, detail }) => {
+                return Err(Error::CorruptManifest {
+                    key,
+                    detail: format!(
+                        "{detail}; GC cannot tell which chunks it references and deletes nothing. Delete the backup with `rbk delete {id}` if it is beyond repair"
+                    ),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        for (_, f) in m.files() {
+            for c in &f.chunks {
+                live.insert(c);
+            }
+        }
+        n += 1;
+        progress.advance(1);
+    }
+    live.seal();
+    progress.end();
+    Ok((live, n))
+}
