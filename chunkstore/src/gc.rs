@@ -58,8 +58,13 @@ impl LiveSet {
     }
 
     pub fn contains(&self, id: &ChunkId) -> bool {
+        self.position(id).is_some()
+    }
+
+    /// A dense number in `0..len()` for a live chunk, e.g. to keep one bit per live chunk.
+    pub fn position(&self, id: &ChunkId) -> Option<usize> {
         assert!(self.sorted, "LiveSet::seal must be called before lookups");
-        self.prefixes.binary_search(&prefix(id)).is_ok()
+        self.prefixes.binary_search(&prefix(id)).ok()
     }
 
     pub fn len(&self) -> usize {
@@ -90,6 +95,16 @@ pub struct PackUsage {
 
 impl PackUsage {
     pub fn of(pack: ChunkId, size: u64, entries: &[PackEntry], live: &LiveSet) -> Self {
+        Self::with(pack, size, entries, |e| live.contains(&e.id))
+    }
+
+    /// Usage where `needed_here` says which entries count as live in this pack.
+    pub fn with(
+        pack: ChunkId,
+        size: u64,
+        entries: &[PackEntry],
+        mut needed_here: impl FnMut(&PackEntry) -> bool,
+    ) -> Self {
         let mut u = PackUsage {
             pack,
             size,
@@ -100,7 +115,7 @@ impl PackUsage {
         };
         for e in entries {
             u.stored_bytes += e.stored_len as u64;
-            if live.contains(&e.id) {
+            if needed_here(e) {
                 u.live_chunks += 1;
                 u.live_bytes += e.stored_len as u64;
             }
@@ -338,44 +353,80 @@ pub struct SweepReport {
     pub problems: Vec<String>,
 }
 
-/// Sweeps `packs` against `live`: a pack with no live chunk is deleted; one with more than
-/// `repack_threshold` of its bytes dead has its live chunks (each verified) copied into new
-/// packs, which are uploaded before it is deleted; any other pack is reprieved.
+/// Sweeps `packs` against `live`. A chunk of a swept pack *needs saving* when it is live
+/// and has no copy in a pack that is neither in `condemned` (every pack of every record
+/// known to this GC, listed after the swept records were written) nor swept now. A pack
+/// holding no chunk that needs saving is deleted; one where more than `repack_threshold`
+/// of the chunk bytes need no saving has those that do copied, verified, into new packs,
+/// which are uploaded before it is deleted; any other pack is reprieved.
+///
+/// Relying only on copies outside every known record keeps two GCs sweeping at once from
+/// each deleting one copy on the strength of the other (docs/gc.md).
 ///
 /// Safe only when the protocol's precondition holds: every session that could reference
-/// these packs without having seen their condemnation is over, and `live` was computed
-/// after that was established (docs/gc.md).
+/// these packs without having seen their condemnation is over, `live` was computed after
+/// that was established, and the index was synced after `condemned` was listed.
 ///
 /// # Errors
 /// Provider and index errors. A damaged pack is reported in `problems` and kept.
 pub fn sweep(
     store: &ChunkStore,
     packs: &[ChunkId],
+    condemned: &HashSet<ChunkId>,
     live: &LiveSet,
     repack_threshold: f64,
     mut on_pack: impl FnMut(u64),
 ) -> Result<SweepReport> {
     let mut report = SweepReport::default();
+    let index = store.index();
+    let mut todo: Vec<(ChunkId, u64, Vec<PackEntry>)> = Vec::new();
+    let mut seen = HashSet::new();
+    for pack in packs {
+        if !seen.insert(*pack) {
+            continue;
+        }
+        match index.pack_size(pack)? {
+            Some(size) => todo.push((*pack, size, index.pack_entries(pack)?)),
+            None => report.packs_gone += 1,
+        }
+    }
+    // Live chunks of swept packs that are safe elsewhere.
+    let wanted: HashSet<ChunkId> = todo
+        .iter()
+        .flat_map(|(_, _, entries)| entries.iter())
+        .filter(|e| live.contains(&e.id))
+        .map(|e| e.id)
+        .collect();
+    let mut saved: HashSet<ChunkId> = HashSet::new();
+    if !wanted.is_empty() {
+        for (pack, _) in index.packs()? {
+            if condemned.contains(&pack) || seen.contains(&pack) {
+                continue;
+            }
+            for e in index.pack_entries(&pack)? {
+                if wanted.contains(&e.id) {
+                    saved.insert(e.id);
+                }
+            }
+        }
+    }
+
     let mut builder = PackBuilder::new();
     let mut rewritten: Vec<(ChunkId, u64)> = Vec::new();
     let target = store.config().pack_target_size;
     let p = store.provider().clone();
     let max_chunk = store.config().chunker.max_size as usize;
-    let mut seen = HashSet::new();
     let mut written = 0u64;
-    for pack in packs {
-        if !seen.insert(*pack) {
-            continue;
-        }
-        let Some(size) = store.index().pack_size(pack)? else {
-            report.packs_gone += 1;
-            continue;
-        };
+    for (pack, size, entries) in todo {
         on_pack(size);
-        let entries = store.index().pack_entries(pack)?;
-        let usage = PackUsage::of(*pack, size, &entries, live);
+        let keep: HashSet<ChunkId> = entries
+            .iter()
+            .filter(|e| live.contains(&e.id) && !saved.contains(&e.id))
+            .map(|e| e.id)
+            .collect();
+        let usage = PackUsage::with(pack, size, &entries, |e| keep.contains(&e.id));
         if usage.is_dead() {
-            store.delete_pack(pack)?;
+            store.delete_pack(&pack)?;
             report.packs_deleted += 1;
             report.bytes_freed += size;
             continue;
@@ -384,19 +435,17 @@ pub fn sweep(
             report.packs_reprieved += 1;
             continue;
         }
-        let key = pack_key(pack);
-        let bytes = match store.block_on(p.get(&key)) {
+        let bytes = match store.block_on(p.get(&pack_key(&pack))) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                // Another GC swept it after copying its live chunks.
-                store.index().remove_pack(pack)?;
+                // Another GC swept it after copying what needed saving.
+                index.remove_pack(&pack)?;
                 report.packs_gone += 1;
                 continue;
             }
             Err(e) => return Err(e),
         };
-        let copied = copy_live(&bytes, &entries, live, max_chunk, &mut builder);
-        match copied {
+        match copy_live(&bytes, &entries, &keep, max_chunk, &mut builder) {
             Ok(n) => report.bytes_rewritten += n,
             Err(e) => {
                 report
@@ -405,7 +454,9 @@ pub fn sweep(
                 continue;
             }
         }
-        rewritten.push((*pack, size));
+        // Later packs holding the same chunks rely on the copy just made.
+        saved.extend(keep);
+        rewritten.push((pack, size));
         if builder.len() as u64 >= target {
             written += store.write_pack(std::mem::take(&mut builder))?;
             report.new_packs += 1;
@@ -430,12 +481,12 @@ pub fn sweep(
 fn copy_live(
     pack: &[u8],
     entries: &[PackEntry],
-    live: &LiveSet,
+    keep: &HashSet<ChunkId>,
     max_chunk: usize,
     builder: &mut PackBuilder,
 ) -> Result<u64> {
     let mut scratch = Vec::new();
-    for e in entries.iter().filter(|e| live.contains(&e.id)) {
+    for e in entries.iter().filter(|e| keep.contains(&e.id)) {
         let end = e.offset.checked_add(e.stored_len as u64);
         let Some(blob) = end
             .filter(|end| *end <= pack.len() as u64)

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rbk_chunkstore::provider;
-use rbk_engine::ops::{backup, info, list, restore};
+use rbk_engine::ops::{backup, gc, info, list, restore};
 use rbk_engine::{BackupId, ErrorKind, Repo, repo};
 use serde_json::json;
 
@@ -62,6 +62,10 @@ enum Action {
     List,
     Info,
     Restore,
+    /// Delete one backup (--backupId); its chunks are freed by the next gc.
+    Delete,
+    /// Delete backups by retention policy and free unreferenced packs.
+    Gc,
 }
 
 #[derive(Args, Debug, Default)]
@@ -81,6 +85,31 @@ struct Target {
     /// Restore over a non-empty module dir (its current state is discarded).
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    gc: GcFlags,
+}
+
+#[derive(Args, Debug, Default)]
+struct GcFlags {
+    /// gc: print what would be deleted; change nothing.
+    #[arg(long = "dry-run")]
+    dry_run: bool,
+    /// gc: delete backups older than this (overrides backup.max.age.hours of every module).
+    #[arg(long = "max-age-hours", value_name = "HOURS")]
+    max_age_hours: Option<f64>,
+    /// gc: keep at least this many newest backups per module (overrides
+    /// backup.min.backups.to.keep).
+    #[arg(long = "min-backups-to-keep", value_name = "N")]
+    min_keep: Option<u64>,
+    /// gc: rewrite packs with more than this fraction of their bytes unreferenced.
+    #[arg(long = "repack-threshold", value_name = "FRACTION", default_value_t = gc::DEFAULT_REPACK_THRESHOLD)]
+    repack_threshold: f64,
+    /// gc: run even though the data dir belongs to another store, and bind it to this one.
+    #[arg(long = "rebind-store")]
+    rebind_store: bool,
+    /// gc: declare a backup or restore dead after this long without a heartbeat.
+    #[arg(long = "lease-seconds", value_name = "SECONDS")]
+    lease_seconds: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,6 +127,10 @@ enum Command {
     Info(Target),
     /// Restore a backup into the data dir.
     Restore(Target),
+    /// Delete one backup; its chunks are freed by the next gc.
+    Delete(Target),
+    /// Delete backups by retention policy, then free packs no retained backup needs.
+    Gc(Target),
     /// Generate or advance realistic module state (real RocksDB PStates).
     Testdata {
         #[command(subcommand)]
@@ -252,8 +285,125 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
                 },
             );
         }
+        Action::Delete => {
+            let id = BackupId::parse(need(&t.backup_id, "--backupId", "delete")?)?;
+            let repo = open_repo(cfg, false)?;
+            gc::delete_backup(&repo, &id)?;
+            print(cli.json, json!({"deleted": id.to_string()}), || {
+                format!("deleted {id}; run `rbk gc` to free the space only it used")
+            });
+        }
+        Action::Gc => {
+            let f = &t.gc;
+            if t.module.is_some() || t.backup_id.is_some() {
+                return Err(usage(
+                    "gc works on the whole store (every module); drop --module/--backupId, or use `rbk delete` for one backup".into(),
+                ));
+            }
+            let mut repo = open_repo(cfg, false)?;
+            if let Some(secs) = f.lease_seconds {
+                let mut timing = repo.store().session_timing();
+                timing.lease = std::time::Duration::from_secs(secs);
+                repo.store_mut().set_session_timing(timing);
+            }
+            let opts = gc::GcOptions {
+                dry_run: f.dry_run,
+                policy: rbk_engine::retention::PolicyOverride {
+                    max_age_hours: f.max_age_hours,
+                    min_keep: f.min_keep,
+                },
+                repack_threshold: f.repack_threshold,
+                rebind_store: f.rebind_store,
+                now_ms: None,
+            };
+            let r = gc::gc(&repo, &cfg.data_dir, &opts, &bars)?;
+            print(cli.json, gc_json(&r), || gc_text(&r));
+        }
     }
     Ok(())
+}
+
+fn gc_json(r: &gc::GcReport) -> serde_json::Value {
+    let s = &r.sweep;
+    json!({
+        "dry_run": r.dry_run,
+        "manifests_deleted": r.manifests_deleted.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "manifests_retained": r.manifests_retained,
+        "sessions_revoked": r.sessions_revoked,
+        "live_chunks": r.live_chunks,
+        "packs_total": r.packs_total,
+        "pack_bytes_total": r.pack_bytes_total,
+        "packs_condemned": r.packs_condemned,
+        "bytes_condemned": r.bytes_condemned,
+        "packs_dead": r.packs_dead,
+        "records_swept": r.records_swept,
+        "records_waiting": r.records_waiting,
+        "waiting_on_sessions": r.waiting_on,
+        "packs_deleted": s.packs_deleted,
+        "packs_rewritten": s.packs_rewritten,
+        "packs_reprieved": s.packs_reprieved,
+        "new_packs": s.new_packs,
+        "bytes_freed": s.bytes_freed,
+        "bytes_rewritten": s.bytes_rewritten,
+        "problems": s.problems,
+        "seconds": r.seconds,
+    })
+}
+
+fn gc_text(r: &gc::GcReport) -> String {
+    let s = &r.sweep;
+    let would = if r.dry_run { "would delete" } else { "deleted" };
+    let mut out = vec![format!(
+        "{would} {} backup(s) by retention policy; {} retained",
+        r.manifests_deleted.len(),
+        r.manifests_retained
+    )];
+    out.extend(r.manifests_deleted.iter().map(|id| format!("  {id}")));
+    if !r.sessions_revoked.is_empty() {
+        out.push(format!(
+            "revoked {} session(s) without heartbeat: {}",
+            r.sessions_revoked.len(),
+            r.sessions_revoked.join(", ")
+        ));
+    }
+    out.push(format!(
+        "store: {} packs, {:.1} MiB; {} live chunks",
+        r.packs_total,
+        mib(r.pack_bytes_total),
+        r.live_chunks
+    ));
+    let verb = if r.dry_run {
+        "would condemn"
+    } else {
+        "condemned"
+    };
+    out.push(format!(
+        "{verb} {} pack(s), {:.1} MiB: {} unreferenced, {} to rewrite",
+        r.packs_condemned,
+        mib(r.bytes_condemned),
+        r.packs_dead,
+        r.packs_condemned - r.packs_dead
+    ));
+    if !r.dry_run {
+        out.push(format!(
+            "swept {} record(s): deleted {} pack(s), rewrote {} ({:.1} MiB copied), reprieved {}; freed {:.1} MiB",
+            r.records_swept,
+            s.packs_deleted,
+            s.packs_rewritten,
+            mib(s.bytes_rewritten),
+            s.packs_reprieved,
+            mib(s.bytes_freed)
+        ));
+    }
+    if r.records_waiting > 0 {
+        out.push(format!(
+            "{} record(s) wait for running session(s) {}; a later gc sweeps them",
+            r.records_waiting,
+            r.waiting_on.join(", ")
+        ));
+    }
+    out.extend(s.problems.iter().map(|p| format!("problem: {p}")));
+    out.join("\n")
 }
 
 pub fn mib(b: u64) -> f64 {
@@ -358,6 +508,8 @@ fn run(cli: &Cli) -> Result<()> {
         Command::List(t) => run_action(cli, &cfg, Action::List, t),
         Command::Info(t) => run_action(cli, &cfg, Action::Info, t),
         Command::Restore(t) => run_action(cli, &cfg, Action::Restore, t),
+        Command::Delete(t) => run_action(cli, &cfg, Action::Delete, t),
+        Command::Gc(t) => run_action(cli, &cfg, Action::Gc, t),
         Command::Testdata { command } => {
             match command {
                 TestdataCommand::Generate {

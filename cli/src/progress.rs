@@ -19,21 +19,37 @@ impl Bars {
     }
 }
 
-impl Progress for Bars {
-    fn begin(&self, phase: &str, total_bytes: u64) {
+impl Bars {
+    fn start(&self, phase: &str, total: u64, template: &str) {
         if !self.enabled {
             return;
         }
-        let bar = ProgressBar::new(total_bytes);
+        let bar = ProgressBar::new(total);
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_message(phase.to_string());
         *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+    }
+}
+
+impl Progress for Bars {
+    fn begin(&self, phase: &str, total_bytes: u64) {
+        self.start(
+            phase,
+            total_bytes,
+            "{msg:>8} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        );
+    }
+
+    fn begin_items(&self, phase: &str, total_items: u64) {
+        self.start(
+            phase,
+            total_items,
+            "{msg:>8} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+        );
     }
 
     fn advance(&self, bytes: u64) {

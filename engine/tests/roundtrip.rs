@@ -1,91 +1,20 @@
 //! End-to-end backup and restore of generated modules on a local directory store.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod common;
 
-use rbk_chunkstore::provider::{self, LocalProvider, Provider};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use common::{Env, Faulty, MODULE, Op, digest, store_listing};
+use rbk_chunkstore::provider::{self, Provider};
 use rbk_chunkstore::store::pack_key;
 use rbk_engine::layout::module_dir;
 use rbk_engine::manifest::pstate_dir;
 use rbk_engine::ops::{backup, info, list, restore};
-use rbk_engine::testdata::{self, GenSpec, PSTATE};
+use rbk_engine::testdata::{self, PSTATE};
 use rbk_engine::{BackupId, Error, ErrorKind, NoProgress, Repo, repo};
-
-const MODULE: &str = "com.rbk.BankModule";
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    data: PathBuf,
-    store: PathBuf,
-}
-
-impl Env {
-    fn new(size_mib: u64) -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("data");
-        let store = tmp.path().join("store");
-        std::fs::create_dir_all(&data).unwrap();
-        testdata::generate(
-            &data,
-            &GenSpec {
-                size_mib,
-                tasks: 4,
-                segment_bytes: 1 << 20,
-                ..Default::default()
-            },
-        )
-        .unwrap();
-        Env {
-            _tmp: tmp,
-            data,
-            store,
-        }
-    }
-
-    fn provider(&self) -> Arc<dyn Provider> {
-        Arc::new(LocalProvider::new(&self.store))
-    }
-
-    fn repo_for(&self, data_dir: &Path) -> Repo {
-        Repo::open(self.provider(), &repo::index_root(data_dir), true).unwrap()
-    }
-
-    fn module(&self) -> PathBuf {
-        module_dir(&self.data, MODULE)
-    }
-
-    fn scratch(&self, name: &str) -> PathBuf {
-        self._tmp.path().join(name)
-    }
-
-    /// Restores `id` into a new data dir `name` with an index of its own (as on a fresh
-    /// machine); returns the restored module dir.
-    fn restore_fresh(&self, id: &BackupId, name: &str) -> PathBuf {
-        let target = self.scratch(name);
-        restore::restore(
-            &self.repo_for(&target),
-            &target,
-            id,
-            restore::RestoreOptions::default(),
-            &NoProgress,
-        )
-        .unwrap();
-        module_dir(&target, MODULE)
-    }
-}
-
-fn digest(dir: &Path) -> BTreeMap<String, [u8; 32]> {
-    testdata::tree_digest(dir).unwrap()
-}
-
-/// Every object in the store with the hash of its bytes.
-fn store_listing(store: &Path) -> BTreeMap<String, [u8; 32]> {
-    digest(store)
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with(".tmp/"))
-        .collect()
-}
 
 /// Every key/value of a RocksDB directory, in key order.
 type KeyValues = Vec<(Box<[u8]>, Box<[u8]>)>;
@@ -448,69 +377,19 @@ fn a_change_in_the_same_mtime_tick_as_the_previous_backup_is_not_missed() {
 }
 
 /// Wraps a real provider and fails every pack upload after the first `allow`.
-#[derive(Debug)]
-struct FailPackPuts {
-    inner: Arc<dyn Provider>,
-    allow: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl Provider for FailPackPuts {
-    fn describe(&self) -> String {
-        format!("failing {}", self.inner.describe())
-    }
-    async fn get(&self, key: &str) -> rbk_chunkstore::Result<bytes::Bytes> {
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> rbk_chunkstore::Result<bytes::Bytes> {
-        self.inner.get_range(key, offset, len).await
-    }
-    async fn put_if_absent(&self, key: &str, body: bytes::Bytes) -> rbk_chunkstore::Result<bool> {
-        use std::sync::atomic::Ordering;
-        if key.starts_with("packs/")
-            && self
-                .allow
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_err()
-        {
-            return Err(rbk_chunkstore::Error::Provider {
-                provider: self.describe(),
-                key: key.into(),
-                detail: "injected failure".into(),
-                temporary: true,
-            });
-        }
-        self.inner.put_if_absent(key, body).await
-    }
-    async fn delete(&self, key: &str) -> rbk_chunkstore::Result<()> {
-        self.inner.delete(key).await
-    }
-    async fn exists(&self, key: &str) -> rbk_chunkstore::Result<bool> {
-        self.inner.exists(key).await
-    }
-    async fn list(
-        &self,
-        prefix: &str,
-        token: Option<&str>,
-        size: usize,
-    ) -> rbk_chunkstore::Result<rbk_chunkstore::provider::ListPage> {
-        self.inner.list(prefix, token, size).await
-    }
-}
-
 #[test]
 fn a_failed_pack_upload_commits_no_manifest_and_a_retry_succeeds() {
     let env = Env::new(60);
     for allow in [0, 1] {
-        let failing: Arc<dyn Provider> = Arc::new(FailPackPuts {
-            inner: env.provider(),
-            allow: allow.into(),
-        });
+        let allow = std::sync::atomic::AtomicUsize::new(allow);
+        let failing: Arc<dyn Provider> =
+            Arc::new(Faulty::new(env.provider()).fail_when(move |op, key| {
+                op == Op::Put
+                    && key.starts_with("packs/")
+                    && allow
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_err()
+            }));
         let repo = Repo::open(failing, &repo::index_root(&env.data), true).unwrap();
         let e = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io, "{e}");

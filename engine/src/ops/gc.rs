@@ -151,13 +151,23 @@ pub fn gc(
     report.live_set_bytes = live.heap_bytes() as u64;
     let pending = records.packs();
     let mut condemned = Vec::new();
+    // A live chunk counts in the first pack (in id order) that holds it; copies in later
+    // packs are dead weight there. One bit per live chunk.
+    let mut claimed = vec![0u64; live.len().div_ceil(64)];
     for (pack, size) in store.index().packs()? {
         report.packs_total += 1;
         report.pack_bytes_total += size;
         if pending.contains(&pack) {
             continue;
         }
-        let usage = PackUsage::of(pack, size, &store.index().pack_entries(&pack)?, &live);
+        let entries = store.index().pack_entries(&pack)?;
+        let usage = PackUsage::with(pack, size, &entries, |e| match live.position(&e.id) {
+            Some(i) if claimed[i / 64] & (1 << (i % 64)) == 0 => {
+                claimed[i / 64] |= 1 << (i % 64);
+                true
+            }
+            _ => false,
+        });
         if usage.is_garbage(opts.repack_threshold) {
             condemned.push(pack);
             report.packs_condemned += 1;
@@ -209,6 +219,10 @@ pub fn gc(
     report.waiting_on = waiting.into_iter().collect();
     report.waiting_on.sort();
     if !sweepable.is_empty() {
+        // Packs are relied on as copies only if they existed after the records were listed
+        // and no record condemns them.
+        store.sync_index()?;
+        let condemned = records.packs();
         // Built after the sessions above were seen to be over: every manifest they wrote
         // is in this listing.
         let (live, _) = live_set(repo, &HashSet::new(), progress)?;
@@ -221,9 +235,14 @@ pub fn gc(
             .filter_map(|pk| store.index().pack_size(pk).ok().flatten())
             .sum();
         progress.begin("gc: sweep", total);
-        report.sweep = store_gc::sweep(store, &packs, &live, opts.repack_threshold, |n| {
-            progress.advance(n)
-        })?;
+        report.sweep = store_gc::sweep(
+            store,
+            &packs,
+            &condemned,
+            &live,
+            opts.repack_threshold,
+            |n| progress.advance(n),
+        )?;
         progress.end();
         for c in sweepable {
             store.block_on(store_gc::retire(p.as_ref(), &c.id))?;
@@ -257,7 +276,7 @@ fn revoke_stale(repo: &Repo) -> Result<Vec<String>> {
     let p = store.provider().clone();
     let lease_ms = store.session_timing().lease.as_millis() as u64;
     let mut revoked = Vec::new();
-    for s in store
+    for mut s in store
         .block_on(session::list_sessions(p.as_ref()))?
         .into_values()
     {
@@ -275,6 +294,7 @@ fn revoke_stale(repo: &Repo) -> Result<Vec<String>> {
                 (now_ms() - last) / 1000
             );
             store.block_on(session::revoke(p.as_ref(), &s.id))?;
+            s.revoked = true;
             store.block_on(session::clear_revoked(p.as_ref(), &s))?;
             revoked.push(s.id);
         }
@@ -294,7 +314,7 @@ fn live_set(
         .into_iter()
         .filter(|id| !excluded.contains(id))
         .collect();
-    progress.begin("gc: mark", ids.len() as u64);
+    progress.begin_items("gc: mark", ids.len() as u64);
     let mut live = LiveSet::default();
     let mut n = 0;
     for id in &ids {
