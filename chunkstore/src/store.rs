@@ -382,12 +382,17 @@ impl ChunkStore {
             let Some(pack) = pack_id_of_key(&key) else {
                 continue; // not a pack rbk wrote; ignore
             };
-            present.insert(pack);
             if !self.index.has_pack(&pack)? {
-                let entries = self.read_pack_index(&key, size)?;
+                let entries = match self.read_pack_index(&key, size) {
+                    Ok(e) => e,
+                    // Swept by a GC since the listing: as if it had not been listed.
+                    Err(e) if e.kind() == crate::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                };
                 self.index.add_pack(&pack, size, &entries)?;
                 added += 1;
             }
+            present.insert(pack);
         }
         let mut removed = 0;
         for (pack, _) in self.index.packs()? {

@@ -199,7 +199,10 @@ fn print(json_out: bool, value: serde_json::Value, text: impl FnOnce() -> String
     if json_out {
         println!("{value}");
     } else {
-        println!("{}", text());
+        let text = text();
+        if !text.is_empty() {
+            println!("{text}");
+        }
     }
 }
 

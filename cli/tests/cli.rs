@@ -246,3 +246,81 @@ fn a_second_process_on_the_same_index_gets_a_clear_error() {
         "another rbk process is using this index",
     );
 }
+
+#[test]
+fn gc_and_delete_in_both_forms() {
+    let env = Env::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(env.ok(&["backup", "--module", MODULE]).trim().to_string());
+        env.ok(&["testdata", "advance", "--percent", "30"]);
+    }
+    let store_files = |env: &Env| digest(&env.dir().join("store"));
+    let before = store_files(&env);
+
+    // Dry run: reports the two expired backups, changes nothing.
+    let dry: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "gc",
+        "--dry-run",
+        "--max-age-hours",
+        "0",
+        "--min-backups-to-keep",
+        "1",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["manifests_deleted"], serde_json::json!(ids[..2]));
+    assert!(dry["packs_condemned"].as_u64().unwrap() > 0);
+    assert_eq!(store_files(&env), before);
+
+    // The Rama form does it.
+    let text = env.ok(&[
+        "backup",
+        "--action",
+        "gc",
+        "--max-age-hours",
+        "0",
+        "--min-backups-to-keep",
+        "1",
+    ]);
+    assert!(
+        text.starts_with("deleted 2 backup(s) by retention policy; 1 retained"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("  {}", ids[0])), "{text}");
+    assert!(text.contains("swept 1 record(s)"), "{text}");
+    let listed = env.ok(&["list", "--module", MODULE]);
+    assert_eq!(listed.lines().count(), 1);
+    assert!(listed.starts_with(&ids[2]));
+
+    // delete: one backup, by id; unknown ids are not found; gc takes no --module.
+    env.fails(&["delete", "--backupId", &ids[0]], 3, "not found");
+    env.fails(&["gc", "--module", MODULE], 2, "whole store");
+    env.fails(&["gc", "--repack-threshold", "1.5"], 2, "between 0 and 1");
+    let out = env.ok(&["backup", "--action", "delete", "--backupId", &ids[2]]);
+    assert!(out.contains("run `rbk gc`"), "{out}");
+    assert_eq!(env.ok(&["list", "--module", MODULE]), "");
+    let j: serde_json::Value = serde_json::from_str(&env.ok(&["gc", "--json"])).unwrap();
+    assert_eq!(j["manifests_retained"], 0);
+    assert_eq!(j["packs_total"], j["packs_deleted"]);
+    assert!(j["bytes_freed"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn gc_refuses_another_clusters_store_unless_rebound() {
+    let env = Env::new();
+    env.ok(&["backup", "--module", MODULE]);
+    // A second store, created by a backup that is pointed at it by mistake.
+    env.ok(&["backup", "--module", MODULE, "--provider", "fs other"]);
+    let before = digest(&env.dir().join("other"));
+    env.fails(
+        &["gc", "--provider", "fs other", "--max-age-hours", "0"],
+        2,
+        "--rebind-store",
+    );
+    assert_eq!(digest(&env.dir().join("other")), before);
+    env.ok(&["gc", "--provider", "fs other", "--rebind-store"]);
+    // Now the original store is the foreign one.
+    env.fails(&["gc"], 2, "two clusters may be sharing one store");
+}

@@ -149,7 +149,8 @@ fn backup_in_session(
     // block new backups: fall back to reading everything.
     let previous = match ids.last().map(|id| repo.load_manifest(id)) {
         Some(Ok(m)) => Some(m),
-        Some(Err(e)) if e.kind() == ErrorKind::Corrupt => {
+        // Corrupt, or deleted since the listing: read every file.
+        Some(Err(e)) if matches!(e.kind(), ErrorKind::Corrupt | ErrorKind::NotFound) => {
             tracing::warn!("previous backup unusable, reading every file: {e}");
             None
         }

@@ -176,18 +176,18 @@ fn restore_in_session(
     let old = modules.join(format!("{RBK_TEMP_PREFIX}old-{tag}"));
     let had_old = target.exists();
     if had_old {
-        fs::rename(&target, &old).map_err(|e| {
+        fs::rename(target, &old).map_err(|e| {
             let _ = fs::remove_dir_all(&staging);
-            Error::io(&target, e)
+            Error::io(target, e)
         })?;
     }
-    if let Err(e) = fs::rename(&staging, &target) {
+    if let Err(e) = fs::rename(&staging, target) {
         // Put the old state back; the restore failed as a whole.
         if had_old {
-            let _ = fs::rename(&old, &target);
+            let _ = fs::rename(&old, target);
         }
         let _ = fs::remove_dir_all(&staging);
-        return Err(Error::io(&target, e));
+        return Err(Error::io(target, e));
     }
     sync_dir(&modules)?;
     if had_old {

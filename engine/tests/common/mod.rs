@@ -41,11 +41,7 @@ impl Env {
             },
         )
         .unwrap();
-        Env {
-            tmp: tmp,
-            data,
-            store,
-        }
+        Env { tmp, data, store }
     }
 
     pub fn provider(&self) -> Arc<dyn Provider> {
