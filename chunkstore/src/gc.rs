@@ -458,12 +458,12 @@ pub fn sweep(
         saved.extend(keep);
         rewritten.push((pack, size));
         if builder.len() as u64 >= target {
-            written += store.write_pack(std::mem::take(&mut builder))?;
+            written += store.write_pack(std::mem::take(&mut builder))?.1;
             report.new_packs += 1;
         }
     }
     if !builder.is_empty() {
-        written += store.write_pack(builder)?;
+        written += store.write_pack(builder)?.1;
         report.new_packs += 1;
     }
     // Only now, with every copy durable, may the originals go.
@@ -510,7 +510,11 @@ fn copy_live(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::pack;
+    use crate::provider::MemoryProvider;
 
     fn id(n: u32) -> ChunkId {
         ChunkId::of(&n.to_le_bytes())
@@ -552,5 +556,91 @@ mod tests {
             ..Default::default()
         };
         assert!(PackUsage::of(id(99), 500, &entries, &none).is_dead());
+    }
+
+    fn pack_of(store: &ChunkStore, chunks: &[&[u8]]) -> ChunkId {
+        let mut b = PackBuilder::new();
+        for c in chunks {
+            b.add(
+                ChunkId::of(c),
+                c.len() as u32,
+                &compress::compress(c, 1).unwrap(),
+            );
+        }
+        store.write_pack(b).unwrap().0
+    }
+
+    fn read(store: &ChunkStore, id: ChunkId) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        store.read_chunks(&[id], |d| {
+            out.extend_from_slice(d);
+            Ok::<(), Error>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Two GCs sweep two records at once, each with an index that does not yet show the
+    /// other's deletion. Each must copy the live chunk rather than rely on the other's pack:
+    /// relying on a condemned pack would let both delete their copy.
+    #[test]
+    fn concurrent_sweeps_never_rely_on_each_others_condemned_packs() {
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+        let a = ChunkStore::open(p.clone(), dirs[0].path(), true).unwrap();
+        let x = b"the chunk both packs hold".repeat(100);
+        let (dead1, dead2) = (b"dead one".repeat(300), b"dead two".repeat(300));
+        let p1 = pack_of(&a, &[&x, &dead1]);
+        let p2 = pack_of(&a, &[&x, &dead2]);
+        let b = ChunkStore::open(p.clone(), dirs[1].path(), false).unwrap();
+        b.sync_index().unwrap();
+        let mut live = LiveSet::default();
+        live.insert(&ChunkId::of(&x));
+        live.seal();
+        let condemned: HashSet<ChunkId> = [p1, p2].into();
+
+        let ra = sweep(&a, &[p1], &condemned, &live, 0.3, |_| {}).unwrap();
+        assert_eq!((ra.packs_rewritten, ra.new_packs), (1, 1), "{ra:?}");
+        // b's index still lists p1 and does not know a's new pack.
+        let rb = sweep(&b, &[p2], &condemned, &live, 0.3, |_| {}).unwrap();
+        assert_eq!((rb.packs_rewritten, rb.new_packs), (1, 1), "{rb:?}");
+
+        let c = ChunkStore::open(p.clone(), dirs[2].path(), false).unwrap();
+        assert_eq!(read(&c, ChunkId::of(&x)).unwrap(), x);
+        assert!(!c.block_on(p.exists(&pack_key(&p1))).unwrap());
+        assert!(!c.block_on(p.exists(&pack_key(&p2))).unwrap());
+    }
+
+    #[test]
+    fn a_sweep_relies_on_an_uncondemned_copy_and_keeps_a_damaged_pack() {
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let dir = tempfile::tempdir().unwrap();
+        let s = ChunkStore::open(p.clone(), dir.path(), true).unwrap();
+        let (x, y) = (b"x".repeat(5000), b"y".repeat(5000));
+        let dead = b"dead".repeat(4000);
+        let keeper = pack_of(&s, &[&x]);
+        let dup = pack_of(&s, &[&x, &dead]);
+        let damaged = pack_of(&s, &[&y, &dead]);
+        // Flip a byte inside y's blob.
+        let key = pack_key(&damaged);
+        let mut bytes = s.block_on(p.get(&key)).unwrap().to_vec();
+        bytes[pack::HEADER_MAGIC.len() + 5] ^= 0x40;
+        s.block_on(p.delete(&key)).unwrap();
+        s.block_on(p.put_if_absent(&key, Bytes::from(bytes)))
+            .unwrap();
+
+        let mut live = LiveSet::default();
+        live.insert(&ChunkId::of(&x));
+        live.insert(&ChunkId::of(&y));
+        live.seal();
+        let condemned: HashSet<ChunkId> = [dup, damaged].into();
+        let r = sweep(&s, &[dup, damaged], &condemned, &live, 0.3, |_| {}).unwrap();
+        // x is safe in `keeper`: its duplicate pack goes without a copy.
+        assert_eq!((r.packs_deleted, r.packs_rewritten, r.new_packs), (1, 0, 0));
+        assert_eq!(r.problems.len(), 1, "{r:?}");
+        assert!(r.problems[0].contains(&damaged.to_string()), "{r:?}");
+        assert!(s.block_on(p.exists(&key)).unwrap(), "damaged pack kept");
+        assert!(!s.block_on(p.exists(&pack_key(&dup))).unwrap());
+        assert_eq!(read(&s, ChunkId::of(&x)).unwrap(), x);
+        assert_eq!(s.locate(&ChunkId::of(&x)).unwrap().pack, keeper);
     }
 }

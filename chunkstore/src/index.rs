@@ -1,24 +1,25 @@
-//! The local chunk index: a RocksDB cache of which chunk lives in which pack.
+//! The local chunk index: a RocksDB cache of which chunks live in which packs.
 //!
 //! Keys (one column family, distinguished by a one-byte prefix):
-//! - `c` + chunk id (32)            → pack id (32) | offset u64 LE | stored len u32 LE | raw len u32 LE
-//! - `p` + pack id (32)             → pack size u64 LE
-//! - `r` + pack id (32) + chunk id  → offset u64 LE | stored len u32 LE | raw len u32 LE
-//!   (reverse map: a pack's entries, to forget a pack and for GC's per-pack accounting)
-//! - `v`                            → schema version u32 LE
+//! - `c` + chunk id (32) + pack id (32) → offset u64 LE | stored len u32 LE | raw len u32 LE
+//!   (every copy of a chunk: one pack may be deleted while another still holds it)
+//! - `r` + pack id (32) + chunk id (32) → the same value (a pack's entries, to forget a pack
+//!   and for GC's per-pack accounting)
+//! - `p` + pack id (32)                 → pack size u64 LE
+//! - `v`                                → schema version u32 LE
 //!
-//! An index written by an older schema is wiped and rebuilt: it is only a cache.
 //! The index is never the authority: it is filled from pack trailers, and a pack that vanished
-//! from the store is forgotten on the next sync.
+//! from the store is forgotten on the next sync. An index of another schema is wiped and
+//! rebuilt.
 
 use std::path::{Path, PathBuf};
 
-use rocksdb::{DB, Options, WriteBatch};
+use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch};
 
 use crate::pack::PackEntry;
 use crate::{ChunkId, Error, Result};
 
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 const SCHEMA_KEY: &[u8] = b"v";
 
 /// Where a chunk is stored.
@@ -30,30 +31,12 @@ pub struct ChunkLocation {
     pub raw_len: u32,
 }
 
-impl ChunkLocation {
-    fn encode(&self) -> [u8; 48] {
-        let mut v = [0u8; 48];
-        v[..32].copy_from_slice(&self.pack.0);
-        v[32..40].copy_from_slice(&self.offset.to_le_bytes());
-        v[40..44].copy_from_slice(&self.stored_len.to_le_bytes());
-        v[44..48].copy_from_slice(&self.raw_len.to_le_bytes());
-        v
-    }
-
-    fn decode(path: &Path, v: &[u8]) -> Result<Self> {
-        if v.len() != 48 {
-            return Err(Error::Index {
-                path: path.into(),
-                detail: format!("chunk entry of {} bytes, expected 48", v.len()),
-            });
-        }
-        Ok(ChunkLocation {
-            pack: ChunkId::from_slice(&v[..32])?,
-            offset: u64::from_le_bytes(v[32..40].try_into().expect("8 bytes")),
-            stored_len: u32::from_le_bytes(v[40..44].try_into().expect("4 bytes")),
-            raw_len: u32::from_le_bytes(v[44..48].try_into().expect("4 bytes")),
-        })
-    }
+fn encode_entry(offset: u64, stored_len: u32, raw_len: u32) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&offset.to_le_bytes());
+    v[8..12].copy_from_slice(&stored_len.to_le_bytes());
+    v[12..].copy_from_slice(&raw_len.to_le_bytes());
+    v
 }
 
 fn key(prefix: u8, a: &ChunkId, b: Option<&ChunkId>) -> Vec<u8> {
@@ -134,17 +117,67 @@ impl RocksChunkIndex {
         }
     }
 
+    /// Decodes a `c` or `r` entry: 65-byte key (prefix, two ids) and 16-byte value.
+    fn decode_entry(&self, k: &[u8], v: &[u8]) -> Result<(ChunkId, ChunkId, u64, u32, u32)> {
+        if k.len() != 65 || v.len() != 16 {
+            return Err(Error::Index {
+                path: self.path.clone(),
+                detail: format!(
+                    "malformed entry ({} key bytes, {} value bytes)",
+                    k.len(),
+                    v.len()
+                ),
+            });
+        }
+        Ok((
+            ChunkId::from_slice(&k[1..33])?,
+            ChunkId::from_slice(&k[33..])?,
+            u64::from_le_bytes(v[..8].try_into().expect("8 bytes")),
+            u32::from_le_bytes(v[8..12].try_into().expect("4 bytes")),
+            u32::from_le_bytes(v[12..].try_into().expect("4 bytes")),
+        ))
+    }
+
+    /// Calls `f` with every (key, value) whose key starts with `prefix`, in key order.
+    fn scan(&self, prefix: &[u8], mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
+        for item in self
+            .db
+            .iterator(IteratorMode::From(prefix, Direction::Forward))
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            f(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    /// Every pack known to hold `id`, in pack-id order.
+    ///
+    /// # Errors
+    /// `Index` on a RocksDB failure or a malformed entry.
+    pub fn locations(&self, id: &ChunkId) -> Result<Vec<ChunkLocation>> {
+        let mut out = Vec::new();
+        self.scan(&key(b'c', id, None), |k, v| {
+            let (_, pack, offset, stored_len, raw_len) = self.decode_entry(k, v)?;
+            out.push(ChunkLocation {
+                pack,
+                offset,
+                stored_len,
+                raw_len,
+            });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// One pack holding `id`, if any.
+    ///
     /// # Errors
     /// `Index` on a RocksDB failure or a malformed entry.
     pub fn get(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
-        match self
-            .db
-            .get_pinned(key(b'c', id, None))
-            .map_err(|e| self.err(e))?
-        {
-            Some(v) => Ok(Some(ChunkLocation::decode(&self.path, &v)?)),
-            None => Ok(None),
-        }
+        Ok(self.locations(id)?.into_iter().next())
     }
 
     /// # Errors
@@ -167,33 +200,18 @@ impl RocksChunkIndex {
             .get_pinned(key(b'p', pack, None))
             .map_err(|e| self.err(e))?
         {
-            Some(v) => Ok(Some(
-                v.as_ref()
-                    .try_into()
-                    .map(u64::from_le_bytes)
-                    .map_err(|_| Error::Index {
-                        path: self.path.clone(),
-                        detail: "pack entry is not 8 bytes".into(),
-                    })?,
-            )),
+            Some(v) => Ok(Some(self.decode_size(&v)?)),
             None => Ok(None),
         }
     }
 
-    /// Where each of `ids` is, in order.
-    ///
-    /// # Errors
-    /// `Index` on a RocksDB failure or a malformed entry.
-    pub fn get_many(&self, ids: &[ChunkId]) -> Result<Vec<Option<ChunkLocation>>> {
-        let keys: Vec<Vec<u8>> = ids.iter().map(|id| key(b'c', id, None)).collect();
-        self.db
-            .multi_get(keys)
-            .into_iter()
-            .map(|r| match r.map_err(|e| self.err(e))? {
-                Some(v) => Ok(Some(ChunkLocation::decode(&self.path, &v)?)),
-                None => Ok(None),
+    fn decode_size(&self, v: &[u8]) -> Result<u64> {
+        v.try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| Error::Index {
+                path: self.path.clone(),
+                detail: "pack entry is not 8 bytes".into(),
             })
-            .collect()
     }
 
     /// Records a pack and all its chunks in one atomic write.
@@ -203,38 +221,26 @@ impl RocksChunkIndex {
     pub fn add_pack(&self, pack: &ChunkId, size: u64, entries: &[PackEntry]) -> Result<()> {
         let mut batch = WriteBatch::default();
         for e in entries {
-            let loc = ChunkLocation {
-                pack: *pack,
-                offset: e.offset,
-                stored_len: e.stored_len,
-                raw_len: e.raw_len,
-            };
-            let encoded = loc.encode();
-            batch.put(key(b'c', &e.id, None), encoded);
-            batch.put(key(b'r', pack, Some(&e.id)), &encoded[32..]);
+            let v = encode_entry(e.offset, e.stored_len, e.raw_len);
+            batch.put(key(b'c', &e.id, Some(pack)), v);
+            batch.put(key(b'r', pack, Some(&e.id)), v);
         }
         batch.put(key(b'p', pack, None), size.to_le_bytes());
         self.db.write(batch).map_err(|e| self.err(e))
     }
 
-    /// Forgets a pack and every chunk entry that points into it.
+    /// Forgets a pack and its chunk entries (other copies of the chunks stay).
     ///
     /// # Errors
     /// `Index` on a RocksDB failure.
     pub fn remove_pack(&self, pack: &ChunkId) -> Result<()> {
         let mut batch = WriteBatch::default();
-        let prefix = key(b'r', pack, None);
-        for item in self.db.prefix_iterator(&prefix) {
-            let (k, _) = item.map_err(|e| self.err(e))?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
+        self.scan(&key(b'r', pack, None), |k, _| {
             let chunk = ChunkId::from_slice(&k[33..])?;
-            if self.get(&chunk)?.is_some_and(|loc| loc.pack == *pack) {
-                batch.delete(key(b'c', &chunk, None));
-            }
-            batch.delete(&k);
-        }
+            batch.delete(key(b'c', &chunk, Some(pack)));
+            batch.delete(k);
+            Ok(())
+        })?;
         batch.delete(key(b'p', pack, None));
         self.db.write(batch).map_err(|e| self.err(e))
     }
@@ -244,30 +250,17 @@ impl RocksChunkIndex {
     /// # Errors
     /// `Index` on a RocksDB failure or a malformed entry.
     pub fn pack_entries(&self, pack: &ChunkId) -> Result<Vec<PackEntry>> {
-        let prefix = key(b'r', pack, None);
         let mut out = Vec::new();
-        for item in self.db.prefix_iterator(&prefix) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            let mut full = [0u8; 48];
-            full[..32].copy_from_slice(&pack.0);
-            if v.len() != 16 {
-                return Err(Error::Index {
-                    path: self.path.clone(),
-                    detail: format!("pack entry of {} bytes, expected 16", v.len()),
-                });
-            }
-            full[32..].copy_from_slice(&v);
-            let loc = ChunkLocation::decode(&self.path, &full)?;
+        self.scan(&key(b'r', pack, None), |k, v| {
+            let (_, id, offset, stored_len, raw_len) = self.decode_entry(k, v)?;
             out.push(PackEntry {
-                id: ChunkId::from_slice(&k[33..])?,
-                offset: loc.offset,
-                stored_len: loc.stored_len,
-                raw_len: loc.raw_len,
+                id,
+                offset,
+                stored_len,
+                raw_len,
             });
-        }
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -277,21 +270,10 @@ impl RocksChunkIndex {
     /// `Index` on a RocksDB failure or a malformed entry.
     pub fn packs(&self) -> Result<Vec<(ChunkId, u64)>> {
         let mut out = Vec::new();
-        for item in self.db.prefix_iterator([b'p']) {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            if k.first() != Some(&b'p') {
-                break;
-            }
-            let size = v
-                .as_ref()
-                .try_into()
-                .map(u64::from_le_bytes)
-                .map_err(|_| Error::Index {
-                    path: self.path.clone(),
-                    detail: "pack entry is not 8 bytes".into(),
-                })?;
-            out.push((ChunkId::from_slice(&k[1..])?, size));
-        }
+        self.scan(b"p", |k, v| {
+            out.push((ChunkId::from_slice(&k[1..])?, self.decode_size(v)?));
+            Ok(())
+        })?;
         Ok(out)
     }
 }

@@ -317,11 +317,11 @@ impl ChunkStore {
         self.block_on(session.delete_heartbeats(last))
     }
 
-    /// Uploads a finished pack now and records it in the index. Returns its size.
+    /// Uploads a finished pack now and records it in the index. Returns its id and size.
     ///
     /// # Errors
     /// Provider and index errors.
-    pub fn write_pack(&self, builder: PackBuilder) -> Result<u64> {
+    pub fn write_pack(&self, builder: PackBuilder) -> Result<(ChunkId, u64)> {
         let (bytes, entries) = builder.finish();
         let pack = ChunkId::of(&bytes);
         let size = bytes.len() as u64;
@@ -330,7 +330,7 @@ impl ChunkStore {
                 .put_if_absent(&pack_key(&pack), Bytes::from(bytes)),
         )?;
         self.index.add_pack(&pack, size, &entries)?;
-        Ok(size)
+        Ok((pack, size))
     }
 
     /// Deletes a pack from the store and the index.
@@ -342,10 +342,12 @@ impl ChunkStore {
         self.index.remove_pack(pack)
     }
 
-    /// Whether the index may be trusted for `id`: it knows the chunk, in a pack that was not
-    /// condemned when the session began.
-    fn usable(&self, loc: Option<ChunkLocation>) -> bool {
-        loc.is_some_and(|l| lock(&self.condemned).allows(&l))
+    /// Whether the index may be trusted for `id`: it knows a copy of the chunk in a pack that
+    /// was not condemned when the session began.
+    fn usable(&self, id: &ChunkId) -> Result<bool> {
+        let locs = self.index.locations(id)?;
+        let condemned = lock(&self.condemned);
+        Ok(locs.iter().any(|l| condemned.allows(l)))
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -425,12 +427,15 @@ impl ChunkStore {
     /// # Errors
     /// `Index` errors.
     pub fn contains_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
-        let locs = self.index.get_many(ids)?;
+        let usable = ids
+            .iter()
+            .map(|id| self.usable(id))
+            .collect::<Result<Vec<bool>>>()?;
         let session = lock(&self.session);
-        Ok(locs
+        Ok(usable
             .into_iter()
             .zip(ids)
-            .map(|(loc, id)| self.usable(loc) || session.contains(id))
+            .map(|(u, id)| u || session.contains(id))
             .collect())
     }
 
@@ -443,7 +448,7 @@ impl ChunkStore {
         if !lock(&self.session).insert(id) {
             return Ok(false);
         }
-        if self.usable(self.index.get(&id)?) {
+        if self.usable(&id)? {
             return Ok(false);
         }
         let stored = compress::compress(data, self.config.zstd_level)?;
