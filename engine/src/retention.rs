@@ -116,6 +116,25 @@ impl Policy {
     }
 }
 
+/// How often a long-lived rbk process (`rbk serve`) should run [`crate::ops::gc::gc`]: the
+/// module's `backup.gc.period.seconds`; `None` when absent or 0 (never).
+///
+/// # Errors
+/// A description of a bad value, as [`Policy::from_options_json`].
+pub fn gc_period(bytes: &[u8]) -> std::result::Result<Option<std::time::Duration>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))?;
+    let obj = v.as_object().ok_or("not a JSON object")?;
+    match obj.get(GC_PERIOD_KEY) {
+        None => Ok(None),
+        Some(x) => match x.as_u64() {
+            Some(0) => Ok(None),
+            Some(s) => Ok(Some(std::time::Duration::from_secs(s))),
+            None => Err(format!("{GC_PERIOD_KEY} must be an integer ≥ 0, not {x}")),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +250,21 @@ mod tests {
             input.reverse(); // order of the input does not matter
             assert_eq!(ages(&p.expired(&input, NOW)), c.deleted, "{}", c.name);
         }
+    }
+
+    #[test]
+    fn gc_period_is_read() {
+        use std::time::Duration;
+        assert_eq!(gc_period(b"{}").unwrap(), None);
+        assert_eq!(
+            gc_period(br#"{"backup.gc.period.seconds": 0}"#).unwrap(),
+            None
+        );
+        assert_eq!(
+            gc_period(br#"{"backup.gc.period.seconds": 3600}"#).unwrap(),
+            Some(Duration::from_secs(3600))
+        );
+        assert!(gc_period(br#"{"backup.gc.period.seconds": "1h"}"#).is_err());
     }
 
     #[test]

@@ -112,10 +112,18 @@ pub fn restore(
     }
     // The session keeps a concurrent GC from sweeping chunks this restore reads, even if
     // the backup is deleted meanwhile (docs/gc.md).
+    // A store that this process may only read (e.g. read-only credentials) still restores,
+    // just without that protection.
     let store = repo.store();
-    let session = store.begin_session("restore", &id.module)?;
+    let session = match store.begin_session("restore", &id.module) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("restoring without a session (a concurrent GC is not held back): {e}");
+            None
+        }
+    };
     let result = restore_in_session(repo, data_dir, id, &target, progress);
-    if let Err(e) = store.end_session(session) {
+    if let Some(Err(e)) = session.map(|s| store.end_session(s)) {
         tracing::warn!("could not end restore session: {e}");
     }
     let (files, total) = result?;
