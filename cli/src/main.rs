@@ -339,6 +339,7 @@ fn gc_json(r: &gc::GcReport) -> serde_json::Value {
         "packs_condemned": r.packs_condemned,
         "bytes_condemned": r.bytes_condemned,
         "packs_dead": r.packs_dead,
+        "dead_bytes_kept": r.dead_bytes_kept,
         "records_swept": r.records_swept,
         "records_waiting": r.records_waiting,
         "waiting_on_sessions": r.waiting_on,
@@ -381,11 +382,12 @@ fn gc_text(r: &gc::GcReport) -> String {
         "condemned"
     };
     out.push(format!(
-        "{verb} {} pack(s), {:.1} MiB: {} unreferenced, {} to rewrite",
+        "{verb} {} pack(s), {:.1} MiB: {} unreferenced, {} to rewrite; {:.1} MiB unreferenced stays in packs under the repack threshold",
         r.packs_condemned,
         mib(r.bytes_condemned),
         r.packs_dead,
-        r.packs_condemned - r.packs_dead
+        r.packs_condemned - r.packs_dead,
+        mib(r.dead_bytes_kept)
     ));
     if !r.dry_run {
         out.push(format!(

@@ -70,6 +70,8 @@ pub struct GcReport {
     pub bytes_condemned: u64,
     /// Of the condemned packs, those with no live chunk at all.
     pub packs_dead: u64,
+    /// Unreferenced chunk bytes left in packs below the repack threshold.
+    pub dead_bytes_kept: u64,
     pub records_swept: u64,
     /// Records left for a later run because these sessions are still running.
     pub records_waiting: u64,
@@ -173,6 +175,8 @@ pub fn gc(
             report.packs_condemned += 1;
             report.bytes_condemned += size;
             report.packs_dead += usage.is_dead() as u64;
+        } else {
+            report.dead_bytes_kept += usage.stored_bytes - usage.live_bytes;
         }
     }
     if opts.dry_run {
