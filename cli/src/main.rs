@@ -350,6 +350,7 @@ fn gc_json(r: &gc::GcReport) -> serde_json::Value {
         "bytes_freed": s.bytes_freed,
         "bytes_rewritten": s.bytes_rewritten,
         "problems": s.problems,
+        "warnings": r.warnings,
         "seconds": r.seconds,
     })
 }
@@ -408,6 +409,7 @@ fn gc_text(r: &gc::GcReport) -> String {
         ));
     }
     out.extend(s.problems.iter().map(|p| format!("problem: {p}")));
+    out.extend(r.warnings.iter().map(|w| format!("warning: {w}")));
     out.join("\n")
 }
 

@@ -459,3 +459,51 @@ fn explicit_delete_removes_one_backup_and_unknown_ids_are_not_found() {
     );
     assert_eq!(store_listing(&env.store), listing);
 }
+
+#[test]
+fn each_modules_own_options_decide_its_retention() {
+    let env = Env::new(3);
+    let other = "com.rbk.Other";
+    let broken = "com.rbk.Broken";
+    for m in [other, broken] {
+        testdata::generate(
+            &env.data,
+            &testdata::GenSpec {
+                module: m.into(),
+                size_mib: 1,
+                tasks: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    let repo = env.repo_for(&env.data);
+    let mut ids: BTreeMap<&str, Vec<BackupId>> = BTreeMap::new();
+    for _ in 0..3 {
+        for m in [MODULE, other, broken] {
+            let b = backup::backup(&repo, &env.data, m, &NoProgress).unwrap();
+            ids.entry(m).or_default().push(b.backup_id);
+        }
+    }
+    let options =
+        |m: &str| rbk_engine::layout::module_dir(&env.data, m).join("dynamic-options.json");
+    std::fs::write(
+        options(MODULE),
+        br#"{"backup.max.age.hours": 0.5, "backup.min.backups.to.keep": 1}"#,
+    )
+    .unwrap();
+    std::fs::write(options(broken), br#"{"backup.max.age.hours": "soon"}"#).unwrap();
+    // `other` has left this cluster: no options here, so its backups are kept.
+    std::fs::remove_dir_all(rbk_engine::layout::module_dir(&env.data, other)).unwrap();
+    let opts = GcOptions {
+        now_ms: Some(now_ms() + HOUR_MS),
+        ..Default::default()
+    };
+    let r = run_gc(&repo, &env.data, &opts);
+    assert_eq!(r.manifests_deleted, ids[MODULE][..2].to_vec());
+    assert_eq!(r.warnings.len(), 1, "{:?}", r.warnings);
+    assert!(r.warnings[0].contains(broken) && r.warnings[0].contains("soon"));
+    assert_eq!(repo.backup_ids(other).unwrap(), ids[other]);
+    assert_eq!(repo.backup_ids(broken).unwrap(), ids[broken]);
+    assert_eq!(repo.backup_ids(MODULE).unwrap(), ids[MODULE][2..].to_vec());
+}

@@ -77,6 +77,8 @@ pub struct GcReport {
     pub records_waiting: u64,
     pub waiting_on: Vec<String>,
     pub sweep: SweepReport,
+    /// Problems that did not stop the run (e.g. a module's unreadable options).
+    pub warnings: Vec<String>,
     pub seconds: f64,
 }
 
@@ -123,8 +125,17 @@ pub fn gc(
     let now = opts.now_ms.unwrap_or_else(now_ms);
     for (module, ids) in &by_module {
         let options = module_dir(data_dir, module).join("dynamic-options.json");
-        let policy = Policy::from_options_file(&options)?.with(opts.policy);
-        report.manifests_deleted.extend(policy.expired(ids, now));
+        // One module's broken options must not stop GC for every other module: its
+        // backups are kept (unless flags set a policy) and the report says why.
+        let policy = Policy::from_options_file(&options).unwrap_or_else(|e| {
+            report
+                .warnings
+                .push(format!("keeping every backup of {module}: {e}"));
+            Policy::default()
+        });
+        report
+            .manifests_deleted
+            .extend(policy.with(opts.policy).expired(ids, now));
     }
     if !opts.dry_run {
         for id in &report.manifests_deleted {
