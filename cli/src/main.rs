@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use rbk_chunkstore::provider;
-use rbk_engine::ops::{backup, gc, info, list, restore};
+use rbk_engine::ops::{backup, gc, info, list, restore, verify};
 use rbk_engine::{BackupId, ErrorKind, Repo, repo};
 use serde_json::json;
 
@@ -66,6 +66,8 @@ enum Action {
     Delete,
     /// Delete backups by retention policy and free unreferenced packs.
     Gc,
+    /// Check that backups are restorable: every chunk present (and with --read-data, intact).
+    Verify,
 }
 
 #[derive(Args, Debug, Default)]
@@ -87,6 +89,23 @@ struct Target {
     force: bool,
     #[command(flatten)]
     gc: GcFlags,
+    #[command(flatten)]
+    verify: VerifyFlags,
+}
+
+#[derive(Args, Debug, Default)]
+struct VerifyFlags {
+    /// verify: download every chunk and check it against its BLAKE3 id.
+    #[arg(long = "read-data")]
+    read_data: bool,
+    /// verify: download and check this share of the distinct chunks, chosen at random
+    /// (e.g. `10%`).
+    #[arg(
+        long = "read-data-subset",
+        value_name = "PERCENT",
+        conflicts_with = "read_data"
+    )]
+    read_data_subset: Option<String>,
 }
 
 #[derive(Args, Debug, Default)]
@@ -131,6 +150,8 @@ enum Command {
     Delete(Target),
     /// Delete backups by retention policy, then free packs no retained backup needs.
     Gc(Target),
+    /// Check that backups are restorable without restoring them.
+    Verify(Target),
     /// Generate or advance realistic module state (real RocksDB PStates).
     Testdata {
         #[command(subcommand)]
@@ -322,8 +343,94 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
             let r = gc::gc(&repo, &cfg.data_dir, &opts, &bars)?;
             print(cli.json, gc_json(&r), || gc_text(&r));
         }
+        Action::Verify => {
+            let read = match (&t.verify.read_data_subset, t.verify.read_data) {
+                (Some(p), _) => verify::ReadData::Subset(parse_percent(p)?),
+                (None, true) => verify::ReadData::All,
+                (None, false) => verify::ReadData::None,
+            };
+            let repo = open_repo(cfg, false)?;
+            let ids = match (&t.backup_id, &t.module) {
+                (Some(id), _) => vec![BackupId::parse(id)?],
+                (None, Some(m)) => {
+                    let ids = repo.backup_ids(m)?;
+                    if ids.is_empty() {
+                        return Err(anyhow::Error::new(rbk_engine::Error::BackupNotFound {
+                            backup_id: "(any)".into(),
+                            module: m.clone(),
+                        }));
+                    }
+                    ids
+                }
+                (None, None) => Vec::new(),
+            };
+            let r = verify::verify(&repo, &ids, read, &bars)?;
+            print(cli.json, verify_json(&r), || verify_text(&r));
+            if !r.problems.is_empty() {
+                return Err(anyhow::Error::new(rbk_engine::Error::Damaged {
+                    problems: r.problems.len(),
+                    backups: r.damaged_backups().len(),
+                }));
+            }
+        }
     }
     Ok(())
+}
+
+/// `10%`, `10` or `0.5%` → a percentage in 0..=100.
+fn parse_percent(s: &str) -> Result<f64> {
+    s.trim_end_matches('%')
+        .parse::<f64>()
+        .ok()
+        .filter(|p| (0.0..=100.0).contains(p))
+        .ok_or_else(|| {
+            usage(format!(
+                "--read-data-subset `{s}` is not a percentage (0-100%)"
+            ))
+        })
+}
+
+fn verify_json(r: &verify::VerifyReport) -> serde_json::Value {
+    json!({
+        "backups": r.backups,
+        "files": r.files,
+        "chunks": r.chunks,
+        "chunks_read": r.chunks_read,
+        "bytes_read": r.bytes_read,
+        "clean": r.problems.is_empty(),
+        "damaged_backups": r.damaged_backups().iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "problems": r.problems.iter().map(|p| json!({
+            "backup_id": p.backup_id.to_string(), "task": p.task, "object": p.object,
+            "file": p.file, "chunk": p.chunk.map(|c| c.to_string()), "detail": p.detail,
+        })).collect::<Vec<_>>(),
+        "seconds": r.seconds,
+    })
+}
+
+fn verify_text(r: &verify::VerifyReport) -> String {
+    let mut out: Vec<String> = r.problems.iter().map(|p| format!("DAMAGED {p}")).collect();
+    let read = if r.chunks_read > 0 {
+        format!(
+            ", {} read and re-hashed ({:.1} MiB)",
+            r.chunks_read,
+            mib(r.bytes_read)
+        )
+    } else {
+        String::new()
+    };
+    out.push(format!(
+        "verified {} backup(s), {} files, {} distinct chunks{read} in {:.2}s: {}",
+        r.backups,
+        r.files,
+        r.chunks,
+        r.seconds,
+        if r.problems.is_empty() {
+            "clean".to_string()
+        } else {
+            format!("{} damaged", r.damaged_backups().len())
+        }
+    ));
+    out.join("\n")
 }
 
 fn gc_json(r: &gc::GcReport) -> serde_json::Value {
@@ -517,6 +624,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Restore(t) => run_action(cli, &cfg, Action::Restore, t),
         Command::Delete(t) => run_action(cli, &cfg, Action::Delete, t),
         Command::Gc(t) => run_action(cli, &cfg, Action::Gc, t),
+        Command::Verify(t) => run_action(cli, &cfg, Action::Verify, t),
         Command::Testdata { command } => {
             match command {
                 TestdataCommand::Generate {

@@ -455,3 +455,60 @@ fn backups_and_gcs_killed_at_random_points_lose_nothing() {
         digest(&env.module())
     );
 }
+
+#[test]
+fn verify_exit_codes_say_clean_or_damaged() {
+    let env = Env::new();
+    let id = env.ok(&["backup", "--module", MODULE]).trim().to_string();
+    let out = env.ok(&["verify"]);
+    assert!(out.trim_end().ends_with("clean"), "{out}");
+    let out = env.ok(&[
+        "backup",
+        "--action",
+        "verify",
+        "--backupId",
+        &id,
+        "--read-data",
+    ]);
+    assert!(out.contains("read and re-hashed"), "{out}");
+    env.ok(&["verify", "--module", MODULE, "--read-data-subset", "10%"]);
+    env.fails(
+        &["verify", "--read-data-subset", "150%"],
+        2,
+        "not a percentage",
+    );
+    env.fails(
+        &["verify", "--module", "com.nope.Missing"],
+        3,
+        "com.nope.Missing",
+    );
+
+    // Remove one pack: the backup is damaged, exit 4, each problem on stdout.
+    let packs = env.dir().join("store/packs");
+    let sub = std::fs::read_dir(&packs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let pack = std::fs::read_dir(&sub)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&pack).unwrap();
+    let out = env.rbk(&["verify"]);
+    assert_eq!(out.status.code(), Some(4));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with(&format!("DAMAGED {id}")), "{stdout}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verify found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value =
+        serde_json::from_slice(&env.rbk(&["verify", "--json"]).stdout).unwrap();
+    assert_eq!(j["clean"], false);
+    assert_eq!(j["damaged_backups"], serde_json::json!([id]));
+}

@@ -54,6 +54,11 @@ pub enum Error {
         provider: String,
     },
 
+    #[error(
+        "verify found {problems} problem(s) in {backups} backup(s); restoring them would fail. Run `rbk verify --read-data` for a full check; a later backup stores missing chunks again"
+    )]
+    Damaged { problems: usize, backups: usize },
+
     #[error("{0}")]
     InvalidInput(String),
 }
@@ -65,7 +70,7 @@ impl Error {
             Error::DataDirMissing { .. }
             | Error::ModuleNotFound { .. }
             | Error::BackupNotFound { .. } => ErrorKind::NotFound,
-            Error::CorruptManifest { .. } => ErrorKind::Corrupt,
+            Error::CorruptManifest { .. } | Error::Damaged { .. } => ErrorKind::Corrupt,
             Error::InvalidBackupId { .. }
             | Error::Layout { .. }
             | Error::TargetNotEmpty { .. }

@@ -21,6 +21,7 @@ use rbk_chunkstore::provider::{MemoryProvider, Provider};
 use rbk_chunkstore::session::{SessionTiming, now_ms};
 use rbk_engine::layout::module_dir;
 use rbk_engine::ops::gc::{self, GcOptions};
+use rbk_engine::ops::verify::{ReadData, verify};
 use rbk_engine::ops::{backup, restore};
 use rbk_engine::retention::PolicyOverride;
 use rbk_engine::testdata::{self, GenSpec};
@@ -205,7 +206,10 @@ fn run_seed(seed: u64) {
         "seed {seed}: GC never swept"
     );
 
-    // Every manifest that exists restores to the state it was taken from.
+    // verify finds every chunk of every backup; and every manifest that exists restores to
+    // the state it was taken from.
+    let v = verify(&r, &[], ReadData::None, &NoProgress).unwrap();
+    assert!(v.problems.is_empty(), "seed {seed}: {:?}", v.problems);
     let ids = r.all_backup_ids().unwrap();
     assert!(!ids.is_empty());
     let attempts = attempts.into_inner().unwrap();

@@ -5,3 +5,4 @@ pub mod gc;
 pub mod info;
 pub mod list;
 pub mod restore;
+pub mod verify;

@@ -1,0 +1,247 @@
+//! `verify`: check that backups can be restored, without restoring them.
+//!
+//! Every backup's manifest is loaded (checksum, structure) and every chunk it references is
+//! looked up in the packs the store holds now (the index is synced from the store's listing
+//! first, so a pack deleted behind rbk's back is noticed). With `read_data`, chunks are also
+//! downloaded and checked against their BLAKE3 ids — all of them, or a random sample of a
+//! given share of the distinct chunks. Each problem names the backup, task, object and file it
+//! breaks; a chunk shared by several files is reported for each.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use rbk_chunkstore::ChunkId;
+
+use crate::backup_id::BackupId;
+use crate::{Error, Progress, Repo, Result};
+
+/// How much chunk data to download and re-hash.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ReadData {
+    /// Only check that every chunk is in a pack the store holds.
+    #[default]
+    None,
+    All,
+    /// This percentage (0–100) of the distinct chunks, chosen at random.
+    Subset(f64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub backup_id: BackupId,
+    /// `None` for the manifest itself and files directly in the module dir.
+    pub task: Option<u32>,
+    /// `manifest`, `module`, `depot transfers`, `pstate balances`, `topology banking`.
+    pub object: String,
+    /// Path relative to the object dir (empty for the manifest).
+    pub file: String,
+    pub chunk: Option<ChunkId>,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.backup_id)?;
+        if let Some(t) = self.task {
+            write!(f, " task {t}")?;
+        }
+        write!(f, " {}", self.object)?;
+        if !self.file.is_empty() {
+            write!(f, " file {}", self.file)?;
+        }
+        if let Some(c) = &self.chunk {
+            write!(f, " chunk {c}")?;
+        }
+        write!(f, ": {}", self.detail)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VerifyReport {
+    pub backups: u64,
+    pub files: u64,
+    /// Distinct chunks referenced.
+    pub chunks: u64,
+    /// Distinct chunks downloaded and re-hashed.
+    pub chunks_read: u64,
+    pub bytes_read: u64,
+    pub problems: Vec<Problem>,
+    pub seconds: f64,
+}
+
+impl VerifyReport {
+    pub fn damaged_backups(&self) -> Vec<&BackupId> {
+        let mut ids: Vec<&BackupId> = self.problems.iter().map(|p| &p.backup_id).collect();
+        ids.dedup();
+        ids
+    }
+}
+
+/// Splits a manifest path into (task, object, file within the object).
+fn locate_file(rel: &str) -> (Option<u32>, String, String) {
+    let parts: Vec<&str> = rel.splitn(5, '/').collect();
+    match parts.as_slice() {
+        ["tasks", task, kind, name, file] => {
+            let kind = match *kind {
+                "depots" => "depot",
+                "pstates" => "pstate",
+                "topologies" => "topology",
+                other => other,
+            };
+            (
+                task.parse().ok(),
+                format!("{kind} {name}"),
+                file.to_string(),
+            )
+        }
+        _ => (None, "module".into(), rel.to_string()),
+    }
+}
+
+/// Verifies `ids` (all backups in the store when empty).
+///
+/// # Errors
+/// Provider and index errors that stop the whole check (a damaged manifest or chunk is a
+/// [`Problem`], not an error).
+pub fn verify(
+    repo: &Repo,
+    ids: &[BackupId],
+    read: ReadData,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let store = repo.store();
+    let ids = if ids.is_empty() {
+        repo.all_backup_ids()?
+    } else {
+        ids.to_vec()
+    };
+    // Like a restore, hold GC back from what is being read; a read-only store still works.
+    let session = store.begin_session("verify", "").ok();
+    if session.is_none() {
+        store.sync_index()?;
+    }
+    let result = verify_in_session(repo, &ids, read, progress);
+    if let Some(s) = session {
+        let _ = store.end_session(s);
+    }
+    let mut report = result?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn verify_in_session(
+    repo: &Repo,
+    ids: &[BackupId],
+    read: ReadData,
+    progress: &dyn Progress,
+) -> Result<VerifyReport> {
+    let store = repo.store();
+    let mut report = VerifyReport::default();
+    // Distinct chunk → what checking it found (`None`: fine).
+    let mut seen: HashMap<ChunkId, Option<String>> = HashMap::new();
+    let seed: u64 = rand::random();
+    let sampled = |id: &ChunkId| match read {
+        ReadData::None => false,
+        ReadData::All => true,
+        ReadData::Subset(pct) => {
+            let x = u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes")) ^ seed;
+            (x % 1_000_000) as f64 / 10_000.0 < pct
+        }
+    };
+    progress.begin_items("verify", ids.len() as u64);
+    for id in ids {
+        report.backups += 1;
+        let manifest = match repo.load_manifest(id) {
+            Ok(m) => m,
+            Err(e @ (Error::CorruptManifest { .. } | Error::BackupNotFound { .. })) => {
+                report.problems.push(Problem {
+                    backup_id: id.clone(),
+                    task: None,
+                    object: "manifest".into(),
+                    file: String::new(),
+                    chunk: None,
+                    detail: e.to_string(),
+                });
+                progress.advance(1);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for (rel, f) in manifest.files() {
+            report.files += 1;
+            // New chunks of this file: existence first, then (sampled) content.
+            let mut to_read = Vec::new();
+            for c in &f.chunks {
+                if seen.contains_key(c) {
+                    continue;
+                }
+                let missing = store.index().locations(c)?.is_empty();
+                let verdict = missing.then(|| "missing: no pack in the store holds it".into());
+                if !missing && sampled(c) {
+                    to_read.push(*c);
+                }
+                seen.insert(*c, verdict);
+            }
+            if !to_read.is_empty() {
+                read_and_check(repo, &to_read, &mut seen, &mut report)?;
+            }
+            let (task, object, file) = locate_file(&rel);
+            let mut reported = std::collections::HashSet::new();
+            for c in &f.chunks {
+                if let Some(Some(detail)) = seen.get(c)
+                    && reported.insert(*c)
+                {
+                    report.problems.push(Problem {
+                        backup_id: id.clone(),
+                        task,
+                        object: object.clone(),
+                        file: file.clone(),
+                        chunk: Some(*c),
+                        detail: detail.clone(),
+                    });
+                }
+            }
+        }
+        progress.advance(1);
+    }
+    progress.end();
+    report.chunks = seen.len() as u64;
+    Ok(report)
+}
+
+/// Downloads `ids` (adjacent ones in one ranged read) and records a failure per chunk. When
+/// the batch fails, each chunk is read alone to find which.
+fn read_and_check(
+    repo: &Repo,
+    ids: &[ChunkId],
+    seen: &mut HashMap<ChunkId, Option<String>>,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let store = repo.store();
+    let mut bytes = 0u64;
+    let batch = store.read_chunks(ids, |d| {
+        bytes += d.len() as u64;
+        Ok::<(), rbk_chunkstore::Error>(())
+    });
+    if batch.is_ok() {
+        report.chunks_read += ids.len() as u64;
+        report.bytes_read += bytes;
+        return Ok(());
+    }
+    for id in ids {
+        let mut n = 0u64;
+        match store.read_chunks(std::slice::from_ref(id), |d| {
+            n += d.len() as u64;
+            Ok::<(), rbk_chunkstore::Error>(())
+        }) {
+            Ok(()) => report.bytes_read += n,
+            Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e.into()),
+            Err(e) => {
+                seen.insert(*id, Some(e.to_string()));
+            }
+        }
+        report.chunks_read += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! `verify`: what it finds, what it reads, and how it names what is broken.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::{Env, MODULE, store_listing};
+use rbk_chunkstore::ChunkId;
+use rbk_chunkstore::provider::Provider;
+use rbk_chunkstore::store::pack_key;
+use rbk_engine::ops::backup;
+use rbk_engine::ops::verify::{ReadData, verify};
+use rbk_engine::{BackupId, NoProgress, Repo, repo, testdata};
+
+fn two_backups(env: &Env, repo: &Repo) -> (BackupId, BackupId) {
+    let b0 = backup::backup(repo, &env.data, MODULE, &NoProgress).unwrap();
+    testdata::advance(&env.data, MODULE, 10).unwrap();
+    let b1 = backup::backup(repo, &env.data, MODULE, &NoProgress).unwrap();
+    (b0.backup_id, b1.backup_id)
+}
+
+fn distinct_chunks(repo: &Repo, ids: &[BackupId]) -> HashSet<ChunkId> {
+    let mut out = HashSet::new();
+    for id in ids {
+        for (_, f) in repo.load_manifest(id).unwrap().files() {
+            out.extend(f.chunks.iter().copied());
+        }
+    }
+    out
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Runtime::new().unwrap()
+}
+
+#[test]
+fn a_healthy_store_verifies_clean_and_read_data_reads_every_distinct_chunk() {
+    let env = Env::new(4);
+    let repo = env.repo_for(&env.data);
+    let (b0, b1) = two_backups(&env, &repo);
+    let distinct = distinct_chunks(&repo, &[b0.clone(), b1.clone()]).len() as u64;
+    let listing = store_listing(&env.store);
+
+    let r = verify(&repo, &[], ReadData::None, &NoProgress).unwrap();
+    assert_eq!((r.backups, r.chunks, r.chunks_read), (2, distinct, 0));
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let full = verify(&repo, &[], ReadData::All, &NoProgress).unwrap();
+    assert_eq!(full.chunks_read, distinct);
+    assert!(full.bytes_read > 0 && full.problems.is_empty());
+    let none = verify(
+        &repo,
+        std::slice::from_ref(&b1),
+        ReadData::Subset(0.0),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!((none.backups, none.chunks_read), (1, 0));
+    let all = verify(&repo, &[b1], ReadData::Subset(100.0), &NoProgress).unwrap();
+    assert_eq!(all.chunks_read, all.chunks);
+    // A sample of a quarter reads a share near it (each chunk drawn independently).
+    let some = verify(&repo, &[b0], ReadData::Subset(25.0), &NoProgress).unwrap();
+    assert!(
+        some.chunks_read > 0 && some.chunks_read < some.chunks,
+        "{some:?}"
+    );
+    // Verifying writes nothing that stays.
+    assert_eq!(store_listing(&env.store), listing);
+}
+
+#[test]
+fn a_missing_pack_is_reported_for_every_file_and_backup_it_breaks() {
+    let env = Env::new(4);
+    let repo = env.repo_for(&env.data);
+    let (b0, b1) = two_backups(&env, &repo);
+    // The pack holding the first chunk of the module jar, shared by both backups.
+    let m0 = repo.load_manifest(&b0).unwrap();
+    let jar = m0
+        .module_files
+        .iter()
+        .find(|f| f.path == "module.jar")
+        .unwrap();
+    let pack = repo.store().locate(&jar.chunks[0]).unwrap().pack;
+    let p: Arc<dyn Provider> = env.provider();
+    rt().block_on(p.delete(&pack_key(&pack))).unwrap();
+
+    let r = verify(&repo, &[], ReadData::None, &NoProgress).unwrap();
+    assert_eq!(r.damaged_backups(), vec![&b0, &b1]);
+    let jar_problems: Vec<_> = r
+        .problems
+        .iter()
+        .filter(|p| p.chunk == Some(jar.chunks[0]))
+        .collect();
+    assert_eq!(jar_problems.len(), 2, "one per backup");
+    for p in jar_problems {
+        assert_eq!(
+            (p.task, p.object.as_str(), p.file.as_str()),
+            (None, "module", "module.jar")
+        );
+        assert!(p.detail.contains("no pack in the store holds it"), "{p}");
+    }
+    // Problems inside a task name the task and the object.
+    for p in &r.problems {
+        let known = [
+            "module",
+            "depot transfers",
+            "pstate balances",
+            "topology banking",
+        ];
+        assert!(known.contains(&p.object.as_str()), "{p}");
+        assert_eq!(p.task.is_some(), p.object != "module", "{p}");
+    }
+}
+
+#[test]
+fn a_flipped_bit_is_found_only_by_reading_the_data() {
+    let env = Env::new(4);
+    let repo = env.repo_for(&env.data);
+    let b = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    let m = repo.load_manifest(&b.backup_id).unwrap();
+    let jar = m
+        .module_files
+        .iter()
+        .find(|f| f.path == "module.jar")
+        .unwrap();
+    let loc = repo.store().locate(&jar.chunks[0]).unwrap();
+    let key = pack_key(&loc.pack);
+    let path = env.store.join(&key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[loc.offset as usize + loc.stored_len as usize / 2] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let quick = verify(&repo, &[], ReadData::None, &NoProgress).unwrap();
+    assert!(quick.problems.is_empty(), "existence check cannot see it");
+    let full = verify(&repo, &[], ReadData::All, &NoProgress).unwrap();
+    assert_eq!(full.problems.len(), 1, "{:?}", full.problems);
+    let p = &full.problems[0];
+    assert_eq!(p.chunk, Some(jar.chunks[0]));
+    assert_eq!(p.file, "module.jar");
+    assert!(p.detail.starts_with("corrupt"), "{p}");
+    // Every other chunk was still read and found intact.
+    assert_eq!(full.chunks_read, full.chunks);
+}
+
+#[test]
+fn a_corrupt_manifest_is_a_problem_of_that_backup_only() {
+    let env = Env::new(3);
+    let repo = env.repo_for(&env.data);
+    let (b0, b1) = two_backups(&env, &repo);
+    let path = env.store.join(repo::manifest_key(&b0));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[50] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let r = verify(&repo, &[], ReadData::None, &NoProgress).unwrap();
+    assert_eq!(r.problems.len(), 1);
+    assert_eq!(r.problems[0].backup_id, b0);
+    assert_eq!(r.problems[0].object, "manifest");
+    assert!(
+        r.problems[0].detail.contains("checksum"),
+        "{}",
+        r.problems[0]
+    );
+    let one = verify(&repo, &[b1], ReadData::All, &NoProgress).unwrap();
+    assert!(one.problems.is_empty());
+}
