@@ -264,6 +264,18 @@ impl RocksChunkIndex {
         Ok(out)
     }
 
+    /// Forgets every pack and chunk (the schema marker stays).
+    ///
+    /// # Errors
+    /// `Index` on a RocksDB failure.
+    pub fn clear(&self) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for prefix in [b'c', b'p', b'r'] {
+            batch.delete_range(&[prefix][..], &[prefix + 1][..]);
+        }
+        self.db.write(batch).map_err(|e| self.err(e))
+    }
+
     /// All packs the index knows, with their sizes.
     ///
     /// # Errors

@@ -88,6 +88,17 @@ impl StoreConfig {
     }
 }
 
+/// What [`ChunkStore::sync_index`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Packs in the store and in the index afterwards.
+    pub packs: usize,
+    pub added: usize,
+    pub removed: usize,
+    /// Packs whose trailer could not be read, with why; left out of the index.
+    pub damaged: Vec<(String, String)>,
+}
+
 /// Counters of one session's writes.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WriteStats {
@@ -372,14 +383,16 @@ impl ChunkStore {
     }
 
     /// Brings the index in line with the packs in the store: reads the trailer of every pack
-    /// the index does not know and forgets packs that are gone. Returns (added, removed).
+    /// the index does not know and forgets packs that are gone. A pack whose trailer is
+    /// damaged is left out (its chunks count as absent, so backups store them again) and
+    /// reported, rather than failing every operation that syncs.
     ///
     /// # Errors
-    /// Provider errors; `Corrupt` for a pack whose trailer is damaged.
-    pub fn sync_index(&self) -> Result<(usize, usize)> {
+    /// Provider and index errors.
+    pub fn sync_index(&self) -> Result<SyncReport> {
         let listed = self.block_on(provider::list_all(self.provider.as_ref(), PACKS_PREFIX))?;
         let mut present = HashSet::new();
-        let mut added = 0;
+        let mut report = SyncReport::default();
         for ObjectMeta { key, size } in listed {
             let Some(pack) = pack_id_of_key(&key) else {
                 continue; // not a pack rbk wrote; ignore
@@ -389,21 +402,35 @@ impl ChunkStore {
                     Ok(e) => e,
                     // Swept by a GC since the listing: as if it had not been listed.
                     Err(e) if e.kind() == crate::ErrorKind::NotFound => continue,
+                    Err(e) if e.kind() == crate::ErrorKind::Corrupt => {
+                        tracing::warn!("{e}");
+                        report.damaged.push((key, e.to_string()));
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 };
                 self.index.add_pack(&pack, size, &entries)?;
-                added += 1;
+                report.added += 1;
             }
             present.insert(pack);
         }
-        let mut removed = 0;
         for (pack, _) in self.index.packs()? {
             if !present.contains(&pack) {
                 self.index.remove_pack(&pack)?;
-                removed += 1;
+                report.removed += 1;
             }
         }
-        Ok((added, removed))
+        report.packs = present.len();
+        Ok(report)
+    }
+
+    /// Forgets everything the index knows and rebuilds it from the store's pack trailers.
+    ///
+    /// # Errors
+    /// Provider and index errors.
+    pub fn rebuild_index(&self) -> Result<SyncReport> {
+        self.index.clear()?;
+        self.sync_index()
     }
 
     fn read_pack_index(&self, key: &str, size: u64) -> Result<Vec<pack::PackEntry>> {
@@ -782,7 +809,8 @@ mod tests {
         s.flush().unwrap();
         let loc = s.locate(&id).unwrap();
         s.block_on(p.delete(&pack_key(&loc.pack))).unwrap();
-        assert_eq!(s.sync_index().unwrap(), (0, 1));
+        let r = s.sync_index().unwrap();
+        assert_eq!((r.packs, r.added, r.removed), (0, 0, 1));
         assert_eq!(s.index().get(&id).unwrap(), None);
         assert_eq!(s.locate(&id).unwrap_err().kind(), ErrorKind::NotFound);
     }

@@ -68,6 +68,8 @@ enum Action {
     Gc,
     /// Check that backups are restorable: every chunk present (and with --read-data, intact).
     Verify,
+    /// Rebuild the local index from the store.
+    RepairIndex,
 }
 
 #[derive(Args, Debug, Default)]
@@ -152,6 +154,8 @@ enum Command {
     Gc(Target),
     /// Check that backups are restorable without restoring them.
     Verify(Target),
+    /// Rebuild the local chunk index from the store's pack trailers.
+    RepairIndex(Target),
     /// Generate or advance realistic module state (real RocksDB PStates).
     Testdata {
         #[command(subcommand)]
@@ -371,6 +375,30 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
                     problems: r.problems.len(),
                     backups: r.damaged_backups().len(),
                 }));
+            }
+        }
+        Action::RepairIndex => {
+            let repo = open_repo(cfg, false)?;
+            let r = verify::repair_index(&repo)?;
+            let path = repo.store().index().path().display().to_string();
+            print(
+                cli.json,
+                json!({"index": path, "packs": r.packs, "damaged_packs": r.damaged.iter().map(|(k, why)| json!({"key": k, "detail": why})).collect::<Vec<_>>()}),
+                || {
+                    let mut lines: Vec<String> = r
+                        .damaged
+                        .iter()
+                        .map(|(k, why)| format!("DAMAGED {k}: {why}"))
+                        .collect();
+                    lines.push(format!("rebuilt the index at {path}: {} packs", r.packs));
+                    lines.join("\n")
+                },
+            );
+            if !r.damaged.is_empty() {
+                return Err(anyhow::Error::new(rbk_chunkstore::Error::corrupt(
+                    format!("{} pack(s) of the store", r.damaged.len()),
+                    "their trailers are damaged, so they were left out of the index; the next backup stores their chunks again, and `rbk verify` shows which backups they break",
+                )));
             }
         }
     }
@@ -625,6 +653,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Delete(t) => run_action(cli, &cfg, Action::Delete, t),
         Command::Gc(t) => run_action(cli, &cfg, Action::Gc, t),
         Command::Verify(t) => run_action(cli, &cfg, Action::Verify, t),
+        Command::RepairIndex(t) => run_action(cli, &cfg, Action::RepairIndex, t),
         Command::Testdata { command } => {
             match command {
                 TestdataCommand::Generate {

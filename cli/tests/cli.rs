@@ -483,6 +483,9 @@ fn verify_exit_codes_say_clean_or_damaged() {
         "com.nope.Missing",
     );
 
+    let out = env.ok(&["backup", "--action", "repair-index"]);
+    assert!(out.starts_with("rebuilt the index at "), "{out}");
+
     // Remove one pack: the backup is damaged, exit 4, each problem on stdout.
     let packs = env.dir().join("store/packs");
     let sub = std::fs::read_dir(&packs)

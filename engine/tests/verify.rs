@@ -10,7 +10,7 @@ use rbk_chunkstore::ChunkId;
 use rbk_chunkstore::provider::Provider;
 use rbk_chunkstore::store::pack_key;
 use rbk_engine::ops::backup;
-use rbk_engine::ops::verify::{ReadData, verify};
+use rbk_engine::ops::verify::{ReadData, repair_index, verify};
 use rbk_engine::{BackupId, NoProgress, Repo, repo, testdata};
 
 fn two_backups(env: &Env, repo: &Repo) -> (BackupId, BackupId) {
@@ -162,4 +162,93 @@ fn a_corrupt_manifest_is_a_problem_of_that_backup_only() {
     );
     let one = verify(&repo, &[b1], ReadData::All, &NoProgress).unwrap();
     assert!(one.problems.is_empty());
+}
+
+#[test]
+fn repair_index_rebuilds_from_the_store_and_reports_damaged_trailers() {
+    let env = Env::new(4);
+    let repo = env.repo_for(&env.data);
+    let (_, b1) = two_backups(&env, &repo);
+    let packs_in_store = |env: &Env| -> HashSet<String> {
+        store_listing(&env.store)
+            .into_keys()
+            .filter(|k| k.starts_with("packs/"))
+            .collect()
+    };
+    let keys = packs_in_store(&env);
+    // The index believes in a pack that does not exist.
+    let bogus = ChunkId::of(b"no such pack");
+    repo.store().index().add_pack(&bogus, 100, &[]).unwrap();
+    let r = repair_index(&repo).unwrap();
+    assert_eq!(r.packs, keys.len());
+    assert!(r.damaged.is_empty());
+    let indexed: HashSet<String> = repo
+        .store()
+        .index()
+        .packs()
+        .unwrap()
+        .into_iter()
+        .map(|(p, _)| pack_key(&p))
+        .collect();
+    assert_eq!(indexed, keys);
+
+    // Truncate one pack's trailer: it is reported and left out; the rest is indexed.
+    let victim = keys.iter().next().unwrap().clone();
+    let path = env.store.join(&victim);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
+    let r = repair_index(&repo).unwrap();
+    assert_eq!(r.damaged.len(), 1);
+    assert_eq!(r.damaged[0].0, victim);
+    assert_eq!(r.packs, keys.len() - 1);
+    let before = verify(
+        &repo,
+        std::slice::from_ref(&b1),
+        ReadData::None,
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(
+        !before.problems.is_empty(),
+        "b1 points into the damaged pack"
+    );
+    // Backups still work: the chunks of the damaged pack are stored again, which heals b1.
+    let b2 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    assert!(b2.stats.new_chunks > 0);
+    for id in [&b2.backup_id, &b1] {
+        let v = verify(&repo, std::slice::from_ref(id), ReadData::All, &NoProgress).unwrap();
+        assert!(v.problems.is_empty(), "{id}: {:?}", v.problems);
+    }
+}
+
+#[test]
+fn a_backup_stores_again_what_a_vanished_pack_held_instead_of_trusting_the_index() {
+    let env = Env::new(4);
+    let repo = env.repo_for(&env.data);
+    let b0 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    let m0 = repo.load_manifest(&b0.backup_id).unwrap();
+    let jar = m0
+        .module_files
+        .iter()
+        .find(|f| f.path == "module.jar")
+        .unwrap();
+    let pack = repo.store().locate(&jar.chunks[0]).unwrap().pack;
+    // Deleted behind rbk's back; this machine's index still lists it.
+    std::fs::remove_file(env.store.join(pack_key(&pack))).unwrap();
+    assert!(repo.store().index().has_pack(&pack).unwrap());
+    let b1 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    assert!(b1.stats.new_chunks > 0);
+    assert!(b1.stats.files_reused < b1.stats.files);
+    let v = verify(
+        &repo,
+        std::slice::from_ref(&b1.backup_id),
+        ReadData::All,
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert_eq!(
+        common::digest(&env.restore_fresh(&b1.backup_id, "restored")),
+        common::digest(&env.module())
+    );
 }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use rbk_chunkstore::ChunkId;
+use rbk_chunkstore::store::SyncReport;
 
 use crate::backup_id::BackupId;
 use crate::{Error, Progress, Repo, Result};
@@ -244,4 +245,14 @@ fn read_and_check(
         report.chunks_read += 1;
     }
     Ok(())
+}
+
+/// Rebuilds the local index from the store's pack trailers (`repair-index`). Packs whose
+/// trailer is damaged are reported and left out: their chunks count as absent, so the next
+/// backup stores them again.
+///
+/// # Errors
+/// Provider and index errors.
+pub fn repair_index(repo: &Repo) -> Result<SyncReport> {
+    Ok(repo.store().rebuild_index()?)
 }
