@@ -9,11 +9,13 @@
 //! - [`repo`]: a chunk store plus the manifests in it;
 //! - [`retention`]: which backups a module's policy lets GC delete;
 //! - [`ops`]: one file per user-level operation (backup, restore, list, info, gc);
-//! - [`testdata`]: a generator of realistic module state with real RocksDB PStates.
+//! - [`testdata`]: a generator of realistic module state with real RocksDB PStates;
+//! - [`fuzzing`]: the properties the fuzz targets check, shared with the corpus replay test.
 
 pub mod backup_id;
 pub mod depot;
 pub mod error;
+pub mod fuzzing;
 pub mod layout;
 pub mod manifest;
 pub mod ops;
