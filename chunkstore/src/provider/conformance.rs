@@ -127,4 +127,16 @@ async fn local_provider_conforms() {
             .iter()
             .all(|o| !o.key.starts_with(".tmp"))
     );
+    // Deleting the last object of a directory removes the emptied directories, up to (not
+    // including) the root; a put into the same place recreates them.
+    p.put_if_absent("x/y/z/obj", Bytes::from_static(b"1"))
+        .await
+        .unwrap();
+    p.delete("x/y/z/obj").await.unwrap();
+    assert!(!dir.path().join("x").exists());
+    assert!(dir.path().is_dir());
+    p.put_if_absent("x/y/z/obj", Bytes::from_static(b"2"))
+        .await
+        .unwrap();
+    assert_eq!(p.get("x/y/z/obj").await.unwrap(), Bytes::from_static(b"2"));
 }

@@ -157,7 +157,17 @@ impl Provider for LocalProvider {
                 return Err(Error::io(&tmp, e));
             }
             let parent = path.parent().expect("object path has a parent");
-            let linked = fs::create_dir_all(parent).and_then(|_| fs::hard_link(&tmp, &path));
+            // A concurrent delete may remove the (then empty) parent between the two calls.
+            let mut linked = fs::create_dir_all(parent).and_then(|_| fs::hard_link(&tmp, &path));
+            for _ in 0..8 {
+                match &linked {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        linked =
+                            fs::create_dir_all(parent).and_then(|_| fs::hard_link(&tmp, &path));
+                    }
+                    _ => break,
+                }
+            }
             let _ = fs::remove_file(&tmp);
             match linked {
                 Ok(()) => {
@@ -173,10 +183,22 @@ impl Provider for LocalProvider {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path_of(key)?;
-        self.blocking(move |_| match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::io(&path, e)),
+        self.blocking(move |me| {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(Error::io(&path, e)),
+            }
+            // Prune directories the delete emptied (e.g. a finished session's), so they do
+            // not pile up and slow listings; `remove_dir` refuses a non-empty one.
+            let mut dir = path.parent();
+            while let Some(d) = dir.filter(|d| *d != me.root) {
+                if fs::remove_dir(d).is_err() {
+                    break;
+                }
+                dir = d.parent();
+            }
+            Ok(())
         })
         .await
     }
