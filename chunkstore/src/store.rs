@@ -159,6 +159,8 @@ pub struct ChunkStore {
     /// deduplicated against but stored again (docs/gc.md).
     condemned: Mutex<Condemned>,
     timing: SessionTiming,
+    /// Packs the last index sync could not read, with why.
+    damaged: Mutex<Vec<(String, String)>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -235,6 +237,7 @@ impl ChunkStore {
             counters: Arc::new(Counters::default()),
             condemned: Mutex::new(Condemned::Nothing),
             timing: SessionTiming::default(),
+            damaged: Mutex::new(Vec::new()),
         })
     }
 
@@ -421,7 +424,40 @@ impl ChunkStore {
             }
         }
         report.packs = present.len();
+        lock(&self.damaged).clone_from(&report.damaged);
         Ok(report)
+    }
+
+    /// Packs the last index sync found damaged (key, why).
+    pub fn damaged_packs(&self) -> Vec<(String, String)> {
+        lock(&self.damaged).clone()
+    }
+
+    /// Why no indexed pack holds a chunk: some pack could not be read (the chunk is
+    /// probably in it), or none holds it.
+    pub fn missing_chunk_detail(&self) -> (bool, String) {
+        let damaged = lock(&self.damaged);
+        match damaged.first() {
+            Some((key, why)) => (
+                true,
+                format!(
+                    "no readable pack holds it; {} pack(s) are damaged, e.g. {key}: {why}",
+                    damaged.len()
+                ),
+            ),
+            None => (false, "no pack in the store holds it".into()),
+        }
+    }
+
+    /// The error for a chunk no indexed pack holds: corruption when a pack could not be
+    /// read, else not found.
+    pub fn missing_chunk_error(&self, id: &ChunkId) -> Error {
+        match self.missing_chunk_detail() {
+            (true, detail) => Error::corrupt(format!("chunk {id}"), detail),
+            (false, detail) => Error::NotFound {
+                key: format!("chunk {id} ({detail})"),
+            },
+        }
     }
 
     /// Forgets everything the index knows and rebuilds it from the store's pack trailers.
@@ -599,9 +635,9 @@ impl ChunkStore {
             return Ok(loc);
         }
         self.sync_index()?;
-        self.index.get(id)?.ok_or_else(|| Error::NotFound {
-            key: format!("chunk {id} (no pack in the store holds it)"),
-        })
+        self.index
+            .get(id)?
+            .ok_or_else(|| self.missing_chunk_error(id))
     }
 
     /// Reads `ids` in order, verifying each, and passes their bytes to `sink`. Adjacent chunks

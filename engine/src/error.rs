@@ -55,7 +55,7 @@ pub enum Error {
     },
 
     #[error(
-        "verify found {problems} problem(s) in {backups} backup(s); restoring them would fail. Run `rbk verify --read-data` for a full check; a later backup stores missing chunks again"
+        "verify found {problems} problem(s) in {backups} backup(s) (the DAMAGED lines): restoring them would fail. A new backup of the module stores missing chunks again; without --read-data, chunk contents were not checked"
     )]
     Damaged { problems: usize, backups: usize },
 

@@ -178,7 +178,8 @@ fn verify_in_session(
                     continue;
                 }
                 let missing = store.index().locations(c)?.is_empty();
-                let verdict = missing.then(|| "missing: no pack in the store holds it".into());
+                let verdict =
+                    missing.then(|| format!("missing: {}", store.missing_chunk_detail().1));
                 if !missing && sampled(c) {
                     to_read.push(*c);
                 }
