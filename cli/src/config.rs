@@ -59,6 +59,9 @@ pub fn default_provider(data_dir: &Path) -> String {
 /// # Errors
 /// A named config file that is missing, or any config file that is not valid YAML or has
 /// wrongly typed keys.
+/// A config file is a few lines; anything bigger is not one.
+const MAX_CONFIG_LEN: u64 = 1 << 20;
+
 pub fn resolve(
     config_path: Option<&Path>,
     data_dir_flag: Option<&Path>,
@@ -70,6 +73,15 @@ pub fn resolve(
     };
     let (mut data_dir, mut provider) = (None, None);
     if path.exists() || required {
+        let len = std::fs::metadata(&path)
+            .with_context(|| format!("cannot read config file `{}`", path.display()))?
+            .len();
+        if len > MAX_CONFIG_LEN {
+            bail!(
+                "config file `{}` is {len} bytes; rbk.yaml is limited to {MAX_CONFIG_LEN} bytes",
+                path.display()
+            );
+        }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read config file `{}`", path.display()))?;
         let v: Value = serde_yaml::from_str(&text)

@@ -515,3 +515,42 @@ fn verify_exit_codes_say_clean_or_damaged() {
     assert_eq!(j["clean"], false);
     assert_eq!(j["damaged_backups"], serde_json::json!([id]));
 }
+
+#[test]
+fn hostile_config_and_arguments_get_clear_usage_errors() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = Env::new();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(env.dir().join(name), bytes).unwrap();
+    write("latin1.yaml", b"data.dir: caf\xe9\n");
+    env.fails(
+        &["list", "--module", MODULE, "--config", "latin1.yaml"],
+        2,
+        "latin1.yaml",
+    );
+    write(
+        "deep.yaml",
+        format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000)).as_bytes(),
+    );
+    env.fails(
+        &["list", "--module", MODULE, "--config", "deep.yaml"],
+        2,
+        "deep.yaml",
+    );
+    write("huge.yaml", &vec![b'#'; 2 << 20]);
+    env.fails(
+        &["list", "--module", MODULE, "--config", "huge.yaml"],
+        2,
+        "limited to",
+    );
+    // An argument that is not UTF-8.
+    let out = Command::new(env!("CARGO_BIN_EXE_rbk"))
+        .current_dir(env.dir())
+        .args(["list", "--module"])
+        .arg(std::ffi::OsStr::from_bytes(b"com.\xff"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UTF-8"));
+    // A module name that would escape the data dir.
+    env.fails(&["backup", "--module", "../../etc"], 2, "module");
+}
