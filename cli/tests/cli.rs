@@ -554,3 +554,68 @@ fn hostile_config_and_arguments_get_clear_usage_errors() {
     // A module name that would escape the data dir.
     env.fails(&["backup", "--module", "../../etc"], 2, "module");
 }
+
+/// A restore over an existing module killed with SIGKILL at random points leaves the module
+/// either as it was or fully restored, never partly written or missing; the next restore
+/// succeeds and removes what the killed ones left beside it.
+#[test]
+fn a_restore_killed_at_any_point_leaves_the_old_module_or_the_new_one() {
+    use rand::{Rng, SeedableRng};
+    use std::time::Duration;
+
+    let env = Env::new();
+    let id = env.ok(&["backup", "--module", MODULE]).trim().to_string();
+    let restored = digest(&env.module());
+    std::fs::write(
+        env.module().join("module.jar"),
+        b"the state before the restore",
+    )
+    .unwrap();
+    let old = digest(&env.module());
+    // How long a whole restore takes here, so kills land before, during and after the swap.
+    let started = std::time::Instant::now();
+    env.ok(&[
+        "restore",
+        "--backupId",
+        &id,
+        "--force",
+        "--data-dir",
+        "timing",
+    ]);
+    let full = started.elapsed().as_millis() as u64 + 1;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (mut kept_old, mut got_new) = (0, 0);
+    for _ in 0..16 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rbk"))
+            .current_dir(env.dir())
+            .args(["restore", "--backupId", &id, "--force", "--quiet"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(full / 3..full * 5 / 4)));
+        let _ = child.kill();
+        child.wait().unwrap();
+        let now = digest(&env.module());
+        if now == old {
+            kept_old += 1;
+        } else {
+            assert_eq!(now, restored, "the module was left half-written");
+            got_new += 1;
+            // Back to the old state for the next round.
+            std::fs::write(
+                env.module().join("module.jar"),
+                b"the state before the restore",
+            )
+            .unwrap();
+        }
+    }
+    eprintln!("{kept_old} rounds kept the old module, {got_new} completed");
+    assert!(kept_old > 0 && got_new > 0, "{kept_old} / {got_new}");
+    env.ok(&["restore", "--backupId", &id, "--force"]);
+    assert_eq!(digest(&env.module()), restored);
+    let leftovers: Vec<String> = std::fs::read_dir(env.dir().join("data/modules"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".rbk-"))
+        .collect();
+    assert_eq!(leftovers, Vec::<String>::new());
+}

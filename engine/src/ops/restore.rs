@@ -147,6 +147,7 @@ fn restore_in_session(
     let manifest = repo.load_manifest(id)?;
     let modules = data_dir.join(MODULES_DIR);
     fs::create_dir_all(&modules).map_err(|e| Error::io(&modules, e))?;
+    remove_stale_staging(&modules, &id.module);
     let tag = format!("{}-{:08x}", id.module, rand::random::<u32>());
     let staging = modules.join(format!("{RBK_TEMP_PREFIX}restore-{tag}"));
     fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
@@ -182,13 +183,29 @@ fn restore_in_session(
     }
 
     let old = modules.join(format!("{RBK_TEMP_PREFIX}old-{tag}"));
-    let had_old = target.exists();
-    if had_old {
-        fs::rename(target, &old).map_err(|e| {
-            let _ = fs::remove_dir_all(&staging);
-            Error::io(target, e)
-        })?;
+    if target.exists() {
+        // Swap in one step, so a crash leaves the old module or the new one, never none.
+        match exchange(&staging, target) {
+            Ok(()) => {
+                sync_dir(&modules)?;
+                fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+                return Ok((files.len() as u64, total));
+            }
+            // A filesystem without RENAME_EXCHANGE: two renames, with a short window in
+            // which the old module is only under `.rbk-old-*`.
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                fs::rename(target, &old).map_err(|e| {
+                    let _ = fs::remove_dir_all(&staging);
+                    Error::io(target, e)
+                })?;
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&staging);
+                return Err(Error::io(target, e));
+            }
+        }
     }
+    let had_old = old.exists();
     if let Err(e) = fs::rename(&staging, target) {
         // Put the old state back; the restore failed as a whole.
         if had_old {
@@ -202,4 +219,37 @@ fn restore_in_session(
         fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
     Ok((files.len() as u64, total))
+}
+
+/// Atomically swaps two directory entries (Linux `renameat2(RENAME_EXCHANGE)`).
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(std::io::Error::from)
+}
+
+/// Removes what a killed restore of `module` left beside it (`.rbk-restore-<module>-<8 hex>`,
+/// `.rbk-old-<module>-<8 hex>`). Two restores of one module at once are not supported: the
+/// second would remove the first's staging dir, and the first then fails, its target intact.
+fn remove_stale_staging(modules: &Path, module: &str) {
+    let Ok(entries) = fs::read_dir(modules) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = ["restore-", "old-"].iter().any(|kind| {
+            name.strip_prefix(RBK_TEMP_PREFIX)
+                .and_then(|n| n.strip_prefix(kind))
+                .and_then(|n| n.strip_prefix(module))
+                .and_then(|n| n.strip_prefix('-'))
+                .is_some_and(|h| h.len() == 8 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        });
+        if stale {
+            tracing::warn!(
+                "removing {} left by an interrupted restore",
+                e.path().display()
+            );
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
