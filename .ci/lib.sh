@@ -33,3 +33,31 @@ use_prebuilt_rocksdb() {
   fi
   export ROCKSDB_LIB_DIR="$prebuilt" ROCKSDB_STATIC=1
 }
+
+# run_fuzz SECONDS: builds the cargo-fuzz targets (installing cargo-fuzz if needed) and runs
+# each for SECONDS on a scratch copy of its corpus. Returns non-zero only when a target
+# finds a crash, whose input is then kept in fuzz/artifacts/.
+run_fuzz() {
+  local secs="$1"
+  if [ "$secs" = 0 ]; then echo "skipped (RBK_FUZZ_SECONDS=0)"; return 0; fi
+  if ! cargo fuzz --version >/dev/null 2>&1 && ! cargo install cargo-fuzz --locked; then
+    echo "skipped: cargo-fuzz could not be installed"; return 0
+  fi
+  local target_dir="${CARGO_TARGET_DIR:-$PWD/target}/fuzz"
+  if ! (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" cargo fuzz build -O); then
+    echo "skipped: this toolchain cannot build the fuzz targets"; return 0
+  fi
+  local scratch t
+  scratch="$(mktemp -d)"
+  for t in manifest_decode pack_parse store_config model; do
+    cp -r "testdata/fuzz/$t" "$scratch/$t"
+    (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" \
+      cargo fuzz run -O "$t" "$scratch/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 2>&1 \
+      | grep -E "^(Done|==|SUMMARY|artifact_prefix|Test unit written)" ) || true
+    if [ -n "$(ls -A fuzz/artifacts/"$t" 2>/dev/null)" ]; then
+      echo "fuzz target $t found a crash: fuzz/artifacts/$t/"; rm -rf "$scratch"; return 1
+    fi
+  done
+  rm -rf "$scratch"
+}
+
