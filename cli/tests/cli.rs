@@ -429,6 +429,9 @@ fn backups_and_gcs_killed_at_random_points_lose_nothing() {
         .unwrap();
         assert_eq!(j["records_waiting"], 0, "{j}");
     }
+    // The store still verifies, chunk contents included.
+    let out = env.ok(&["verify", "--read-data"]);
+    assert!(out.trim_end().ends_with("clean"), "{out}");
     let listed = env.ok(&["list", "--module", MODULE, "--pageSize", "100"]);
     assert!(!listed.is_empty());
     for (n, line) in listed.lines().enumerate() {
