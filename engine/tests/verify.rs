@@ -30,6 +30,13 @@ fn distinct_chunks(repo: &Repo, ids: &[BackupId]) -> HashSet<ChunkId> {
     out
 }
 
+/// The first chunk of `module.jar` in backup `id`.
+fn first_jar_chunk(repo: &Repo, id: &BackupId) -> ChunkId {
+    let m = repo.load_manifest(id).unwrap();
+    let jar = m.module_files.iter().find(|f| f.path == "module.jar");
+    jar.unwrap().chunks[0]
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Runtime::new().unwrap()
 }
@@ -74,13 +81,8 @@ fn a_missing_pack_is_reported_for_every_file_and_backup_it_breaks() {
     let repo = env.repo_for(&env.data);
     let (b0, b1) = two_backups(&env, &repo);
     // The pack holding the first chunk of the module jar, shared by both backups.
-    let m0 = repo.load_manifest(&b0).unwrap();
-    let jar = m0
-        .module_files
-        .iter()
-        .find(|f| f.path == "module.jar")
-        .unwrap();
-    let pack = repo.store().locate(&jar.chunks[0]).unwrap().pack;
+    let jar_chunk = first_jar_chunk(&repo, &b0);
+    let pack = repo.store().locate(&jar_chunk).unwrap().pack;
     let p: Arc<dyn Provider> = env.provider();
     rt().block_on(p.delete(&pack_key(&pack))).unwrap();
 
@@ -89,7 +91,7 @@ fn a_missing_pack_is_reported_for_every_file_and_backup_it_breaks() {
     let jar_problems: Vec<_> = r
         .problems
         .iter()
-        .filter(|p| p.chunk == Some(jar.chunks[0]))
+        .filter(|p| p.chunk == Some(jar_chunk))
         .collect();
     assert_eq!(jar_problems.len(), 2, "one per backup");
     for p in jar_problems {
@@ -117,13 +119,8 @@ fn a_flipped_bit_is_found_only_by_reading_the_data() {
     let env = Env::new(4);
     let repo = env.repo_for(&env.data);
     let b = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
-    let m = repo.load_manifest(&b.backup_id).unwrap();
-    let jar = m
-        .module_files
-        .iter()
-        .find(|f| f.path == "module.jar")
-        .unwrap();
-    let loc = repo.store().locate(&jar.chunks[0]).unwrap();
+    let jar_chunk = first_jar_chunk(&repo, &b.backup_id);
+    let loc = repo.store().locate(&jar_chunk).unwrap();
     let key = pack_key(&loc.pack);
     let path = env.store.join(&key);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -135,7 +132,7 @@ fn a_flipped_bit_is_found_only_by_reading_the_data() {
     let full = verify(&repo, &[], ReadData::All, &NoProgress).unwrap();
     assert_eq!(full.problems.len(), 1, "{:?}", full.problems);
     let p = &full.problems[0];
-    assert_eq!(p.chunk, Some(jar.chunks[0]));
+    assert_eq!(p.chunk, Some(jar_chunk));
     assert_eq!(p.file, "module.jar");
     assert!(p.detail.starts_with("corrupt"), "{p}");
     // Every other chunk was still read and found intact.
@@ -226,13 +223,8 @@ fn a_backup_stores_again_what_a_vanished_pack_held_instead_of_trusting_the_index
     let env = Env::new(4);
     let repo = env.repo_for(&env.data);
     let b0 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
-    let m0 = repo.load_manifest(&b0.backup_id).unwrap();
-    let jar = m0
-        .module_files
-        .iter()
-        .find(|f| f.path == "module.jar")
-        .unwrap();
-    let pack = repo.store().locate(&jar.chunks[0]).unwrap().pack;
+    let jar_chunk = first_jar_chunk(&repo, &b0.backup_id);
+    let pack = repo.store().locate(&jar_chunk).unwrap().pack;
     // Deleted behind rbk's back; this machine's index still lists it.
     std::fs::remove_file(env.store.join(pack_key(&pack))).unwrap();
     assert!(repo.store().index().has_pack(&pack).unwrap());
