@@ -217,7 +217,9 @@ impl Session {
     }
 
     /// The heartbeat loop: every `interval`, stop if revoked, else write heartbeat `seq + 1`
-    /// and delete `seq`. Returns the last sequence number written.
+    /// and delete `seq`. Returns the last sequence number written. It also ends when the
+    /// session is dropped without being ended (its stop sender goes away), so a session lost
+    /// on an error path or a panic ages past the lease instead of living as long as the process.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn heartbeat_loop(
         p: Arc<dyn Provider>,

@@ -835,6 +835,43 @@ mod tests {
     }
 
     #[test]
+    fn sessions_heartbeat_until_ended_or_dropped() {
+        use crate::session::{SessionTiming, list_sessions};
+        use std::time::Duration;
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(p.clone(), dir.path());
+        s.set_session_timing(SessionTiming {
+            heartbeat: Duration::from_millis(10),
+            lease: Duration::from_secs(60),
+        });
+        let newest = |s: &ChunkStore, id: &str| {
+            let all = s.block_on(list_sessions(p.as_ref())).unwrap();
+            all.get(id).map(|st| st.heartbeats.clone())
+        };
+        let ended = s.begin_session("backup", "m").unwrap();
+        let id = ended.id().to_string();
+        std::thread::sleep(Duration::from_millis(80));
+        let seen = newest(&s, &id).unwrap();
+        assert_eq!(seen.len(), 1, "one heartbeat object at a time: {seen:?}");
+        assert!(seen[0] >= 2, "heartbeats advance: {seen:?}");
+        s.end_session(ended).unwrap();
+        assert_eq!(newest(&s, &id), None, "an ended session leaves nothing");
+
+        let dropped = s.begin_session("backup", "m").unwrap();
+        let id = dropped.id().to_string();
+        drop(dropped);
+        std::thread::sleep(Duration::from_millis(30));
+        let after_drop = newest(&s, &id).unwrap();
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(
+            newest(&s, &id).unwrap(),
+            after_drop,
+            "a dropped session stops"
+        );
+    }
+
+    #[test]
     fn sync_forgets_vanished_packs() {
         let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
         let dir = tempfile::tempdir().unwrap();
