@@ -117,25 +117,30 @@ impl RocksChunkIndex {
         }
     }
 
-    /// Decodes a `c` or `r` entry: 65-byte key (prefix, two ids) and 16-byte value.
-    fn decode_entry(&self, k: &[u8], v: &[u8]) -> Result<(ChunkId, ChunkId, u64, u32, u32)> {
-        if k.len() != 65 || v.len() != 16 {
-            return Err(Error::Index {
-                path: self.path.clone(),
-                detail: format!(
-                    "malformed entry ({} key bytes, {} value bytes)",
-                    k.len(),
-                    v.len()
-                ),
+    /// The `c` or `r` entries under `prefix` (a prefix byte and one id), each as the second
+    /// id of its key with the location fields of its value.
+    fn entries_under(&self, prefix: &[u8]) -> Result<Vec<PackEntry>> {
+        let mut out = Vec::new();
+        self.scan(prefix, |k, v| {
+            if k.len() != 65 || v.len() != 16 {
+                return Err(Error::Index {
+                    path: self.path.clone(),
+                    detail: format!(
+                        "malformed entry ({} key bytes, {} value bytes)",
+                        k.len(),
+                        v.len()
+                    ),
+                });
+            }
+            out.push(PackEntry {
+                id: ChunkId::from_slice(&k[33..])?,
+                offset: u64::from_le_bytes(v[..8].try_into().expect("8 bytes")),
+                stored_len: u32::from_le_bytes(v[8..12].try_into().expect("4 bytes")),
+                raw_len: u32::from_le_bytes(v[12..].try_into().expect("4 bytes")),
             });
-        }
-        Ok((
-            ChunkId::from_slice(&k[1..33])?,
-            ChunkId::from_slice(&k[33..])?,
-            u64::from_le_bytes(v[..8].try_into().expect("8 bytes")),
-            u32::from_le_bytes(v[8..12].try_into().expect("4 bytes")),
-            u32::from_le_bytes(v[12..].try_into().expect("4 bytes")),
-        ))
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Calls `f` with every (key, value) whose key starts with `prefix`, in key order.
@@ -158,18 +163,16 @@ impl RocksChunkIndex {
     /// # Errors
     /// `Index` on a RocksDB failure or a malformed entry.
     pub fn locations(&self, id: &ChunkId) -> Result<Vec<ChunkLocation>> {
-        let mut out = Vec::new();
-        self.scan(&key(b'c', id, None), |k, v| {
-            let (_, pack, offset, stored_len, raw_len) = self.decode_entry(k, v)?;
-            out.push(ChunkLocation {
-                pack,
-                offset,
-                stored_len,
-                raw_len,
-            });
-            Ok(())
-        })?;
-        Ok(out)
+        Ok(self
+            .entries_under(&key(b'c', id, None))?
+            .into_iter()
+            .map(|e| ChunkLocation {
+                pack: e.id,
+                offset: e.offset,
+                stored_len: e.stored_len,
+                raw_len: e.raw_len,
+            })
+            .collect())
     }
 
     /// One pack holding `id`, if any.
@@ -250,18 +253,7 @@ impl RocksChunkIndex {
     /// # Errors
     /// `Index` on a RocksDB failure or a malformed entry.
     pub fn pack_entries(&self, pack: &ChunkId) -> Result<Vec<PackEntry>> {
-        let mut out = Vec::new();
-        self.scan(&key(b'r', pack, None), |k, v| {
-            let (_, id, offset, stored_len, raw_len) = self.decode_entry(k, v)?;
-            out.push(PackEntry {
-                id,
-                offset,
-                stored_len,
-                raw_len,
-            });
-            Ok(())
-        })?;
-        Ok(out)
+        self.entries_under(&key(b'r', pack, None))
     }
 
     /// Forgets every pack and chunk (the schema marker stays).

@@ -163,10 +163,8 @@ pub struct ChunkStore {
     damaged: Mutex<Vec<(String, String)>>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 enum Condemned {
-    #[default]
-    Nothing,
     Packs(HashSet<ChunkId>),
     /// A condemnation record could not be read: trust no pack.
     Everything,
@@ -175,7 +173,6 @@ enum Condemned {
 impl Condemned {
     fn allows(&self, loc: &ChunkLocation) -> bool {
         match self {
-            Condemned::Nothing => true,
             Condemned::Packs(p) => !p.contains(&loc.pack),
             Condemned::Everything => false,
         }
@@ -235,7 +232,7 @@ impl ChunkStore {
             session: Mutex::new(HashSet::new()),
             failed: Arc::new(AtomicBool::new(false)),
             counters: Arc::new(Counters::default()),
-            condemned: Mutex::new(Condemned::Nothing),
+            condemned: Mutex::new(Condemned::Packs(HashSet::new())),
             timing: SessionTiming::default(),
             damaged: Mutex::new(Vec::new()),
         })

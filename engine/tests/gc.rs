@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{Env, Faulty, MODULE, digest, store_listing};
 use rbk_chunkstore::provider::{self, Provider};
-use rbk_chunkstore::session::SessionTiming;
+use rbk_chunkstore::session::{SessionTiming, now_ms};
 use rbk_chunkstore::{ChunkId, pack};
 use rbk_engine::ops::gc::{self, GcOptions, GcReport};
 use rbk_engine::ops::{backup, restore};
@@ -20,10 +20,6 @@ use rbk_engine::retention::PolicyOverride;
 use rbk_engine::{BackupId, Error, ErrorKind, NoProgress, Progress, Repo, repo, testdata};
 
 const HOUR_MS: u64 = 3_600_000;
-
-fn now_ms() -> u64 {
-    rbk_chunkstore::session::now_ms()
-}
 
 /// Keep the newest `keep` backups of every module, delete the rest.
 fn keep_newest(keep: u64) -> GcOptions {

@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use rbk_chunkstore::ChunkId;
-use rbk_chunkstore::session::Session;
+use rbk_chunkstore::session::{Session, now_ms};
 
 use crate::backup_id::BackupId;
 use crate::depot::{FrameCounter, segment_first_offset};
@@ -79,13 +79,6 @@ impl<R: Read> Read for Counting<'_, R> {
         }
         Ok(n)
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Backs up `module` from `data_dir` into `repo`.
