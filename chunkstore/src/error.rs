@@ -66,6 +66,18 @@ impl Error {
         }
     }
 
+    /// Whether trying the same request again may succeed: throttling, server errors,
+    /// timeouts and dropped connections of a provider.
+    pub fn is_temporary(&self) -> bool {
+        matches!(
+            self,
+            Error::Provider {
+                temporary: true,
+                ..
+            }
+        )
+    }
+
     pub fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Corrupt {
             object: object.into(),

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Env, Faulty, MODULE, digest, store_listing};
-use rbk_chunkstore::provider::{self, Provider};
+use common::{Env, MODULE, digest, store_listing};
+use rbk_chunkstore::provider::{self, ListPage, Provider};
 use rbk_chunkstore::session::{SessionTiming, now_ms};
 use rbk_chunkstore::{ChunkId, pack};
 use rbk_engine::ops::gc::{self, GcOptions, GcReport};
@@ -273,13 +273,53 @@ fn a_backup_that_starts_after_a_condemnation_stores_those_chunks_again() {
     assert_eq!(digest(&restored), digest(&env.module()));
 }
 
+/// Plays a GC that revokes every session right after a manifest is written.
+#[derive(Debug)]
+struct RevokingAfterManifest(Arc<dyn Provider>);
+
+#[async_trait::async_trait]
+impl Provider for RevokingAfterManifest {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    async fn get(&self, key: &str) -> rbk_chunkstore::Result<Bytes> {
+        self.0.get(key).await
+    }
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> rbk_chunkstore::Result<Bytes> {
+        self.0.get_range(key, offset, len).await
+    }
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> rbk_chunkstore::Result<bool> {
+        let wrote = self.0.put_if_absent(key, body).await?;
+        if key.starts_with("manifests/") {
+            use rbk_chunkstore::session;
+            for s in session::list_sessions(self.0.as_ref()).await?.values() {
+                session::revoke(self.0.as_ref(), &s.id).await?;
+            }
+        }
+        Ok(wrote)
+    }
+    async fn delete(&self, key: &str) -> rbk_chunkstore::Result<()> {
+        self.0.delete(key).await
+    }
+    async fn exists(&self, key: &str) -> rbk_chunkstore::Result<bool> {
+        self.0.exists(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        page_token: Option<&str>,
+        page_size: usize,
+    ) -> rbk_chunkstore::Result<ListPage> {
+        self.0.list(prefix, page_token, page_size).await
+    }
+}
+
 #[test]
 fn a_revoked_backup_removes_its_manifest_and_a_retry_succeeds() {
     let env = Env::new(4);
     // A GC revokes the session right after the manifest lands, before the backup's final
     // check: the manifest must not survive.
-    let faulty: Arc<dyn Provider> =
-        Arc::new(Faulty::new(env.provider()).revoking_sessions_after_manifest_put());
+    let faulty: Arc<dyn Provider> = Arc::new(RevokingAfterManifest(env.provider()));
     let repo = Repo::open(faulty, &repo::index_root(&env.data), true).unwrap();
     let e = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io);

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Faulty, digest};
+use common::digest;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rbk_chunkstore::provider::{MemoryProvider, Provider};
+use rbk_chunkstore::provider::{FaultyProvider, MemoryProvider, Provider};
 use rbk_chunkstore::session::{SessionTiming, now_ms};
 use rbk_engine::layout::module_dir;
 use rbk_engine::ops::gc::{self, GcOptions};
@@ -51,8 +51,14 @@ fn open(p: Arc<dyn Provider>, data: &Path) -> Option<Repo> {
 
 /// A fresh "process": a provider that delays every call and, with probability
 /// `crash_chance`, dies after a random number of calls.
-fn process(store: &Arc<MemoryProvider>, rng: &mut StdRng, crash_chance: f64) -> Arc<Faulty> {
-    let f = Faulty::new(store.clone()).delays(rng.r#gen(), 300);
+fn process(
+    store: &Arc<MemoryProvider>,
+    rng: &mut StdRng,
+    crash_chance: f64,
+) -> Arc<FaultyProvider> {
+    let f = FaultyProvider::new(store.clone())
+        .seeded(rng.r#gen())
+        .jitter(300);
     if rng.gen_bool(crash_chance) {
         f.crash_after(rng.gen_range(0..400));
     }

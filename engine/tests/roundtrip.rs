@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use common::{Env, Faulty, MODULE, Op, digest, store_listing};
-use rbk_chunkstore::provider::{self, Provider};
+use common::{Env, MODULE, digest, store_listing};
+use rbk_chunkstore::provider::{self, FaultyProvider, Op, Provider};
 use rbk_chunkstore::store::pack_key;
 use rbk_engine::layout::module_dir;
 use rbk_engine::manifest::pstate_dir;
@@ -382,18 +382,19 @@ fn a_failed_pack_upload_commits_no_manifest_and_a_retry_succeeds() {
     let env = Env::new(60);
     for allow in [0, 1] {
         let allow = std::sync::atomic::AtomicUsize::new(allow);
-        let failing: Arc<dyn Provider> =
-            Arc::new(Faulty::new(env.provider()).fail_when(move |op, key| {
+        let failing: Arc<dyn Provider> = Arc::new(FaultyProvider::new(env.provider()).fail_when(
+            move |op, key| {
                 op == Op::Put
                     && key.starts_with("packs/")
                     && allow
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                         .is_err()
-            }));
+            },
+        ));
         let repo = Repo::open(failing, &repo::index_root(&env.data), true).unwrap();
         let e = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Io, "{e}");
-        assert!(e.to_string().contains("injected failure"), "{e}");
+        assert!(e.to_string().contains("injected fault"), "{e}");
         assert!(
             list::list(&repo, MODULE, None, 10)
                 .unwrap()

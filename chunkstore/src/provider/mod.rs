@@ -2,19 +2,28 @@
 //!
 //! The trait is modelled on Rama's `BackupProvider`: get, ranged get, put-if-absent, delete,
 //! exists and a paginated, sorted listing by prefix. Implementations: [`LocalProvider`] (a
-//! directory) and [`MemoryProvider`] (tests). Wrappers (retry, fault injection) implement the
-//! same trait.
+//! directory), [`S3Provider`] (S3 and S3-compatible servers) and [`MemoryProvider`] (tests).
+//! Wrappers implement the same trait: [`RetryingProvider`] (backoff on temporary failures,
+//! around every remote provider) and [`FaultyProvider`] (fault injection for tests).
 
+mod faulty;
 mod local;
 mod memory;
+mod retry;
+#[cfg(feature = "s3")]
+mod s3;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use faulty::{FaultyProvider, Op};
 pub use local::LocalProvider;
 pub use memory::MemoryProvider;
+pub use retry::{RetryPolicy, RetryingProvider};
+#[cfg(feature = "s3")]
+pub use s3::{RequestCounts, S3Location, S3Options, S3Provider};
 
 use crate::{Error, Result};
 
@@ -54,6 +63,15 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 
     /// Deletes `key`; deleting a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Deletes every key; missing keys are not an error. Providers with a batch request
+    /// (S3's DeleteObjects) override this.
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
 
     async fn exists(&self, key: &str) -> Result<bool>;
 
@@ -101,19 +119,30 @@ pub fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// Opens a provider from its config string: `fs <path>` or `memory`.
+/// Opens a provider from its config string: `fs <path>`, `s3 <bucket>[/<prefix>]`,
+/// `s3 http(s)://host:port/<bucket>[/<prefix>]` or `memory`. S3 providers come wrapped in a
+/// [`RetryingProvider`] with the default policy.
 ///
 /// # Errors
-/// `InvalidInput` for an unknown kind or a missing argument.
+/// `InvalidInput` for an unknown kind or a malformed argument.
 pub fn from_spec(spec: &str) -> Result<Arc<dyn Provider>> {
     let spec = spec.trim();
     let (kind, arg) = spec.split_once(char::is_whitespace).unwrap_or((spec, ""));
     let arg = arg.trim();
     match kind {
         "fs" if !arg.is_empty() => Ok(Arc::new(LocalProvider::new(arg))),
+        #[cfg(feature = "s3")]
+        "s3" => {
+            let s3 = S3Provider::new(S3Location::parse(arg)?, S3Options::default());
+            Ok(Arc::new(RetryingProvider::new(
+                Arc::new(s3),
+                RetryPolicy::default(),
+            )))
+        }
         "memory" => Ok(Arc::new(MemoryProvider::default())),
         _ => Err(Error::InvalidInput(format!(
-            "backup provider `{spec}` is not understood: use `fs <directory>` (e.g. `fs /var/rbk`)"
+            "backup provider `{spec}` is not understood: use `fs <directory>` (e.g. `fs /var/rbk`), \
+             `s3 <bucket>[/<prefix>]` or `s3 http://host:port/<bucket>[/<prefix>]`"
         ))),
     }
 }
@@ -140,5 +169,4 @@ pub(crate) fn page_of(
     }
 }
 
-#[cfg(test)]
-pub(crate) mod conformance;
+pub mod conformance;
