@@ -34,6 +34,48 @@ use_prebuilt_rocksdb() {
   export ROCKSDB_LIB_DIR="$prebuilt" ROCKSDB_STATIC=1
 }
 
+# Garage, the S3-compatible server the S3 tests start on loopback (testsupport/src/garage.rs).
+# A `garage` on PATH or $RBK_GARAGE wins; otherwise it is built once from crates.io into
+# <target dir>/tools/garage-<version> and reused by later runs. Only the LMDB metadata engine
+# is compiled, at opt-level 1: about half the build time of a full release build, and still
+# far faster than the tests need. Exports RBK_GARAGE.
+GARAGE_VERSION=2.5.0
+garage_root() { echo "${CARGO_TARGET_DIR:-$PWD/target}/tools/garage-$GARAGE_VERSION"; }
+
+install_garage() {
+  if [ -n "${RBK_GARAGE:-}" ]; then return 0; fi
+  if command -v garage >/dev/null 2>&1; then export RBK_GARAGE; RBK_GARAGE=$(command -v garage); return 0; fi
+  local root
+  root=$(garage_root)
+  if [ ! -x "$root/bin/garage" ]; then
+    local build="${CARGO_TARGET_DIR:-$PWD/target}/tools/garage-build"
+    cargo install garage --locked --version "$GARAGE_VERSION" \
+      --no-default-features --features bundled-libs,lmdb \
+      --config profile.release.opt-level=1 \
+      --root "$root" --target-dir "$build" --quiet
+    rm -rf "$build"
+  fi
+  export RBK_GARAGE="$root/bin/garage"
+}
+
+# Starts install_garage in the background (its build overlaps RocksDB's; both are long on a
+# fresh machine); wait_for_garage waits for it and exports RBK_GARAGE.
+start_garage_install() {
+  GARAGE_LOG=$(mktemp)
+  ( install_garage ) >"$GARAGE_LOG" 2>&1 &
+  GARAGE_PID=$!
+}
+
+wait_for_garage() {
+  if ! wait "$GARAGE_PID"; then
+    cat "$GARAGE_LOG"
+    echo "could not build Garage $GARAGE_VERSION: the S3 tests need it (see above)"
+    return 1
+  fi
+  install_garage
+  echo "garage: $RBK_GARAGE"
+}
+
 # run_fuzz SECONDS: builds the cargo-fuzz targets (installing cargo-fuzz if needed) and runs
 # each for SECONDS on a scratch copy of its corpus. Returns non-zero only when a target
 # finds a crash, whose input is then kept in fuzz/artifacts/.

@@ -122,7 +122,10 @@ fn a_three_node_cluster_losing_a_node_mid_backup_still_takes_and_restores_backup
         killer.read.load(Ordering::SeqCst) >= 10 << 20,
         "the node was never killed"
     );
-    assert_eq!(repo.backup_ids(MODULE).unwrap(), std::slice::from_ref(&b.backup_id));
+    assert_eq!(
+        repo.backup_ids(MODULE).unwrap(),
+        std::slice::from_ref(&b.backup_id)
+    );
     drop(repo);
     let restored = env.restore_fresh(&b.backup_id, "restored");
     assert_eq!(digest(&restored), digest(&env.module()));

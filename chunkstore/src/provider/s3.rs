@@ -28,7 +28,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     retry::RetryConfig, timeout::TimeoutConfig,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_smithy_http_client::tls;
@@ -184,6 +184,20 @@ struct Counters {
     delete: AtomicU64,
 }
 
+/// An error and its sources, each by its Display, on one line.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
@@ -298,28 +312,30 @@ impl S3Provider {
     {
         let status = err.raw_response().map(|r| r.status().as_u16());
         let code = err.code().unwrap_or("").to_string();
-        let context = DisplayErrorContext(&err).to_string();
+        let chain = error_chain(&err);
         let (temporary, detail) = match &err {
+            // The SDK reports a credential chain that found nothing as a dispatch failure;
+            // no retry can fix that.
+            SdkError::DispatchFailure(_) if chain.contains("no credentials found") => (
+                false,
+                "no AWS credentials found (tried the environment, profile files, web identity, \
+                 ECS and EC2 instance metadata): set AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
+                    .to_string(),
+            ),
             SdkError::TimeoutError(_) => {
                 (true, format!("request to {} timed out", self.endpoint()))
             }
             SdkError::DispatchFailure(d) if !d.is_user() => (
                 true,
                 format!(
-                    "cannot reach {} ({context}): check the endpoint and that the server is running",
+                    "cannot reach {} ({chain}): check the endpoint and that the server is running",
                     self.endpoint()
                 ),
             ),
-            SdkError::ResponseError(_) => (true, format!("unreadable response: {context}")),
-            SdkError::ServiceError(_) => self.classify_status(status, &code, &context),
-            _ if context.contains("credentials") => (
-                false,
-                format!(
-                    "no usable AWS credentials ({context}): set AWS_ACCESS_KEY_ID and \
-                     AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
-                ),
-            ),
-            _ => (false, context),
+            SdkError::ResponseError(_) => (true, format!("unreadable response: {chain}")),
+            SdkError::ServiceError(_) => self.classify_status(status, &code, &chain),
+            _ => (false, chain),
         };
         Error::Provider {
             provider: self.describe(),
@@ -381,7 +397,7 @@ impl S3Provider {
             .map_err(|e| Error::Provider {
                 provider: self.describe(),
                 key: key.to_string(),
-                detail: format!("download interrupted: {}", DisplayErrorContext(&e)),
+                detail: format!("download interrupted: {}", error_chain(&e)),
                 temporary: true,
             })
     }
