@@ -1,10 +1,12 @@
 //! Randomized, seeded test of the GC protocol (docs/gc.md): backup workers and GC workers,
-//! each a separate "machine" with its own index and runtime, share one store whose calls
-//! are delayed at random; workers crash at random points (every later call of that
-//! "process" fails and its runtime, heartbeats included, dies with it). At the end every
-//! manifest that exists must restore byte-identically to the state it was taken from.
+//! each a separate "machine" with its own index, runtime and connection to the store, share
+//! one store whose calls are delayed at random; workers crash at random points (every later
+//! call of that "process" fails and its runtime, heartbeats included, dies with it). At the
+//! end every manifest that exists must restore byte-identically to the state it was taken
+//! from. The store is in memory, or a real S3 server (Garage) in `garage_seed_*`.
 //!
-//! `RBK_GC_SEEDS=N` runs N more seeds in `more_seeds_from_env`.
+//! `RBK_GC_SEEDS=N` runs N more in-memory seeds in `more_seeds_from_env`,
+//! `RBK_GC_GARAGE_SEEDS=N` N more seeds on Garage.
 
 mod common;
 
@@ -26,14 +28,27 @@ use rbk_engine::ops::{backup, restore};
 use rbk_engine::retention::PolicyOverride;
 use rbk_engine::testdata::{self, GenSpec};
 use rbk_engine::{ErrorKind, NoProgress, Repo, repo};
+use rbk_testsupport::Garage;
 
 const BACKUP_WORKERS: u64 = 3;
 const GC_WORKERS: u64 = 2;
 const BACKUPS_PER_WORKER: usize = 5;
-const TIMING: SessionTiming = SessionTiming {
+/// Short leases so crashed sessions expire within the test.
+const MEMORY_TIMING: SessionTiming = SessionTiming {
     heartbeat: Duration::from_millis(20),
     lease: Duration::from_millis(250),
 };
+/// Requests to a real server take milliseconds: a longer lease keeps live sessions alive.
+const S3_TIMING: SessionTiming = SessionTiming {
+    heartbeat: Duration::from_millis(100),
+    lease: Duration::from_millis(1500),
+};
+
+/// The store every worker shares: `connect` gives a process its own connection to it.
+struct Shared<'a> {
+    connect: &'a (dyn Fn() -> Arc<dyn Provider> + Sync),
+    timing: SessionTiming,
+}
 
 /// One backup attempt: the module's state while it ran, and when.
 struct Attempt {
@@ -43,20 +58,16 @@ struct Attempt {
     digest: BTreeMap<String, [u8; 32]>,
 }
 
-fn open(p: Arc<dyn Provider>, data: &Path) -> Option<Repo> {
+fn open(p: Arc<dyn Provider>, data: &Path, timing: SessionTiming) -> Option<Repo> {
     let mut r = Repo::open(p, &repo::index_root(data), true).ok()?;
-    r.store_mut().set_session_timing(TIMING);
+    r.store_mut().set_session_timing(timing);
     Some(r)
 }
 
 /// A fresh "process": a provider that delays every call and, with probability
 /// `crash_chance`, dies after a random number of calls.
-fn process(
-    store: &Arc<MemoryProvider>,
-    rng: &mut StdRng,
-    crash_chance: f64,
-) -> Arc<FaultyProvider> {
-    let f = FaultyProvider::new(store.clone())
+fn process(store: &Shared, rng: &mut StdRng, crash_chance: f64) -> Arc<FaultyProvider> {
+    let f = FaultyProvider::new((store.connect)())
         .seeded(rng.r#gen())
         .jitter(300);
     if rng.gen_bool(crash_chance) {
@@ -72,7 +83,7 @@ fn expected_failure(e: &rbk_engine::Error, crashed: bool) -> bool {
 }
 
 fn backup_worker(
-    store: Arc<MemoryProvider>,
+    store: &Shared,
     machine: PathBuf,
     id: u64,
     seed: u64,
@@ -98,9 +109,9 @@ fn backup_worker(
             testdata::advance(&machine, &module, 20).unwrap();
         }
         let state = digest(&module_dir(&machine, &module));
-        let faulty = process(&store, &mut rng, 0.3);
+        let faulty = process(store, &mut rng, 0.3);
         let from_ms = now_ms();
-        let result = open(faulty.clone(), &machine)
+        let result = open(faulty.clone(), &machine, store.timing)
             .ok_or(None)
             .and_then(|r| backup::backup(&r, &machine, &module, &NoProgress).map_err(Some));
         let to_ms = now_ms();
@@ -135,7 +146,7 @@ fn gc_options(now_ms: u64) -> GcOptions {
 }
 
 fn gc_worker(
-    store: Arc<MemoryProvider>,
+    store: &Shared,
     machine: PathBuf,
     id: u64,
     seed: u64,
@@ -145,8 +156,8 @@ fn gc_worker(
     let mut rng = StdRng::seed_from_u64(seed ^ (id << 40) ^ 0x6763);
     std::fs::create_dir_all(&machine).unwrap();
     while !stop.load(Ordering::SeqCst) {
-        let faulty = process(&store, &mut rng, 0.3);
-        if let Some(r) = open(faulty.clone(), &machine) {
+        let faulty = process(store, &mut rng, 0.3);
+        if let Some(r) = open(faulty.clone(), &machine, store.timing) {
             match gc::gc(&r, &machine, &gc_options(now_ms()), &NoProgress) {
                 Ok(report) => {
                     swept.fetch_add(
@@ -162,22 +173,46 @@ fn gc_worker(
 }
 
 fn run_seed(seed: u64) {
+    let memory = Arc::new(MemoryProvider::default());
+    let connect = move || -> Arc<dyn Provider> { memory.clone() };
+    run(
+        seed,
+        &Shared {
+            connect: &connect,
+            timing: MEMORY_TIMING,
+        },
+    );
+}
+
+fn run_garage_seed(seed: u64) {
+    let garage = Garage::start();
+    let prefix = format!("gc-{seed}");
+    let connect = || garage.provider(&prefix);
+    run(
+        seed,
+        &Shared {
+            connect: &connect,
+            timing: S3_TIMING,
+        },
+    );
+}
+
+fn run(seed: u64, store: &Shared) {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Arc::new(MemoryProvider::default());
     let attempts = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
     let swept = AtomicU64::new(0);
     let succeeded: u64 = std::thread::scope(|s| {
         let gcs: Vec<_> = (0..GC_WORKERS)
             .map(|g| {
-                let (store, dir) = (store.clone(), tmp.path().join(format!("gc{g}")));
+                let dir = tmp.path().join(format!("gc{g}"));
                 let (stop, swept) = (&stop, &swept);
                 s.spawn(move || gc_worker(store, dir, g, seed, stop, swept))
             })
             .collect();
         let backups: Vec<_> = (0..BACKUP_WORKERS)
             .map(|b| {
-                let (store, dir) = (store.clone(), tmp.path().join(format!("b{b}")));
+                let dir = tmp.path().join(format!("b{b}"));
                 let attempts = &attempts;
                 s.spawn(move || backup_worker(store, dir, b, seed, attempts))
             })
@@ -194,11 +229,11 @@ fn run_seed(seed: u64) {
     assert!(succeeded > 0, "seed {seed}: no backup succeeded");
 
     // Crashed sessions expire; then a healthy GC finishes every pending record.
-    std::thread::sleep(TIMING.lease * 2);
+    std::thread::sleep(store.timing.lease * 2);
     let final_dir = tmp.path().join("final-gc");
     std::fs::create_dir_all(&final_dir).unwrap();
-    let clean: Arc<dyn Provider> = store.clone();
-    let r = open(clean.clone(), &final_dir).unwrap();
+    let clean = (store.connect)();
+    let r = open(clean.clone(), &final_dir, store.timing).unwrap();
     for _ in 0..2 {
         let report = gc::gc(&r, &final_dir, &gc_options(now_ms()), &NoProgress).unwrap();
         swept.fetch_add(
@@ -264,6 +299,24 @@ seeds!(
     seed_7 = 7,
     seed_8 = 8,
 );
+
+/// The same protocol against a real S3 server: Garage's list-after-write consistency and
+/// real request latencies instead of the in-memory store's.
+#[test]
+fn garage_seed_1() {
+    run_garage_seed(1);
+}
+
+#[test]
+fn more_garage_seeds_from_env() {
+    let n: u64 = std::env::var("RBK_GC_GARAGE_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    for seed in 2..2 + n {
+        run_garage_seed(seed);
+    }
+}
 
 #[test]
 fn more_seeds_from_env() {
