@@ -417,6 +417,7 @@ pub fn sweep(
     let p = store.provider().clone();
     let max_chunk = store.config().chunker.max_size as usize;
     let mut written = 0u64;
+    let mut dead: Vec<ChunkId> = Vec::new();
     for (pack, size, entries) in todo {
         on_pack(size);
         let keep: HashSet<ChunkId> = entries
@@ -426,7 +427,7 @@ pub fn sweep(
             .collect();
         let usage = PackUsage::with(pack, size, &entries, |e| keep.contains(&e.id));
         if usage.is_dead() {
-            store.delete_pack(&pack)?;
+            dead.push(pack);
             report.packs_deleted += 1;
             report.bytes_freed += size;
             continue;
@@ -466,9 +467,11 @@ pub fn sweep(
         written += store.write_pack(builder)?.1;
         report.new_packs += 1;
     }
-    // Only now, with every copy durable, may the originals go.
-    for (pack, size) in rewritten {
-        store.delete_pack(&pack)?;
+    // Only now, with every copy durable, may the originals go; dead packs with them, in
+    // batches.
+    dead.extend(rewritten.iter().map(|(pack, _)| *pack));
+    store.delete_packs(&dead)?;
+    for (_, size) in rewritten {
         report.packs_rewritten += 1;
         report.bytes_freed += size;
     }

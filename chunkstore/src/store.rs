@@ -32,7 +32,10 @@ const FORMAT_VERSION: u32 = 1;
 /// Sealed packs being uploaded while chunking goes on.
 const MAX_UPLOADS_IN_FLIGHT: usize = 2;
 /// Ranged reads of adjacent chunks are merged up to this many bytes.
-const MAX_SPAN: u64 = 16 << 20;
+const MAX_SPAN: u64 = 8 << 20;
+/// Ranged reads in flight per file being read. With two files restored at once, at most
+/// 2 × 4 × 8 MiB of compressed bytes are buffered.
+const READ_AHEAD: usize = 4;
 
 /// The store's own description, written once as the `config` object when it is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,9 +351,17 @@ impl ChunkStore {
     ///
     /// # Errors
     /// Provider and index errors.
-    pub fn delete_pack(&self, pack: &ChunkId) -> Result<()> {
-        self.block_on(self.provider.delete(&pack_key(pack)))?;
-        self.index.remove_pack(pack)
+    /// Deletes packs from the store (batched: one DeleteObjects per 1000 on S3) and then
+    /// from the index.
+    pub fn delete_packs(&self, packs: &[ChunkId]) -> Result<()> {
+        for batch in packs.chunks(1000) {
+            let keys: Vec<String> = batch.iter().map(pack_key).collect();
+            self.block_on(self.provider.delete_many(&keys))?;
+            for pack in batch {
+                self.index.remove_pack(pack)?;
+            }
+        }
+        Ok(())
     }
 
     /// Whether the index may be trusted for `id`: it knows a copy of the chunk in a pack that
@@ -638,7 +649,9 @@ impl ChunkStore {
     }
 
     /// Reads `ids` in order, verifying each, and passes their bytes to `sink`. Adjacent chunks
-    /// of one pack are fetched with one ranged read.
+    /// of one pack are fetched with one ranged read, and up to [`READ_AHEAD`] such reads are
+    /// in flight while earlier ones are verified and handed to `sink` (a remote store answers
+    /// each read after a round trip; reading one at a time would leave the link idle).
     ///
     /// # Errors
     /// `NotFound` for a chunk no pack holds, `Corrupt` for a chunk that fails its check,
@@ -652,11 +665,41 @@ impl ChunkStore {
             .iter()
             .map(|id| self.locate(id))
             .collect::<Result<Vec<_>>>()?;
-        let max = self.config.chunker.max_size as usize;
+        let mut from = 0;
         let mut resynced = false;
-        let mut i = 0;
+        loop {
+            match self.read_spans(&locs, ids, from, !resynced, &mut sink)? {
+                None => return Ok(()),
+                // The index is a cache: another machine may have repacked the chunks. Sync
+                // it once from the store, look the remaining chunks up again and go on.
+                Some(at) => {
+                    resynced = true;
+                    self.sync_index()?;
+                    for (loc, id) in locs[at..].iter_mut().zip(&ids[at..]) {
+                        *loc = self.locate(id)?;
+                    }
+                    from = at;
+                }
+            }
+        }
+    }
+
+    /// Reads the chunks `locs[from..]` span by span, pipelined. Returns `Some(i)` when the pack
+    /// of chunk `i` was gone and `stop_on_gone` is set (chunks before `i` went to `sink`).
+    fn read_spans<E: From<Error>>(
+        &self,
+        locs: &[ChunkLocation],
+        ids: &[ChunkId],
+        from: usize,
+        stop_on_gone: bool,
+        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<Option<usize>, E> {
+        use futures_util::StreamExt;
+
+        // Spans of chunks that follow each other directly in one pack: [start, end).
+        let mut spans = Vec::new();
+        let mut i = from;
         while i < locs.len() {
-            // Extend the span while the next chunk follows directly in the same pack.
             let first = locs[i];
             let mut end = i + 1;
             let mut span_end = first.offset + first.stored_len as u64;
@@ -668,47 +711,51 @@ impl ChunkStore {
                 span_end += locs[end].stored_len as u64;
                 end += 1;
             }
-            let key = pack_key(&first.pack);
-            let span_len = span_end - first.offset;
-            let span = match self.block_on(self.provider.get_range(&key, first.offset, span_len)) {
-                // The index is a cache: another machine may have repacked the chunks. Sync it
-                // once from the store and look the remaining chunks up again.
-                Err(e) if e.kind() == crate::ErrorKind::NotFound && !resynced => {
-                    resynced = true;
-                    self.sync_index()?;
-                    for (loc, id) in locs[i..].iter_mut().zip(&ids[i..]) {
-                        *loc = self.locate(id)?;
-                    }
-                    continue;
-                }
-                r => r?,
-            };
-            if span.len() as u64 != span_len {
-                return Err(Error::corrupt(
-                    format!("pack {}", first.pack),
-                    format!(
-                        "ranged read returned {} bytes, expected {span_len}",
-                        span.len()
-                    ),
-                )
-                .into());
-            }
-            for (loc, id) in locs[i..end].iter().zip(&ids[i..end]) {
-                let at = (loc.offset - first.offset) as usize;
-                let blob = &span[at..at + loc.stored_len as usize];
-                let data = compress::decompress_verified(blob, loc.raw_len as usize, max, id)
-                    .map_err(|e| match e {
-                        Error::Corrupt { object, detail } => Error::Corrupt {
-                            object: format!("{object} in pack {}", first.pack),
-                            detail,
-                        },
-                        other => other,
-                    })?;
-                sink(&data)?;
-            }
+            spans.push((i, end, span_end - first.offset));
             i = end;
         }
-        Ok(())
+        let provider = &self.provider;
+        let fetches = spans.into_iter().map(|(start, end, len)| async move {
+            let first = locs[start];
+            let got = provider
+                .get_range(&pack_key(&first.pack), first.offset, len)
+                .await;
+            (start, end, len, got)
+        });
+        let max = self.config.chunker.max_size as usize;
+        self.block_on(async {
+            let mut fetched = futures_util::stream::iter(fetches).buffered(READ_AHEAD);
+            while let Some((start, end, len, got)) = fetched.next().await {
+                let first = locs[start];
+                let span = match got {
+                    Err(e) if e.kind() == crate::ErrorKind::NotFound && stop_on_gone => {
+                        return Ok(Some(start));
+                    }
+                    r => r?,
+                };
+                if span.len() as u64 != len {
+                    return Err(Error::corrupt(
+                        format!("pack {}", first.pack),
+                        format!("ranged read returned {} bytes, expected {len}", span.len()),
+                    )
+                    .into());
+                }
+                for (loc, id) in locs[start..end].iter().zip(&ids[start..end]) {
+                    let at = (loc.offset - first.offset) as usize;
+                    let blob = &span[at..at + loc.stored_len as usize];
+                    let data = compress::decompress_verified(blob, loc.raw_len as usize, max, id)
+                        .map_err(|e| match e {
+                            Error::Corrupt { object, detail } => Error::Corrupt {
+                                object: format!("{object} in pack {}", first.pack),
+                                detail,
+                            },
+                            other => other,
+                        })?;
+                    sink(&data)?;
+                }
+            }
+            Ok(None)
+        })
     }
 }
 
