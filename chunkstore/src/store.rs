@@ -32,9 +32,8 @@ const FORMAT_VERSION: u32 = 1;
 /// Sealed packs being uploaded while chunking goes on.
 const MAX_UPLOADS_IN_FLIGHT: usize = 2;
 /// Ranged reads of adjacent chunks are merged up to this many bytes.
-const MAX_SPAN: u64 = 8 << 20;
-/// Ranged reads in flight per file being read. With two files restored at once, at most
-/// 2 × 4 × 8 MiB of compressed bytes are buffered.
+const MAX_SPAN: u64 = 4 << 20;
+/// Ranged reads in flight per file being read.
 const READ_AHEAD: usize = 4;
 
 /// The store's own description, written once as the `config` object when it is created.

@@ -39,6 +39,10 @@ pub struct RestoreReport {
     pub seconds: f64,
 }
 
+/// Files restored at once. Each has up to `READ_AHEAD` (4) ranged reads of up to 4 MiB in
+/// flight, so at most 8 × 4 × 4 MiB of compressed bytes are buffered.
+const FILES_IN_FLIGHT: usize = 8;
+
 fn is_nonempty_dir(p: &Path) -> Result<bool> {
     match fs::read_dir(p) {
         Ok(mut it) => Ok(it.next().is_some()),
@@ -167,9 +171,17 @@ fn restore_in_session(
             fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
         }
         progress.begin("restore", total);
-        files
-            .par_iter()
-            .try_for_each(|(rel, f)| write_file(repo, &staging.join(rel), f, progress))?;
+        // More files in flight than cores: with a remote store most of a file's time is
+        // waiting for ranged reads, and a module has many small files (one read each).
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(FILES_IN_FLIGHT)
+            .build()
+            .map_err(|e| Error::io(&staging, std::io::Error::other(e)))?;
+        pool.install(|| {
+            files
+                .par_iter()
+                .try_for_each(|(rel, f)| write_file(repo, &staging.join(rel), f, progress))
+        })?;
         progress.end();
         // Directories deepest first, so every new name is durable before the final rename.
         for d in dirs.iter().rev() {
