@@ -744,12 +744,12 @@ impl ChunkStore {
                     let blob = &span[at..at + loc.stored_len as usize];
                     let data = compress::decompress_verified(blob, loc.raw_len as usize, max, id)
                         .map_err(|e| match e {
-                            Error::Corrupt { object, detail } => Error::Corrupt {
-                                object: format!("{object} in pack {}", first.pack),
-                                detail,
-                            },
-                            other => other,
-                        })?;
+                        Error::Corrupt { object, detail } => Error::Corrupt {
+                            object: format!("{object} in pack {}", first.pack),
+                            detail,
+                        },
+                        other => other,
+                    })?;
                     sink(&data)?;
                 }
             }

@@ -29,7 +29,8 @@ pub struct RetryPolicy {
     /// Backoff before the second attempt; doubles after each failure, up to `max_delay`.
     pub base_delay: Duration,
     pub max_delay: Duration,
-    /// An attempt without an answer after this long fails as temporary.
+    /// An attempt without an answer after this long fails as temporary. Attempts that move
+    /// a known number of bytes get an extra second per MiB (a slow link is not a dead one).
     pub attempt_timeout: Duration,
 }
 
@@ -76,23 +77,30 @@ impl RetryingProvider {
 
     /// Runs `attempt` until it succeeds, fails for good, or the attempts are used up. Returns
     /// the result and whether any attempt failed temporarily (its effect is unknown).
-    async fn run<T, F, Fut>(&self, key: &str, mut attempt: F) -> (Result<T>, bool)
+    async fn run<T, F, Fut>(&self, key: &str, attempt: F) -> (Result<T>, bool)
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
+        self.run_sized(key, 0, attempt).await
+    }
+
+    /// [`Self::run`] for an attempt that moves `bytes` bytes.
+    async fn run_sized<T, F, Fut>(&self, key: &str, bytes: u64, mut attempt: F) -> (Result<T>, bool)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let timeout = self.policy.attempt_timeout + Duration::from_secs(bytes >> 20);
         let started = Instant::now();
         let mut failures = 0;
         loop {
-            let result = match tokio::time::timeout(self.policy.attempt_timeout, attempt()).await {
+            let result = match tokio::time::timeout(timeout, attempt()).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::Provider {
                     provider: self.inner.describe(),
                     key: key.to_string(),
-                    detail: format!(
-                        "no answer within {} s",
-                        self.policy.attempt_timeout.as_secs_f64()
-                    ),
+                    detail: format!("no answer within {} s", timeout.as_secs_f64()),
                     temporary: true,
                 }),
             };
@@ -143,14 +151,15 @@ impl Provider for RetryingProvider {
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes> {
-        self.run(key, || self.inner.get_range(key, offset, len))
+        self.run_sized(key, len, || self.inner.get_range(key, offset, len))
             .await
             .0
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
+        let len = body.len() as u64;
         match self
-            .run(key, || self.inner.put_if_absent(key, body.clone()))
+            .run_sized(key, len, || self.inner.put_if_absent(key, body.clone()))
             .await
         {
             (Ok(false), true) => {

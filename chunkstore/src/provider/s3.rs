@@ -33,7 +33,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
 use aws_smithy_http_client::tls;
 use bytes::Bytes;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::{ListPage, ObjectMeta, Provider, validate_key};
 use crate::{Error, Result};
@@ -289,6 +289,40 @@ impl S3Provider {
             .await
     }
 
+    /// The client and a slot among the requests in flight; counts the request under `kind`.
+    async fn start(&self, kind: &AtomicU64) -> (&Client, SemaphorePermit<'_>) {
+        let client = self.client().await;
+        let permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
+        bump(kind);
+        (client, permit)
+    }
+
+    /// GET of the whole object or of `range` (`bytes=a-b`).
+    async fn get_object(&self, key: &str, range: Option<String>) -> Result<Bytes> {
+        validate_key(key)?;
+        let (client, _permit) = self.start(&self.counters.get).await;
+        let out = client
+            .get_object()
+            .bucket(self.bucket())
+            .key(self.full_key(key))
+            .set_range(range)
+            .send()
+            .await;
+        match out {
+            Ok(out) => self.read_body(key, out.body).await,
+            Err(e) if Self::is_not_found(&e) => Err(Error::NotFound { key: key.into() }),
+            Err(e) if e.code() == Some("InvalidRange") => Err(Error::corrupt(
+                format!("object `{key}`"),
+                "shorter than the range asked for (truncated?)",
+            )),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
     fn full_key(&self, key: &str) -> String {
         format!("{}{key}", self.location.prefix)
     }
@@ -406,13 +440,7 @@ impl S3Provider {
         if body.len() > self.options.multipart_threshold {
             return self.put_multipart(key, body).await;
         }
-        let client = self.client().await;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
-        bump(&self.counters.put);
+        let (client, _permit) = self.start(&self.counters.put).await;
         client
             .put_object()
             .bucket(self.bucket())
@@ -427,15 +455,9 @@ impl S3Provider {
     /// Uploads `body` in parts, up to four at once; aborts the upload on failure so no parts
     /// are left behind (best effort: a bucket lifecycle rule is the backstop).
     async fn put_multipart(&self, key: &str, body: Bytes) -> Result<()> {
-        let client = self.client().await;
         let full_key = self.full_key(key);
-        bump(&self.counters.multipart);
         let created = {
-            let _permit = self
-                .permits
-                .acquire()
-                .await
-                .expect("semaphore is never closed");
+            let (client, _permit) = self.start(&self.counters.multipart).await;
             client
                 .create_multipart_upload()
                 .bucket(self.bucket())
@@ -454,7 +476,7 @@ impl S3Provider {
         };
         let result = self.upload_parts(key, &full_key, &upload_id, body).await;
         if result.is_err() {
-            bump(&self.counters.multipart);
+            let (client, _permit) = self.start(&self.counters.multipart).await;
             let _ = client
                 .abort_multipart_upload()
                 .bucket(self.bucket())
@@ -520,12 +542,7 @@ impl S3Provider {
             );
         }
         parts.sort_by_key(|p| p.part_number());
-        bump(&self.counters.multipart);
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
+        let (client, _permit) = self.start(&self.counters.multipart).await;
         client
             .complete_multipart_upload()
             .bucket(self.bucket())
@@ -550,29 +567,10 @@ impl Provider for S3Provider {
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
-        validate_key(key)?;
-        let client = self.client().await;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
-        bump(&self.counters.get);
-        let out = client
-            .get_object()
-            .bucket(self.bucket())
-            .key(self.full_key(key))
-            .send()
-            .await;
-        match out {
-            Ok(out) => self.read_body(key, out.body).await,
-            Err(e) if Self::is_not_found(&e) => Err(Error::NotFound { key: key.into() }),
-            Err(e) => Err(self.error(key, e)),
-        }
+        self.get_object(key, None).await
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes> {
-        validate_key(key)?;
         if len == 0 {
             // HTTP cannot express an empty range; the object must still exist.
             return if self.exists(key).await? {
@@ -581,34 +579,13 @@ impl Provider for S3Provider {
                 Err(Error::NotFound { key: key.into() })
             };
         }
-        let short = || {
-            Error::corrupt(
+        let range = format!("bytes={offset}-{}", offset + len - 1);
+        let bytes = self.get_object(key, Some(range)).await?;
+        if bytes.len() as u64 != len {
+            return Err(Error::corrupt(
                 format!("object `{key}`"),
                 format!("shorter than the {len} bytes asked for at offset {offset} (truncated?)"),
-            )
-        };
-        let client = self.client().await;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
-        bump(&self.counters.get);
-        let out = client
-            .get_object()
-            .bucket(self.bucket())
-            .key(self.full_key(key))
-            .range(format!("bytes={offset}-{}", offset + len - 1))
-            .send()
-            .await;
-        let bytes = match out {
-            Ok(out) => self.read_body(key, out.body).await?,
-            Err(e) if Self::is_not_found(&e) => return Err(Error::NotFound { key: key.into() }),
-            Err(e) if e.code() == Some("InvalidRange") => return Err(short()),
-            Err(e) => return Err(self.error(key, e)),
-        };
-        if bytes.len() as u64 != len {
-            return Err(short());
+            ));
         }
         Ok(bytes)
     }
@@ -624,13 +601,7 @@ impl Provider for S3Provider {
 
     async fn delete(&self, key: &str) -> Result<()> {
         validate_key(key)?;
-        let client = self.client().await;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
-        bump(&self.counters.delete);
+        let (client, _permit) = self.start(&self.counters.delete).await;
         client
             .delete_object()
             .bucket(self.bucket())
@@ -645,7 +616,6 @@ impl Provider for S3Provider {
         for key in keys {
             validate_key(key)?;
         }
-        let client = self.client().await;
         for batch in keys.chunks(MAX_BATCH_DELETE) {
             let objects = batch
                 .iter()
@@ -661,12 +631,7 @@ impl Provider for S3Provider {
                 .quiet(true)
                 .build()
                 .expect("objects are set");
-            let _permit = self
-                .permits
-                .acquire()
-                .await
-                .expect("semaphore is never closed");
-            bump(&self.counters.delete);
+            let (client, _permit) = self.start(&self.counters.delete).await;
             let out = client
                 .delete_objects()
                 .bucket(self.bucket())
@@ -696,13 +661,7 @@ impl Provider for S3Provider {
 
     async fn exists(&self, key: &str) -> Result<bool> {
         validate_key(key)?;
-        let client = self.client().await;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
-        bump(&self.counters.head);
+        let (client, _permit) = self.start(&self.counters.head).await;
         match client
             .head_object()
             .bucket(self.bucket())
@@ -727,13 +686,7 @@ impl Provider for S3Provider {
         page_token: Option<&str>,
         page_size: usize,
     ) -> Result<ListPage> {
-        let client = self.client().await;
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("semaphore is never closed");
-        bump(&self.counters.list);
+        let (client, _permit) = self.start(&self.counters.list).await;
         // The page token is the last key of the previous page, as for every provider;
         // StartAfter makes that work without server-side continuation state.
         let mut request = client
