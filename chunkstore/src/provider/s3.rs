@@ -745,6 +745,35 @@ mod tests {
     }
 
     #[test]
+    fn throttling_and_server_errors_are_temporary_refusals_are_not() {
+        let p = S3Provider::new(
+            S3Location::parse("http://127.0.0.1:9/bucket").unwrap(),
+            S3Options::default(),
+        );
+        let temporary = |status, code| p.classify_status(Some(status), code, "").0;
+        assert!(temporary(503, "SlowDown"));
+        assert!(temporary(429, ""));
+        assert!(temporary(500, "InternalError"));
+        assert!(temporary(502, ""));
+        assert!(temporary(400, "RequestTimeout"));
+        assert!(!temporary(403, "AccessDenied"));
+        assert!(!temporary(403, "SignatureDoesNotMatch"));
+        assert!(!temporary(404, "NoSuchBucket"));
+        assert!(!temporary(400, "InvalidArgument"));
+        assert!(!temporary(409, "BucketAlreadyExists"));
+        let (_, detail) = p.classify_status(Some(403), "InvalidAccessKeyId", "");
+        assert!(
+            detail.contains("access denied (HTTP 403 InvalidAccessKeyId)"),
+            "{detail}"
+        );
+        let (_, detail) = p.classify_status(Some(404), "NoSuchBucket", "");
+        assert!(
+            detail.contains("bucket `bucket` does not exist at http://127.0.0.1:9"),
+            "{detail}"
+        );
+    }
+
+    #[test]
     fn malformed_provider_strings_are_rejected_with_the_expected_shape() {
         for bad in [
             "",
