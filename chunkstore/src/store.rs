@@ -346,21 +346,17 @@ impl ChunkStore {
         Ok((pack, size))
     }
 
-    /// Deletes a pack from the store and the index.
+    /// Deletes packs from the store in one batch (the provider splits it into requests, e.g.
+    /// DeleteObjects of 1000 keys on S3), then from the index.
     ///
     /// # Errors
     /// Provider and index errors.
-    /// Deletes packs from the store (batched: one DeleteObjects per 1000 on S3) and then
-    /// from the index.
     pub fn delete_packs(&self, packs: &[ChunkId]) -> Result<()> {
-        for batch in packs.chunks(1000) {
-            let keys: Vec<String> = batch.iter().map(pack_key).collect();
-            self.block_on(self.provider.delete_many(&keys))?;
-            for pack in batch {
-                self.index.remove_pack(pack)?;
-            }
-        }
-        Ok(())
+        let keys: Vec<String> = packs.iter().map(pack_key).collect();
+        self.block_on(self.provider.delete_many(&keys))?;
+        packs
+            .iter()
+            .try_for_each(|pack| self.index.remove_pack(pack))
     }
 
     /// Whether the index may be trusted for `id`: it knows a copy of the chunk in a pack that

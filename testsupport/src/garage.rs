@@ -25,7 +25,6 @@ const REGION: &str = "garage";
 struct Node {
     dir: PathBuf,
     config: PathBuf,
-    rpc_port: u16,
     s3_port: u16,
     child: Option<Child>,
 }
@@ -102,14 +101,7 @@ impl Garage {
         let binary = garage_binary();
         let dir = tempfile::tempdir().expect("temp dir for garage");
         let rpc_secret = random_hex(32);
-        let mut garage = Garage {
-            binary,
-            nodes: Vec::new(),
-            bucket: "rbk-test".into(),
-            key_id: format!("GK{}", random_hex(12)),
-            secret: random_hex(32),
-            _dir: tempfile::tempdir().expect("temp dir"),
-        };
+        let mut nodes = Vec::new();
         for i in 0..n {
             let node_dir = dir.path().join(format!("node{i}"));
             fs::create_dir_all(&node_dir).expect("node dir");
@@ -136,15 +128,21 @@ root_domain = ".s3.garage.localhost"
                 ),
             )
             .expect("garage config");
-            garage.nodes.push(Node {
+            nodes.push(Node {
                 dir: node_dir,
                 config,
-                rpc_port,
                 s3_port,
                 child: None,
             });
         }
-        garage._dir = dir;
+        let mut garage = Garage {
+            binary,
+            nodes,
+            bucket: "rbk-test".into(),
+            key_id: format!("GK{}", random_hex(12)),
+            secret: random_hex(32),
+            _dir: dir,
+        };
         for i in 0..n {
             garage.spawn(i);
         }
@@ -312,10 +310,6 @@ root_domain = ".s3.garage.localhost"
         ))
     }
 
-    pub fn node_count(&self) -> usize {
-        self.nodes.len()
-    }
-
     /// SIGKILLs node `i` (its data stays; [`Garage::restart_node`] brings it back).
     pub fn kill_node(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].child.take() {
@@ -327,11 +321,6 @@ root_domain = ".s3.garage.localhost"
     pub fn restart_node(&mut self, i: usize) {
         self.kill_node(i);
         self.spawn(i);
-    }
-
-    /// RPC port of node `i` (to tell nodes apart in messages).
-    pub fn rpc_port(&self, i: usize) -> u16 {
-        self.nodes[i].rpc_port
     }
 }
 

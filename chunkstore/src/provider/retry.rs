@@ -71,10 +71,6 @@ impl RetryingProvider {
         RetryingProvider { inner, policy }
     }
 
-    pub fn inner(&self) -> &Arc<dyn Provider> {
-        &self.inner
-    }
-
     /// Runs `attempt` until it succeeds, fails for good, or the attempts are used up. Returns
     /// the result and whether any attempt failed temporarily (its effect is unknown).
     async fn run<T, F, Fut>(&self, key: &str, attempt: F) -> (Result<T>, bool)

@@ -416,8 +416,10 @@ impl S3Provider {
         }
     }
 
+    /// A missing object: `NoSuchKey` from GET, `NotFound` or a bare 404 from HEAD (which
+    /// has no body to carry a code).
     fn is_not_found<E: ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
-        err.code() == Some("NoSuchKey")
+        matches!(err.code(), Some("NoSuchKey" | "NotFound"))
             || (err.code().is_none()
                 && err
                     .raw_response()
@@ -670,12 +672,7 @@ impl Provider for S3Provider {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e)
-                if Self::is_not_found(&e)
-                    || e.as_service_error().is_some_and(|s| s.is_not_found()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if Self::is_not_found(&e) => Ok(false),
             Err(e) => Err(self.error(key, e)),
         }
     }
