@@ -24,7 +24,9 @@ use_prebuilt_rocksdb() {
   local prebuilt="$target_dir/rocksdb-prebuilt/$version"
   if [ ! -f "$prebuilt/librocksdb.a" ]; then
     step "compiling RocksDB once (slow on a fresh machine)"
-    env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC cargo build --workspace --all-targets --locked
+    # Only the -sys crate: building the workspace here would produce a second copy of every
+    # test binary, all rebuilt once ROCKSDB_LIB_DIR is set below, doubling the disk used.
+    env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC cargo build -p librocksdb-sys --locked
     local built
     built=$(ls -t "$target_dir"/debug/build/librocksdb-sys-*/out/librocksdb.a | head -n 1)
     mkdir -p "$prebuilt"
