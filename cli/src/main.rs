@@ -6,6 +6,7 @@
 mod config;
 mod demo;
 mod progress;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,6 +90,9 @@ struct Target {
     /// Restore over a non-empty module dir (its current state is discarded).
     #[arg(long)]
     force: bool,
+    /// Restore a module a host is running: it is stopped, replaced and started again.
+    #[arg(long)]
+    yes: bool,
     #[command(flatten)]
     gc: GcFlags,
     #[command(flatten)]
@@ -156,6 +160,10 @@ enum Command {
     Verify(Target),
     /// Rebuild the local chunk index from the store's pack trailers.
     RepairIndex(Target),
+    /// Run the modules of the data dir (those with a built-in `rbk.definition`), answer
+    /// `rbk backup`/`rbk restore` on a control socket, and take periodic backups and GC as
+    /// their dynamic options say.
+    Serve(serve::ServeArgs),
     /// Generate or advance realistic module state (real RocksDB PStates).
     Testdata {
         #[command(subcommand)]
@@ -178,6 +186,15 @@ enum TestdataCommand {
         size_mib: u64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+    },
+    /// Create an empty module that `rbk serve` can run (definition `bank` or `pageviews`).
+    Create {
+        #[arg(long, default_value = "com.rbk.LiveBank")]
+        module: String,
+        #[arg(long, default_value = "bank")]
+        definition: String,
+        #[arg(long, default_value_t = 4)]
+        tasks: u32,
     },
     /// Move a generated module one generation forward.
     Advance {
@@ -239,11 +256,35 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
             // Validate the module before creating or touching the store.
             rbk_engine::layout::scan_module(&cfg.data_dir, module)?;
             let repo = open_repo(cfg, true)?;
-            let r = backup::backup(&repo, &cfg.data_dir, module, &bars)?;
+            // A module a host runs is backed up from a consistent snapshot the host takes;
+            // a stopped one from its files.
+            let mut host = rbk_engine::host::control::Client::connect(&cfg.data_dir)?;
+            let mut live = None;
+            if let Some(c) = host.as_mut() {
+                if c.running()?.iter().any(|m| m == module) {
+                    live = Some(c.snapshot(module)?);
+                }
+            }
+            let r = match &live {
+                Some(snap) => {
+                    backup::backup_snapshot(&repo, &cfg.data_dir, &snap.root, module, &bars)?
+                }
+                None => backup::backup(&repo, &cfg.data_dir, module, &bars)?,
+            };
+            if let (Some(c), Some(snap)) = (host.as_mut(), &live) {
+                c.release()?;
+                if !cli.json && !cli.quiet {
+                    eprintln!(
+                        "consistent snapshot of the running module: commit ids {:?}, commits paused {:.1} ms",
+                        snap.commit_ids,
+                        snap.pause_us as f64 / 1000.0
+                    );
+                }
+            }
             let s = r.stats;
             print(
                 cli.json,
-                json!({"backup_id": r.backup_id.to_string(), "files": s.files, "files_reused": s.files_reused, "logical_bytes": s.logical_bytes,
+                json!({"backup_id": r.backup_id.to_string(), "live": live.as_ref().map(|l| json!({"commit_ids": l.commit_ids, "pause_us": l.pause_us})), "files": s.files, "files_reused": s.files_reused, "logical_bytes": s.logical_bytes,
                        "new_chunks": s.new_chunks, "new_stored_bytes": s.new_stored_bytes, "packs_written": r.packs_written, "seconds": r.seconds}),
                 || r.backup_id.to_string(),
             );
@@ -292,13 +333,44 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
         Action::Restore => {
             let id = BackupId::parse(need(&t.backup_id, "--backupId", "restore")?)?;
             let repo = open_repo(cfg, false)?;
-            let r = restore::restore(
-                &repo,
-                &cfg.data_dir,
-                &id,
-                restore::RestoreOptions { force: t.force },
-                &bars,
-            )?;
+            // A module a host runs is stopped, restored and started from the restored state.
+            let mut host = rbk_engine::host::control::Client::connect(&cfg.data_dir)?;
+            let running = match host.as_mut() {
+                Some(c) => c.running()?.contains(&id.module),
+                None => false,
+            };
+            if running && !t.yes {
+                return Err(usage(format!(
+                    "module {} is running on this data dir: restoring stops it, replaces its state with {id} and starts it again from there. Its current state is discarded and this cannot be undone; pass --yes to go ahead",
+                    id.module
+                )));
+            }
+            let host = host.filter(|_| running);
+            let r = match host {
+                Some(mut c) => {
+                    c.stop(&id.module)?;
+                    let r = restore::restore(
+                        &repo,
+                        &cfg.data_dir,
+                        &id,
+                        restore::RestoreOptions { force: true },
+                        &bars,
+                    );
+                    // Started again either way: with the restored state, or (a failed restore
+                    // leaves the module untouched) with the old one.
+                    let started = c.start(&id.module);
+                    let r = r?;
+                    started.context("the module was restored but the host could not start it")?;
+                    r
+                }
+                None => restore::restore(
+                    &repo,
+                    &cfg.data_dir,
+                    &id,
+                    restore::RestoreOptions { force: t.force },
+                    &bars,
+                )?,
+            };
             print(
                 cli.json,
                 json!({"backup_id": id.to_string(), "target": r.target, "files": r.files, "bytes": r.bytes, "seconds": r.seconds}),
@@ -688,10 +760,25 @@ fn run(cli: &Cli) -> Result<()> {
                         rbk_engine::testdata::advance(&cfg.data_dir, module, *percent)?;
                     println!("{module} generation {generation}");
                 }
+                TestdataCommand::Create {
+                    module,
+                    definition,
+                    tasks,
+                } => {
+                    std::fs::create_dir_all(&cfg.data_dir)
+                        .with_context(|| format!("creating `{}`", cfg.data_dir.display()))?;
+                    let dir =
+                        rbk_engine::host::create_module(&cfg.data_dir, module, *tasks, definition)?;
+                    println!(
+                        "created {module} ({definition}, {tasks} tasks) in {}",
+                        dir.display()
+                    );
+                }
             }
             Ok(())
         }
         Command::Demo(args) => demo::run(args, cli.json),
+        Command::Serve(args) => serve::run(args, &cfg, cli.json),
     }
 }
 

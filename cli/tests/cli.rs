@@ -622,3 +622,137 @@ fn a_restore_killed_at_any_point_leaves_the_old_module_or_the_new_one() {
         .collect();
     assert_eq!(leftovers, Vec::<String>::new());
 }
+
+/// An `rbk serve` child process; killed if the test fails before stopping it.
+struct Served(std::process::Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_runs_modules_and_answers_backup_and_restore_consistently() {
+    use rbk_engine::host::check::check_module;
+    const LIVE: &str = "com.rbk.LiveBank";
+    let env = Env::new();
+    env.ok(&[
+        "testdata",
+        "create",
+        "--module",
+        LIVE,
+        "--definition",
+        "bank",
+        "--tasks",
+        "4",
+    ]);
+    let data = env.dir().join("data");
+    let live = data.join("modules").join(LIVE);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbk"))
+        .current_dir(env.dir())
+        .args(["serve", "--load", "20000", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let served = Served(child);
+    let socket = data.join(".rbk/host.sock");
+    wait_for("the control socket", || socket.exists());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+
+    // A file backup from another process is refused: RocksDB holds the LOCKs over there.
+    let repo = rbk_engine::Repo::open(
+        std::sync::Arc::new(rbk_chunkstore::provider::LocalProvider::new(
+            &env.dir().join("other-store"),
+        )),
+        &env.dir().join("other-index"),
+        true,
+    )
+    .unwrap();
+    let e =
+        rbk_engine::ops::backup::backup(&repo, &data, LIVE, &rbk_engine::NoProgress).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("another process holds the RocksDB lock"),
+        "{e}"
+    );
+
+    // `rbk backup` goes through the host: a consistent snapshot, not the live files.
+    let out: serde_json::Value =
+        serde_json::from_str(&env.ok(&["backup", "--module", LIVE, "--json"])).unwrap();
+    let id1 = out["backup_id"].as_str().unwrap().to_string();
+    let commit1 = out["live"]["commit_ids"]["banking"].as_u64().unwrap();
+    assert!(commit1 > 0, "{out}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let id2 = env.ok(&["backup", "--module", LIVE]).trim().to_string();
+    assert!(
+        std::fs::read_dir(data.join(".rbk/snapshots"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "snapshots are deleted once the backup is done"
+    );
+    for (id, name) in [(&id1, "fresh1"), (&id2, "fresh2")] {
+        env.ok(&["restore", "--backupId", id, "--data-dir", name]);
+        let r = check_module(&env.dir().join(name).join("modules").join(LIVE)).unwrap();
+        assert!(r.violations.is_empty(), "{id}: {:?}", r.violations);
+    }
+
+    // Restoring the running module needs --yes; then it runs on from the restored state.
+    env.fails(&["restore", "--backupId", &id1], 2, "pass --yes");
+    env.ok(&["restore", "--backupId", &id1, "--yes"]);
+    let mut c = rbk_engine::host::control::Client::connect(&data)
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.running().unwrap(), vec![LIVE.to_string()]);
+    drop(c);
+
+    // Periodic backups from dynamic options, picked up while serving.
+    let before = env.ok(&["list", "--module", LIVE]).lines().count();
+    std::fs::write(
+        live.join("dynamic-options.json"),
+        r#"{"backup.period.seconds": 1}"#,
+    )
+    .unwrap();
+    // `list` fails while a periodic backup holds the local index; it is simply asked again.
+    wait_for("two periodic backups", || {
+        let out = env.rbk(&["list", "--module", LIVE]);
+        out.status.success() && String::from_utf8_lossy(&out.stdout).lines().count() >= before + 2
+    });
+
+    // SIGTERM: a clean stop; the module's files are then a consistent state.
+    let mut served = served;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&served.0),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = served.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut std::io::BufReader::new(stdout), &mut log).unwrap();
+    assert!(log.contains(r#""event":"backup""#), "{log}");
+    assert!(log.contains(r#""event":"stopped""#), "{log}");
+    let r = check_module(&live).unwrap();
+    assert!(
+        r.violations.is_empty(),
+        "after serve stopped: {:?}",
+        r.violations
+    );
+    assert!(r.commit_ids["banking"] >= commit1);
+    assert!(!socket.exists(), "the socket is removed on a clean stop");
+}

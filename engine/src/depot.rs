@@ -5,7 +5,7 @@
 //! not a record.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// The first offset encoded in a segment file name, if the name is a segment name.
@@ -157,6 +157,37 @@ impl DepotWriter {
         Ok(self.next_offset - 1)
     }
 
+    /// The partition as of now: its end offset and every segment with the length it has
+    /// now. Later appends go past these lengths; a backup reads only up to them.
+    pub fn capture(&self) -> io::Result<DepotCapture> {
+        let mut segments = segments_of(&self.dir)?;
+        if let (Some((_, len)), Some(last)) = (&self.current, segments.last_mut()) {
+            last.1 = *len;
+        }
+        Ok(DepotCapture {
+            end_offset: self.next_offset,
+            segments,
+        })
+    }
+
+    /// Deletes the segments whose records all precede `offset` (never the segment being
+    /// written), raising the partition's start offset. Returns how many were deleted.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn trim_before(&mut self, offset: u64) -> io::Result<usize> {
+        let segs = segments_of(&self.dir)?;
+        let mut deleted = 0;
+        for pair in segs.windows(2) {
+            let next_first = segment_first_offset(&pair[1].0).expect("segment name");
+            if next_first <= offset {
+                std::fs::remove_file(self.dir.join(&pair[0].0))?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
     /// # Errors
     /// I/O errors.
     pub fn sync(&mut self) -> io::Result<()> {
@@ -165,6 +196,163 @@ impl DepotWriter {
             None => Ok(()),
         }
     }
+}
+
+/// A depot partition at one moment: its end offset and its segments (file name, length).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepotCapture {
+    pub end_offset: u64,
+    pub segments: Vec<(String, u64)>,
+}
+
+/// The segment files of a partition with their current lengths, oldest first.
+///
+/// # Errors
+/// I/O errors on the directory.
+pub fn segments_of(dir: &Path) -> io::Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if segment_first_offset(&name).is_some() {
+            out.push((name, e.metadata()?.len()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `(start, end)` offsets of the partition in `dir`: the first record still present and one
+/// past the last complete record. An empty or missing partition is `(0, 0)`.
+///
+/// # Errors
+/// I/O errors.
+pub fn partition_bounds(dir: &Path) -> io::Result<(u64, u64)> {
+    let segs = match segments_of(dir) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(e),
+    };
+    let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
+        return Ok((0, 0));
+    };
+    let start = segment_first_offset(&first.0).expect("segment name");
+    let last_first = segment_first_offset(&last.0).expect("segment name");
+    let mut c = FrameCounter::default();
+    c.feed(&std::fs::read(dir.join(&last.0))?);
+    Ok((start, last_first + c.records()))
+}
+
+/// Reads a partition's records in order from a given offset, following segment rolls. Sees
+/// records appended after it was opened; never returns a torn or CRC-failing frame.
+#[derive(Debug)]
+pub struct DepotCursor {
+    dir: PathBuf,
+    next: u64,
+    /// The open segment: first offset, file, byte position of record `next`.
+    segment: Option<(u64, File, u64)>,
+}
+
+impl DepotCursor {
+    pub fn new(dir: &Path, from: u64) -> Self {
+        DepotCursor {
+            dir: dir.into(),
+            next: from,
+            segment: None,
+        }
+    }
+
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Positions on the segment holding `self.next`, skipping the records before it.
+    fn open_segment(&mut self) -> io::Result<bool> {
+        let segs = segments_of(&self.dir)?;
+        let Some((name, _)) = segs
+            .iter()
+            .rev()
+            .find(|(n, _)| segment_first_offset(n).is_some_and(|f| f <= self.next))
+        else {
+            return Ok(false);
+        };
+        let first = segment_first_offset(name).expect("segment name");
+        let mut f = File::open(self.dir.join(name))?;
+        let mut pos = 0u64;
+        for _ in first..self.next {
+            match read_frame(&mut f)? {
+                Some(p) => pos += 8 + p.len() as u64,
+                None => return Ok(false),
+            }
+        }
+        self.segment = Some((first, f, pos));
+        Ok(true)
+    }
+
+    /// Appends to `out` the records from the current position up to (excluding) `to`, or
+    /// fewer if fewer are complete; returns how many were read.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn read_until(&mut self, to: u64, out: &mut Vec<Vec<u8>>) -> io::Result<u64> {
+        let mut n = 0;
+        while self.next < to {
+            if self.segment.is_none() && !self.open_segment()? {
+                break;
+            }
+            let (_, f, pos) = self.segment.as_mut().expect("open");
+            f.seek(SeekFrom::Start(*pos))?;
+            match read_frame(f)? {
+                Some(p) => {
+                    *pos += 8 + p.len() as u64;
+                    out.push(p);
+                    self.next += 1;
+                    n += 1;
+                }
+                None => {
+                    // End of this segment's complete records: a newer segment may start at
+                    // `next` (the writer rolled), else the record is not written yet.
+                    let rolled = segments_of(&self.dir)?
+                        .iter()
+                        .any(|(name, _)| segment_first_offset(name) == Some(self.next));
+                    if !rolled {
+                        break;
+                    }
+                    self.segment = None;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// One complete, CRC-valid frame from the reader's position, or `None` at a torn or bad one.
+fn read_frame(f: &mut File) -> io::Result<Option<Vec<u8>>> {
+    let mut header = [0u8; 8];
+    if !read_full(f, &mut header)? {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4")) as usize;
+    let crc = u32::from_le_bytes(header[4..].try_into().expect("4"));
+    let mut payload = vec![0u8; len];
+    if !read_full(f, &mut payload)? || crc32c::crc32c(&payload) != crc {
+        return Ok(None);
+    }
+    Ok(Some(payload))
+}
+
+/// Fills `buf`; `false` when the file ends first.
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read(&mut buf[got..])? {
+            0 => return Ok(false),
+            n => got += n,
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -223,5 +411,51 @@ mod tests {
             Some(437171)
         );
         assert_eq!(segment_first_offset("437171.seg"), None);
+    }
+}
+
+#[cfg(test)]
+mod cursor_tests {
+    use super::*;
+
+    #[test]
+    fn cursor_follows_rolls_sees_new_appends_and_trim_keeps_the_active_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = DepotWriter::open(dir.path(), 100).unwrap();
+        for i in 0..10u8 {
+            w.append(&[i; 20]).unwrap();
+        }
+        let mut c = DepotCursor::new(dir.path(), 2);
+        let mut out = Vec::new();
+        assert_eq!(c.read_until(u64::MAX, &mut out).unwrap(), 8);
+        assert_eq!(out[0], vec![2u8; 20]);
+        assert_eq!(out[7], vec![9u8; 20]);
+        // Appends after the cursor reached the end, across a roll, are seen.
+        for i in 10..13u8 {
+            w.append(&[i; 20]).unwrap();
+        }
+        out.clear();
+        assert_eq!(c.read_until(12, &mut out).unwrap(), 2);
+        assert_eq!(out, vec![vec![10u8; 20], vec![11u8; 20]]);
+        assert_eq!(c.position(), 12);
+        let cap = w.capture().unwrap();
+        assert_eq!(cap.end_offset, 13);
+        assert_eq!(cap.segments.len(), 4);
+        assert_eq!(partition_bounds(dir.path()).unwrap(), (0, 13));
+        // Segments 0..4 and 4..8 hold only records before 8; 8..12 does not.
+        assert_eq!(w.trim_before(8).unwrap(), 2);
+        assert_eq!(partition_bounds(dir.path()).unwrap(), (8, 13));
+        assert_eq!(
+            w.trim_before(u64::MAX).unwrap(),
+            1,
+            "the active segment stays"
+        );
+        // A torn tail is not a record.
+        let last = dir.path().join(&cap.segments.last().unwrap().0);
+        let mut f = OpenOptions::new().append(true).open(&last).unwrap();
+        f.write_all(&frame(b"torn")[..6]).unwrap();
+        let mut c = DepotCursor::new(dir.path(), 12);
+        out.clear();
+        assert_eq!(c.read_until(u64::MAX, &mut out).unwrap(), 1);
     }
 }

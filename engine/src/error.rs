@@ -59,6 +59,11 @@ pub enum Error {
     )]
     Damaged { problems: usize, backups: usize },
 
+    #[error(
+        "module `{module}` is running ({detail}): copying its live files would not give a consistent backup. Back it up through its host (`rbk serve` answers `rbk backup` on this data dir), or stop it first"
+    )]
+    ModuleRunning { module: String, detail: String },
+
     #[error("{0}")]
     InvalidInput(String),
 }
@@ -75,6 +80,7 @@ impl Error {
             | Error::Layout { .. }
             | Error::TargetNotEmpty { .. }
             | Error::ForeignStore { .. }
+            | Error::ModuleRunning { .. }
             | Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Io { .. } => ErrorKind::Io,
         }

@@ -9,6 +9,7 @@
 //! - [`repo`]: a chunk store plus the manifests in it;
 //! - [`retention`]: which backups a module's policy lets GC delete;
 //! - [`ops`]: one file per user-level operation (backup, restore, list, info, gc);
+//! - [`host`]: the module host — runs modules, takes consistent snapshots of running ones;
 //! - [`testdata`]: a generator of realistic module state with real RocksDB PStates;
 //! - [`fuzzing`]: the properties the fuzz targets check, shared with the corpus replay test.
 
@@ -16,6 +17,7 @@ pub mod backup_id;
 pub mod depot;
 pub mod error;
 pub mod fuzzing;
+pub mod host;
 pub mod layout;
 pub mod manifest;
 pub mod ops;

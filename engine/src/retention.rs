@@ -122,15 +122,30 @@ impl Policy {
 /// # Errors
 /// A description of a bad value, as [`Policy::from_options_json`].
 pub fn gc_period(bytes: &[u8]) -> std::result::Result<Option<std::time::Duration>, String> {
+    period(bytes, GC_PERIOD_KEY)
+}
+
+/// How often `rbk serve` should back the module up: `backup.period.seconds`; `None` when
+/// absent or 0 (never).
+///
+/// # Errors
+/// A description of a bad value.
+pub fn backup_period(bytes: &[u8]) -> std::result::Result<Option<std::time::Duration>, String> {
+    period(bytes, BACKUP_PERIOD_KEY)
+}
+
+pub const BACKUP_PERIOD_KEY: &str = "backup.period.seconds";
+
+fn period(bytes: &[u8], key: &str) -> std::result::Result<Option<std::time::Duration>, String> {
     let v: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON ({e})"))?;
     let obj = v.as_object().ok_or("not a JSON object")?;
-    match obj.get(GC_PERIOD_KEY) {
+    match obj.get(key) {
         None => Ok(None),
         Some(x) => match x.as_u64() {
             Some(0) => Ok(None),
             Some(s) => Ok(Some(std::time::Duration::from_secs(s))),
-            None => Err(format!("{GC_PERIOD_KEY} must be an integer ≥ 0, not {x}")),
+            None => Err(format!("{key} must be an integer ≥ 0, not {x}")),
         },
     }
 }

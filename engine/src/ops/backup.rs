@@ -81,22 +81,88 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-/// Backs up `module` from `data_dir` into `repo`.
+/// Backs up a stopped `module` from its files in `data_dir` into `repo`.
+///
+/// A module whose PState LOCK files another process holds is running: its files are not a
+/// consistent state, and this refuses (back it up through its host, [`backup_snapshot`]).
 ///
 /// # Errors
-/// `DataDirMissing`, `ModuleNotFound`, `Layout` (nothing is written to the store for these),
-/// I/O errors reading the module, provider errors.
+/// `DataDirMissing`, `ModuleNotFound`, `Layout`, `ModuleRunning` (nothing is written to the
+/// store for these), I/O errors reading the module, provider errors.
 pub fn backup(
     repo: &Repo,
     data_dir: &Path,
     module: &str,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
+    backup_from(repo, data_dir, data_dir, module, true, progress)
+}
+
+/// Backs up a snapshot of a running module (taken by its host) into `repo`; `data_dir` is
+/// the module's data dir, bound to the store as with [`backup`].
+///
+/// # Errors
+/// As [`backup`].
+pub fn backup_snapshot(
+    repo: &Repo,
+    data_dir: &Path,
+    snapshot_root: &Path,
+    module: &str,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
+    backup_from(repo, data_dir, snapshot_root, module, false, progress)
+}
+
+/// Refuses a module some other process runs: RocksDB holds a POSIX lock on each open
+/// partition's LOCK file. Probing takes a shared lock and drops it at once.
+fn refuse_if_running(scan: &ModuleScan) -> Result<()> {
+    use rustix::fs::{FlockOperation, fcntl_lock};
+    if crate::host::runs_in_this_process(&scan.dir) {
+        return Err(Error::ModuleRunning {
+            module: scan.meta.name.clone(),
+            detail: "a module host in this process runs it".into(),
+        });
+    }
+    for t in &scan.tasks {
+        for p in &t.pstates {
+            let Some(lock) = p.files.iter().find(|f| f.rel == "LOCK") else {
+                continue;
+            };
+            let f = File::open(&lock.abs).map_err(|e| Error::io(&lock.abs, e))?;
+            match fcntl_lock(&f, FlockOperation::NonBlockingLockShared) {
+                Ok(()) => {}
+                Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {
+                    return Err(Error::ModuleRunning {
+                        module: scan.meta.name.clone(),
+                        detail: format!(
+                            "another process holds the RocksDB lock `{}`",
+                            lock.abs.display()
+                        ),
+                    });
+                }
+                Err(e) => return Err(Error::io(&lock.abs, e.into())),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn backup_from(
+    repo: &Repo,
+    data_dir: &Path,
+    source_root: &Path,
+    module: &str,
+    check_lock: bool,
+    progress: &dyn Progress,
+) -> Result<BackupReport> {
     let started = Instant::now();
     // The backup's time is when it starts looking at files: reuse decisions of the next
     // backup are made relative to it.
     let start_ms = now_ms();
-    let scan = scan_module(data_dir, module)?;
+    let scan = scan_module(source_root, module)?;
+    if check_lock {
+        refuse_if_running(&scan)?;
+    }
     let store = repo.store();
     // The session tells concurrent GCs that this backup may still reference packs they
     // condemn, and tells this backup which packs not to deduplicate against (docs/gc.md).

@@ -1,0 +1,179 @@
+//! `rbk serve`: a long-lived process for one data dir. It runs the modules that have a
+//! built-in definition, answers `rbk backup` / `rbk restore` on the control socket, backs
+//! modules up every `backup.period.seconds` and collects garbage every
+//! `backup.gc.period.seconds` (both from dynamic-options.json, re-read when the file
+//! changes), and optionally generates load. Stops cleanly on SIGINT or SIGTERM.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use rand::SeedableRng;
+use rbk_engine::NoProgress;
+use rbk_engine::host::control::ControlServer;
+use rbk_engine::host::schedule::Scheduler;
+use rbk_engine::host::{Host, HostOptions};
+use rbk_engine::ops::{backup, gc};
+
+use crate::config::Config;
+use crate::open_repo;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Append this many random records per second to each running module (0: none).
+    #[arg(long, default_value_t = 0)]
+    load: u64,
+    /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
+    #[arg(long = "for-seconds", value_name = "SECONDS")]
+    for_seconds: Option<u64>,
+}
+
+/// Set by SIGINT/SIGTERM.
+fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal listener")?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        stop.store(true, Ordering::Release);
+    });
+    Ok(())
+}
+
+fn log(json_out: bool, event: serde_json::Value, text: String) {
+    if json_out {
+        println!("{event}");
+    } else {
+        println!("{text}");
+    }
+}
+
+pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signals(stop.clone())?;
+    let host = Arc::new(Host::new(&cfg.data_dir, HostOptions::default())?);
+    let started = host.start_all()?;
+    let control = ControlServer::start(host.clone())?;
+    log(
+        json_out,
+        serde_json::json!({"event": "serving", "modules": started}),
+        format!(
+            "serving {} module(s) of {}: {}",
+            started.len(),
+            cfg.data_dir.display(),
+            started.join(", ")
+        ),
+    );
+
+    let load = (a.load > 0).then(|| {
+        let host = host.clone();
+        let stop = stop.clone();
+        let per_second = a.load;
+        std::thread::spawn(move || {
+            let mut rng = rand::rngs::StdRng::from_entropy();
+            let tick = Duration::from_millis(10);
+            let per_tick = (per_second / 100).max(1);
+            while !stop.load(Ordering::Acquire) {
+                for name in host.running() {
+                    if let Some(m) = host.get(&name) {
+                        for _ in 0..per_tick {
+                            if m.append_random(&mut rng).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                std::thread::sleep(tick);
+            }
+        })
+    });
+
+    let begun = Instant::now();
+    let mut sched = Scheduler::new(begun);
+    while !stop.load(Ordering::Acquire) {
+        if a.for_seconds
+            .is_some_and(|s| begun.elapsed() >= Duration::from_secs(s))
+        {
+            break;
+        }
+        let now = Instant::now();
+        for w in sched.refresh(&cfg.data_dir, now) {
+            eprintln!("warning: {w}");
+        }
+        let due = sched.due(now);
+        if !due.backups.is_empty() || due.gc {
+            // Opened for this round only: the local index admits one process at a time, and
+            // `rbk backup`/`list`/`restore` on this data dir need it between rounds.
+            let repo = match open_repo(cfg, true) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("periodic work skipped this round: {e:#}");
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+            };
+            let repo = &repo;
+            for module in &due.backups {
+                // A failed periodic backup is reported and retried at the next period.
+                let r = match host.get(module) {
+                    Some(m) => m.snapshot(&cfg.data_dir).and_then(|snap| {
+                        backup::backup_snapshot(
+                            repo,
+                            &cfg.data_dir,
+                            &snap.root,
+                            module,
+                            &NoProgress,
+                        )
+                    }),
+                    None => backup::backup(repo, &cfg.data_dir, module, &NoProgress),
+                };
+                match r {
+                    Ok(r) => log(
+                        json_out,
+                        serde_json::json!({"event": "backup", "backup_id": r.backup_id.to_string(), "seconds": r.seconds}),
+                        format!("backed up {} in {:.2}s", r.backup_id, r.seconds),
+                    ),
+                    Err(e) => eprintln!("periodic backup of {module} failed: {e}"),
+                }
+            }
+            if due.gc {
+                match gc::gc(repo, &cfg.data_dir, &gc::GcOptions::default(), &NoProgress) {
+                    Ok(r) => log(
+                        json_out,
+                        serde_json::json!({"event": "gc", "backups_deleted": r.manifests_deleted.len(), "packs_condemned": r.packs_condemned}),
+                        format!(
+                            "gc: deleted {} backup(s), condemned {} pack(s)",
+                            r.manifests_deleted.len(),
+                            r.packs_condemned
+                        ),
+                    ),
+                    Err(e) => eprintln!("periodic gc failed: {e}"),
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, Ordering::Release);
+    if let Some(l) = load {
+        let _ = l.join();
+    }
+    drop(control);
+    host.shutdown()?;
+    log(
+        json_out,
+        serde_json::json!({"event": "stopped"}),
+        "stopped".into(),
+    );
+    Ok(())
+}

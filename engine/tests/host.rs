@@ -1,0 +1,371 @@
+//! Backups of running modules: every restore is consistent while writes run at full speed,
+//! and a naive copy of the same live files is not (so the checks can fail).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rbk_chunkstore::provider::LocalProvider;
+use rbk_engine::host::check::{CheckReport, check_module};
+use rbk_engine::host::{Host, HostOptions, RunningModule, create_module};
+use rbk_engine::layout::module_dir;
+use rbk_engine::ops::{backup, restore};
+use rbk_engine::{BackupId, ErrorKind, NoProgress, Repo, repo};
+
+struct Live {
+    tmp: tempfile::TempDir,
+    data: PathBuf,
+    host: Host,
+    module: String,
+}
+
+fn opts() -> HostOptions {
+    HostOptions {
+        segment_bytes: 256 << 10,
+        max_batch: 2_000,
+    }
+}
+
+fn live(definition: &str, tasks: u32) -> Live {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let module = format!("com.rbk.Live{definition}");
+    create_module(&data, &module, tasks, definition).unwrap();
+    let host = Host::new(&data, opts()).unwrap();
+    host.start(&module).unwrap();
+    Live {
+        tmp,
+        data,
+        host,
+        module,
+    }
+}
+
+impl Live {
+    fn repo_for(&self, data_dir: &Path) -> Repo {
+        let p = Arc::new(LocalProvider::new(&self.tmp.path().join("store")));
+        Repo::open(p, &repo::index_root(data_dir), true).unwrap()
+    }
+
+    fn module(&self) -> Arc<RunningModule> {
+        self.host.get(&self.module).unwrap()
+    }
+
+    /// `threads` writers appending random records as fast as they can until the flag drops.
+    fn drive(
+        &self,
+        threads: u64,
+        seed: u64,
+    ) -> (Arc<AtomicBool>, Vec<std::thread::JoinHandle<u64>>) {
+        let run = Arc::new(AtomicBool::new(true));
+        let handles = (0..threads)
+            .map(|i| {
+                let m = self.module();
+                let run = run.clone();
+                std::thread::spawn(move || {
+                    let mut rng = StdRng::seed_from_u64(seed * 1000 + i);
+                    let mut n = 0;
+                    while run.load(Ordering::Relaxed) {
+                        m.append_random(&mut rng).unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        (run, handles)
+    }
+
+    fn restore_fresh(&self, id: &BackupId, name: &str) -> PathBuf {
+        let target = self.tmp.path().join(name);
+        std::fs::create_dir_all(&target).unwrap();
+        let repo = self.repo_for(&target);
+        restore::restore(
+            &repo,
+            &target,
+            id,
+            restore::RestoreOptions::default(),
+            &NoProgress,
+        )
+        .unwrap();
+        module_dir(&target, &id.module)
+    }
+}
+
+fn stop(run: Arc<AtomicBool>, handles: Vec<std::thread::JoinHandle<u64>>) -> u64 {
+    run.store(false, Ordering::Relaxed);
+    handles.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
+fn assert_consistent(r: &CheckReport, what: &str) {
+    assert!(r.violations.is_empty(), "{what}: {:#?}", r.violations);
+}
+
+/// Takes `n` backups of the running module at random moments; returns their ids.
+fn backups_while_running(l: &Live, n: usize, rng: &mut StdRng) -> Vec<BackupId> {
+    let repo = l.repo_for(&l.data);
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        std::thread::sleep(Duration::from_millis(rng.gen_range(5..40)));
+        let snap = l.host.snapshot(&l.module).unwrap();
+        let r =
+            backup::backup_snapshot(&repo, &l.data, &snap.root, &l.module, &NoProgress).unwrap();
+        ids.push(r.backup_id);
+    }
+    ids
+}
+
+fn seeds() -> u64 {
+    std::env::var("RBK_HOST_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3)
+}
+
+#[test]
+fn bank_backups_taken_at_full_speed_restore_consistent() {
+    for seed in 0..seeds() {
+        let tasks = if seed % 2 == 0 { 4 } else { 8 };
+        let l = live("bank", tasks);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (run, writers) = l.drive(2, seed);
+        let ids = backups_while_running(&l, 10, &mut rng);
+        let appended = stop(run, writers);
+        assert!(appended > 1_000, "seed {seed}: only {appended} transfers");
+        let mut last_commit = 0;
+        for (i, id) in ids.iter().enumerate() {
+            let dir = l.restore_fresh(id, &format!("r{i}"));
+            let r = check_module(&dir).unwrap();
+            assert_consistent(&r, &format!("seed {seed}, backup {i} ({id})"));
+            let commit = r.commit_ids["banking"];
+            assert!(
+                commit >= last_commit,
+                "seed {seed}: commit ids go back: {commit} < {last_commit}"
+            );
+            last_commit = commit;
+        }
+        assert!(last_commit > 0, "seed {seed}: no microbatch was captured");
+        // The manifest records what the snapshot captured.
+        let m = l
+            .repo_for(&l.data)
+            .load_manifest(ids.last().unwrap())
+            .unwrap();
+        assert!(
+            m.tasks
+                .iter()
+                .all(|t| t.topologies[0].commit_id == Some(last_commit))
+        );
+        assert!(m.tasks.iter().all(|t| t.depots[0].end_offset > 0));
+    }
+}
+
+#[test]
+fn stream_backups_reflect_one_point_in_time() {
+    for seed in 0..seeds() {
+        let l = live("pageviews", 4);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (run, writers) = l.drive(2, seed);
+        let ids = backups_while_running(&l, 5, &mut rng);
+        stop(run, writers);
+        for (i, id) in ids.iter().enumerate() {
+            let r = check_module(&l.restore_fresh(id, &format!("r{i}"))).unwrap();
+            assert_consistent(&r, &format!("seed {seed}, backup {i}"));
+            assert!(
+                r.processed > 0 || i == 0,
+                "seed {seed}: backup {i} saw nothing processed"
+            );
+        }
+    }
+}
+
+/// What a user without rbk would do: copy the live module directory, file by file.
+fn naive_copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let mut entries: Vec<_> = std::fs::read_dir(from).unwrap().flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if src.is_dir() {
+            naive_copy(&src, &dst);
+        } else if e.file_name() != "LOCK" {
+            // Files RocksDB deletes while we copy are simply missed, as with `cp -r`.
+            let _ = std::fs::copy(&src, &dst);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Copies the live module a few times while it runs; returns every violation found that
+/// is not merely the (by design stale) progress.json.
+fn naive_copy_violations(definition: &str) -> Vec<String> {
+    let l = live(definition, 4);
+    let (run, writers) = l.drive(2, 7);
+    std::thread::sleep(Duration::from_millis(100));
+    let mut found = Vec::new();
+    for i in 0..5 {
+        let copy = l.tmp.path().join(format!("copy{i}"));
+        naive_copy(&module_dir(&l.data, &l.module), &copy);
+        let r = check_module(&copy).unwrap();
+        found.extend(
+            r.violations
+                .into_iter()
+                .filter(|v| !v.contains("progress.json")),
+        );
+    }
+    stop(run, writers);
+    eprintln!("naive copies of {definition}: {found:#?}");
+    found
+}
+
+#[test]
+fn a_naive_copy_of_a_running_bank_module_is_inconsistent() {
+    let v = naive_copy_violations("bank");
+    assert!(
+        v.iter().any(|v| v.contains("different commit ids")
+            || v.contains("sum of all balances")
+            || v.contains("replaying")
+            || v.contains("ends at")
+            || v.contains("cannot be opened")),
+        "five naive copies of a running module all looked consistent: {v:#?}"
+    );
+}
+
+#[test]
+fn a_naive_copy_of_a_running_stream_module_is_not_one_point_in_time() {
+    let v = naive_copy_violations("pageviews");
+    assert!(
+        v.iter()
+            .any(|v| v.contains("not from one point in time") || v.contains("cannot be opened")),
+        "five naive copies of a running stream module all looked consistent: {v:#?}"
+    );
+}
+
+#[test]
+fn restore_into_a_host_resumes_from_the_restored_progress() {
+    let l = live("bank", 4);
+    let (run, writers) = l.drive(1, 3);
+    std::thread::sleep(Duration::from_millis(100));
+    let repo = l.repo_for(&l.data);
+    let snap = l.host.snapshot(&l.module).unwrap();
+    let restored_commit = snap.commit_ids["banking"];
+    let restored_ends = snap.depot_ends.clone();
+    let id = backup::backup_snapshot(&repo, &l.data, &snap.root, &l.module, &NoProgress)
+        .unwrap()
+        .backup_id;
+    drop(snap);
+    std::thread::sleep(Duration::from_millis(100));
+    stop(run, writers);
+
+    // Stopped, restored over the newer state, started from the restored one.
+    l.host.stop(&l.module).unwrap();
+    restore::restore(
+        &repo,
+        &l.data,
+        &id,
+        restore::RestoreOptions { force: true },
+        &NoProgress,
+    )
+    .unwrap();
+    let m = l.host.start(&l.module).unwrap();
+    assert_eq!(m.progress()["banking"].commit_id, Some(restored_commit));
+    let ends = m.depot_ends();
+    assert_eq!(
+        ends, restored_ends,
+        "depots continue at the restored end offsets"
+    );
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut appended = Vec::new();
+    for _ in 0..200 {
+        appended.push(m.append_random(&mut rng).unwrap());
+    }
+    for (task, offset) in &appended {
+        assert!(*offset >= restored_ends[&("transfers".to_string(), *task)]);
+    }
+    m.wait_caught_up(Duration::from_secs(30)).unwrap();
+    assert!(m.progress()["banking"].commit_id.unwrap() > restored_commit);
+    drop(m);
+    l.host.stop(&l.module).unwrap();
+    let r = check_module(&module_dir(&l.data, &l.module)).unwrap();
+    assert_consistent(&r, "restored module after it ran on");
+}
+
+#[test]
+fn a_file_backup_of_a_module_running_here_is_refused() {
+    let l = live("bank", 2);
+    let repo = l.repo_for(&l.data);
+    let e = backup::backup(&repo, &l.data, &l.module, &NoProgress).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("is running"), "{e}");
+    // Once stopped, the files are a consistent state and back up as usual.
+    l.host.stop(&l.module).unwrap();
+    let id = backup::backup(&repo, &l.data, &l.module, &NoProgress)
+        .unwrap()
+        .backup_id;
+    assert_consistent(
+        &check_module(&l.restore_fresh(&id, "r")).unwrap(),
+        "stopped module",
+    );
+}
+
+#[test]
+fn a_microbatch_half_committed_by_a_crash_is_redone_on_start() {
+    let l = live("bank", 4);
+    let m = l.module();
+    let mut rng = StdRng::seed_from_u64(1);
+    for _ in 0..500 {
+        m.append_random(&mut rng).unwrap();
+    }
+    m.wait_caught_up(Duration::from_secs(30)).unwrap();
+    let before = m.progress()["banking"].commit_id.unwrap();
+    drop(m);
+    l.host.stop(&l.module).unwrap();
+
+    // While stopped: 300 more transfers, and a copy of task 2's partition as it is now.
+    let dir = module_dir(&l.data, &l.module);
+    let def = rbk_engine::host::definition::lookup("bank").unwrap();
+    for _ in 0..300 {
+        let a = def.random_append(&mut rng);
+        let t = rbk_engine::host::definition::task_of(&a.key, 4);
+        let mut w = rbk_engine::depot::DepotWriter::open(
+            &dir.join(format!("tasks/{t}/depots/transfers")),
+            256 << 10,
+        )
+        .unwrap();
+        w.append(&a.payload).unwrap();
+    }
+    let part = dir.join("tasks/2/pstates/balances");
+    let saved = l.tmp.path().join("saved-partition");
+    naive_copy(&part, &saved);
+
+    // On start the 300 records are one microbatch, committed to every partition.
+    let m = l.host.start(&l.module).unwrap();
+    m.wait_caught_up(Duration::from_secs(30)).unwrap();
+    assert_eq!(m.progress()["banking"].commit_id, Some(before + 1));
+    drop(m);
+    l.host.stop(&l.module).unwrap();
+
+    // A crash between partition writes leaves task 2 one commit behind: exactly the copy.
+    std::fs::remove_dir_all(&part).unwrap();
+    naive_copy(&saved, &part);
+    let r = check_module(&dir).unwrap();
+    assert!(
+        r.violations
+            .iter()
+            .any(|v| v.contains("different commit ids")),
+        "the emulated crash should be visible: {:?}",
+        r.violations
+    );
+
+    // Starting again redoes the batch on task 2 only; the state is whole again.
+    let m = l.host.start(&l.module).unwrap();
+    assert_eq!(m.progress()["banking"].commit_id, Some(before + 1));
+    drop(m);
+    l.host.stop(&l.module).unwrap();
+    let r = check_module(&dir).unwrap();
+    assert_consistent(&r, "after the redo");
+    assert_eq!(r.commit_ids["banking"], before + 1);
+}
