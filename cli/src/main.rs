@@ -260,10 +260,10 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
             // a stopped one from its files.
             let mut host = rbk_engine::host::control::Client::connect(&cfg.data_dir)?;
             let mut live = None;
-            if let Some(c) = host.as_mut() {
-                if c.running()?.iter().any(|m| m == module) {
-                    live = Some(c.snapshot(module)?);
-                }
+            if let Some(c) = host.as_mut()
+                && c.running()?.iter().any(|m| m == module)
+            {
+                live = Some(c.snapshot(module)?);
             }
             let r = match &live {
                 Some(snap) => {

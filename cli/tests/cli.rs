@@ -677,7 +677,7 @@ fn serve_runs_modules_and_answers_backup_and_restore_consistently() {
     // A file backup from another process is refused: RocksDB holds the LOCKs over there.
     let repo = rbk_engine::Repo::open(
         std::sync::Arc::new(rbk_chunkstore::provider::LocalProvider::new(
-            &env.dir().join("other-store"),
+            env.dir().join("other-store"),
         )),
         &env.dir().join("other-index"),
         true,

@@ -47,7 +47,7 @@ fn live(definition: &str, tasks: u32) -> Live {
 
 impl Live {
     fn repo_for(&self, data_dir: &Path) -> Repo {
-        let p = Arc::new(LocalProvider::new(&self.tmp.path().join("store")));
+        let p = Arc::new(LocalProvider::new(self.tmp.path().join("store")));
         Repo::open(p, &repo::index_root(data_dir), true).unwrap()
     }
 

@@ -39,7 +39,7 @@ fn main() {
     let host = Host::new(&data, HostOptions::default()).expect("host");
     let m = host.start(module).expect("start");
     let repo = Repo::open(
-        Arc::new(LocalProvider::new(&tmp.path().join("store"))),
+        Arc::new(LocalProvider::new(tmp.path().join("store"))),
         &repo::index_root(&data),
         true,
     )

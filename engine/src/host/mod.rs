@@ -195,10 +195,10 @@ impl Host {
     pub fn shutdown(&self) -> Result<()> {
         let mut first = Ok(());
         for name in self.running() {
-            if let Err(e) = self.stop(&name) {
-                if first.is_ok() {
-                    first = Err(e);
-                }
+            if let Err(e) = self.stop(&name)
+                && first.is_ok()
+            {
+                first = Err(e);
             }
         }
         first

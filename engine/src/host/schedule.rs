@@ -96,18 +96,18 @@ impl Scheduler {
     pub fn due(&mut self, now: Instant) -> Due {
         let mut due = Due::default();
         for (name, m) in &mut self.modules {
-            if let Some(every) = m.backup_every {
-                if now.duration_since(m.last_backup) >= every {
-                    m.last_backup = now;
-                    due.backups.push(name.clone());
-                }
+            if let Some(every) = m.backup_every
+                && now.duration_since(m.last_backup) >= every
+            {
+                m.last_backup = now;
+                due.backups.push(name.clone());
             }
         }
-        if let Some(every) = self.modules.values().filter_map(|m| m.gc_every).min() {
-            if now.duration_since(self.last_gc) >= every {
-                self.last_gc = now;
-                due.gc = true;
-            }
+        if let Some(every) = self.modules.values().filter_map(|m| m.gc_every).min()
+            && now.duration_since(self.last_gc) >= every
+        {
+            self.last_gc = now;
+            due.gc = true;
         }
         due
     }
