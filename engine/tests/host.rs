@@ -135,6 +135,9 @@ fn bank_backups_taken_at_full_speed_restore_consistent() {
         let (run, writers) = l.drive(2, seed);
         let ids = backups_while_running(&l, 10, &mut rng);
         let appended = stop(run, writers);
+        let pauses = l.module().pause_stats();
+        assert_eq!(pauses.snapshots, 10);
+        assert!(pauses.max_held > std::time::Duration::ZERO && pauses.max_held <= pauses.max);
         assert!(appended > 1_000, "seed {seed}: only {appended} transfers");
         let mut last_commit = 0;
         for (i, id) in ids.iter().enumerate() {

@@ -19,8 +19,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -99,12 +99,17 @@ pub(crate) fn progress_json(topo: &TopologyDef, p: &TopoProgress, task: u32) -> 
     serde_json::to_vec_pretty(&v).expect("json")
 }
 
-/// Pauses the longest snapshot made commits wait, and how many snapshots were taken.
+/// What snapshots cost the module's writers.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PauseStats {
     pub snapshots: u64,
+    /// Longest and latest pause of a snapshot: from asking for the gate until releasing it.
     pub max: Duration,
     pub last: Duration,
+    /// Longest time a snapshot held the gate: the most any commit could be stalled.
+    pub max_held: Duration,
+    /// The longest any commit waited for the gate: the write stall backups actually caused.
+    pub longest_commit_wait: Duration,
 }
 
 pub struct RunningModule {
@@ -120,6 +125,8 @@ pub struct RunningModule {
     pub(crate) gate: RwLock<()>,
     pub(crate) progress: Mutex<BTreeMap<String, TopoProgress>>,
     pub(crate) pauses: Mutex<PauseStats>,
+    /// Microseconds; kept apart from `pauses` so commits only touch an atomic.
+    longest_commit_wait_us: AtomicU64,
     stop: AtomicBool,
     failure: Mutex<Option<String>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -276,6 +283,7 @@ impl RunningModule {
             gate: RwLock::new(()),
             progress: Mutex::new(BTreeMap::new()),
             pauses: Mutex::new(PauseStats::default()),
+            longest_commit_wait_us: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             failure: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
@@ -456,6 +464,15 @@ impl RunningModule {
         Ok(())
     }
 
+    /// Enters the gate to commit, recording how long a snapshot made the commit wait.
+    fn enter_gate(&self) -> RwLockReadGuard<'_, ()> {
+        let asked = std::time::Instant::now();
+        let g = self.gate.read().expect("gate");
+        self.longest_commit_wait_us
+            .fetch_max(asked.elapsed().as_micros() as u64, Ordering::Relaxed);
+        g
+    }
+
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
     }
@@ -506,7 +523,7 @@ impl RunningModule {
                     }
                     commit_id += 1;
                     let stored = StoredBatch { commit_id, ranges };
-                    let _gate = self.gate.read().expect("gate");
+                    let _gate = self.enter_gate();
                     self.commit_batch(topo, ctx, &stored, None)?;
                     let mut prog = self.progress.lock().expect("lock");
                     let p = prog.get_mut(topo.name).expect("topology");
@@ -541,7 +558,7 @@ impl RunningModule {
     ) -> Result<()> {
         let mut ctx = Ctx::new(self.tasks, Some(&self.dbs));
         self.def.apply(topo.name, record, &mut ctx)?;
-        let _gate = self.gate.read().expect("gate");
+        let _gate = self.enter_gate();
         for ((p, t), kvs) in std::mem::take(&mut ctx.staged) {
             let mut wb = WriteBatch::default();
             for (k, v) in kvs {
@@ -653,7 +670,12 @@ impl RunningModule {
     }
 
     pub fn pause_stats(&self) -> PauseStats {
-        *self.pauses.lock().expect("lock")
+        PauseStats {
+            longest_commit_wait: Duration::from_micros(
+                self.longest_commit_wait_us.load(Ordering::Relaxed),
+            ),
+            ..*self.pauses.lock().expect("lock")
+        }
     }
 
     /// Stops the topologies, writes progress.json files, syncs depots. The PStates close

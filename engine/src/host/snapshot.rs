@@ -45,8 +45,10 @@ pub struct Snapshot {
     pub processed: BTreeMap<(String, u32), u64>,
     /// Per (depot, task): the end offset captured.
     pub depot_ends: BTreeMap<(String, u32), u64>,
-    /// How long commits waited for this snapshot.
+    /// From asking for the gate (waiting for a commit in flight) until releasing it.
     pub pause: Duration,
+    /// How long the gate was held: the longest any commit could be stalled.
+    pub held: Duration,
 }
 
 impl Drop for Snapshot {
@@ -97,6 +99,7 @@ impl RunningModule {
             processed: BTreeMap::new(),
             depot_ends: BTreeMap::new(),
             pause: Duration::ZERO,
+            held: Duration::ZERO,
         };
         let dir = module_dir(&snap.root, &self.name);
         // Checkpoint targets must not exist; their parents must.
@@ -116,24 +119,24 @@ impl RunningModule {
         // The pause: from asking for the gate until it is released.
         let asked = Instant::now();
         let gate = self.gate.write().expect("gate");
+        let acquired = Instant::now();
         let made: Vec<Result<()>> = std::thread::scope(|s| {
+            // One thread per partition: a checkpoint is mostly waiting for fsyncs (of the
+            // flushed memtable, the MANIFEST, the checkpoint dir), which overlap.
             let handles: Vec<_> = parts
-                .chunks(parts.len().div_ceil(2).max(1))
-                .map(|group| {
+                .iter()
+                .map(|(key, db, target)| {
                     s.spawn(move || -> Result<()> {
-                        for (key, db, target) in group {
-                            Checkpoint::new(*db)
-                                .and_then(|c| c.create_checkpoint(target))
-                                .map_err(|e| {
-                                    Error::InvalidInput(format!(
-                                        "checkpoint of $${} task {} into `{}`: {e}",
-                                        key.0,
-                                        key.1,
-                                        target.display()
-                                    ))
-                                })?;
-                        }
-                        Ok(())
+                        Checkpoint::new(*db)
+                            .and_then(|c| c.create_checkpoint(target))
+                            .map_err(|e| {
+                                Error::InvalidInput(format!(
+                                    "checkpoint of $${} task {} into `{}`: {e}",
+                                    key.0,
+                                    key.1,
+                                    target.display()
+                                ))
+                            })
                     })
                 })
                 .collect();
@@ -145,12 +148,14 @@ impl RunningModule {
         let progress = self.progress();
         drop(gate);
         snap.pause = asked.elapsed();
+        snap.held = acquired.elapsed();
         made.into_iter().collect::<Result<Vec<()>>>()?;
         {
             let mut p = self.pauses.lock().expect("lock");
             p.snapshots += 1;
             p.last = snap.pause;
             p.max = p.max.max(snap.pause);
+            p.max_held = p.max_held.max(snap.held);
         }
 
         for topo in &self.topologies {
