@@ -60,6 +60,14 @@ fn log(json_out: bool, event: serde_json::Value, text: String) {
 }
 
 pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
+    // Checked before opening any module, so the answer names the real problem rather than
+    // a RocksDB lock.
+    if rbk_engine::host::control::Client::connect(&cfg.data_dir)?.is_some() {
+        return Err(crate::usage(format!(
+            "another `rbk serve` already runs on data dir `{}`; stop it first (SIGTERM)",
+            cfg.data_dir.display()
+        )));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signals(stop.clone())?;
     let host = Arc::new(Host::new(&cfg.data_dir, HostOptions::default())?);

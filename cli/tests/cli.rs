@@ -674,6 +674,13 @@ fn serve_runs_modules_and_answers_backup_and_restore_consistently() {
     wait_for("the control socket", || socket.exists());
     std::thread::sleep(std::time::Duration::from_millis(300));
 
+    // One host per data dir.
+    env.fails(
+        &["serve", "--for-seconds", "1"],
+        2,
+        "already runs on data dir",
+    );
+
     // A file backup from another process is refused: RocksDB holds the LOCKs over there.
     let repo = rbk_engine::Repo::open(
         std::sync::Arc::new(rbk_chunkstore::provider::LocalProvider::new(
