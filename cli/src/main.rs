@@ -285,15 +285,16 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
             print(
                 cli.json,
                 json!({"backup_id": r.backup_id.to_string(), "live": live.as_ref().map(|l| json!({"commit_ids": l.commit_ids, "pause_us": l.pause_us})), "files": s.files, "files_reused": s.files_reused, "logical_bytes": s.logical_bytes,
-                       "new_chunks": s.new_chunks, "new_stored_bytes": s.new_stored_bytes, "packs_written": r.packs_written, "seconds": r.seconds}),
+                       "new_chunks": s.new_chunks, "new_stored_bytes": s.new_stored_bytes, "packs_written": r.packs_written, "bytes_read": r.bytes_read, "seconds": r.seconds}),
                 || r.backup_id.to_string(),
             );
             if !cli.json && !cli.quiet {
                 eprintln!(
-                    "backed up {} files ({} reused), {:.1} MiB in {:.2}s; uploaded {} new chunks, {:.1} MiB stored",
+                    "backed up {} files ({} reused), {:.1} MiB ({:.1} MiB read) in {:.2}s; uploaded {} new chunks, {:.1} MiB stored",
                     s.files,
                     s.files_reused,
                     mib(s.logical_bytes),
+                    mib(r.bytes_read),
                     r.seconds,
                     s.new_chunks,
                     mib(s.new_stored_bytes)

@@ -86,6 +86,12 @@ impl FrameCounter {
     pub fn records(&self) -> u64 {
         self.records
     }
+
+    /// Whether everything fed so far was whole, valid frames: no partial frame pending and
+    /// no CRC failure.
+    pub fn at_boundary(&self) -> bool {
+        !self.stopped && !self.in_payload && self.header_len == 0
+    }
 }
 
 /// Appends records to a depot partition, rolling to a new segment past `segment_bytes`.

@@ -409,3 +409,124 @@ fn a_failed_pack_upload_commits_no_manifest_and_a_retry_succeeds() {
     let restored = env.restore_fresh(&b.backup_id, "after-retry");
     assert_eq!(digest(&restored), digest(&env.module()));
 }
+
+/// A module whose depot partitions are one multi-chunk segment each, backed up once with
+/// nothing left in the racy window (so the next backup reuses every unchanged file).
+fn one_segment_module() -> (Env, Repo, BackupId) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    testdata::generate(
+        &data,
+        &testdata::GenSpec {
+            size_mib: 24,
+            tasks: 4,
+            segment_bytes: 64 << 20,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let env = Env {
+        store: tmp.path().join("store"),
+        data,
+        tmp,
+        remote: None,
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let repo = env.repo_for(&env.data);
+    let id = backup::backup(&repo, &env.data, MODULE, &NoProgress)
+        .unwrap()
+        .backup_id;
+    (env, repo, id)
+}
+
+fn segment_of_task0(env: &Env) -> std::path::PathBuf {
+    let dir = env.module().join("tasks/0/depots/transfers");
+    let mut segs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segs.sort();
+    assert_eq!(segs.len(), 1);
+    segs.pop().unwrap()
+}
+
+fn depot_end(repo: &Repo, id: &BackupId) -> u64 {
+    repo.load_manifest(id).unwrap().tasks[0].depots[0].end_offset
+}
+
+#[test]
+fn a_grown_segment_is_read_only_from_its_last_kept_chunk() {
+    let (env, repo, first) = one_segment_module();
+    let seg = segment_of_task0(&env);
+    let before = std::fs::metadata(&seg).unwrap().len();
+    let mut w = rbk_engine::depot::DepotWriter::open(seg.parent().unwrap(), 64 << 20).unwrap();
+    for i in 0..1_000u32 {
+        w.append(format!("appended transfer {i} with some padding to look real").as_bytes())
+            .unwrap();
+    }
+    w.sync().unwrap();
+    drop(w);
+    let after = std::fs::metadata(&seg).unwrap().len();
+    let appended = after - before;
+
+    let r = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    assert!(r.bytes_read >= appended, "{} < {appended}", r.bytes_read);
+    // At most the last chunk (2 MiB max) is read again, never the whole segment.
+    assert!(
+        r.bytes_read < appended + (2 << 20) && r.bytes_read < after,
+        "read {} of {after}",
+        r.bytes_read
+    );
+    assert_eq!(
+        depot_end(&repo, &r.backup_id),
+        depot_end(&repo, &first) + 1_000
+    );
+    let restored = env.restore_fresh(&r.backup_id, "restored");
+    assert_eq!(digest(&restored), digest(&env.module()));
+}
+
+#[test]
+fn a_grown_segment_whose_prefix_changed_is_read_in_full() {
+    let (env, repo, first) = one_segment_module();
+    let seg = segment_of_task0(&env);
+    // Same inode, grown, but its first bytes rewritten: the kept chunks no longer match.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[9] ^= 0xff;
+    let mut f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, &bytes).unwrap();
+    std::io::Write::write_all(&mut f, &rbk_engine::depot::frame(b"one more")).unwrap();
+    drop(f);
+    let size = std::fs::metadata(&seg).unwrap().len();
+    let r = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    assert!(r.bytes_read >= size, "read {} of {size}", r.bytes_read);
+    // The first record's CRC now fails: readers stop there.
+    assert_eq!(depot_end(&repo, &r.backup_id), 0);
+    assert!(depot_end(&repo, &first) > 0);
+    assert_eq!(
+        digest(&env.restore_fresh(&r.backup_id, "restored")),
+        digest(&env.module())
+    );
+}
+
+#[test]
+fn a_torn_tail_before_an_append_falls_back_to_counting_the_whole_segment() {
+    let (env, repo, first) = one_segment_module();
+    let seg = segment_of_task0(&env);
+    let size = std::fs::metadata(&seg).unwrap().len();
+    // Half a frame, as a crashed writer leaves it, then whole frames after it.
+    let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    std::io::Write::write_all(&mut f, &rbk_engine::depot::frame(b"torn record")[..7]).unwrap();
+    std::io::Write::write_all(&mut f, &rbk_engine::depot::frame(b"after the tear")).unwrap();
+    drop(f);
+    let r = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    assert!(
+        r.bytes_read >= size,
+        "counting must restart from the segment's start"
+    );
+    assert_eq!(depot_end(&repo, &r.backup_id), depot_end(&repo, &first));
+    assert_eq!(
+        digest(&env.restore_fresh(&r.backup_id, "restored")),
+        digest(&env.module())
+    );
+}

@@ -8,16 +8,22 @@
 //! in the module's newest backup, and whose chunks the store still has, is not read again.
 //! Files modified within [`RACY_WINDOW_NS`] before that backup started are always re-read,
 //! because a change made in the same mtime tick right after it read them would be invisible.
+//!
+//! Files that only grow (depot segments, RocksDB WALs, MANIFESTs, LOG) and did grow since the
+//! previous backup — same inode, larger — keep all their previous chunks but the last, and
+//! are read and chunked only from there: the appended tail plus at most one chunk. The first
+//! and last kept chunks are read and hashed first, and a depot segment's new records must
+//! start exactly where the previous count ended; anything else reads the whole file.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Instant;
 
 use rayon::prelude::*;
-use rbk_chunkstore::ChunkId;
 use rbk_chunkstore::session::{Session, now_ms};
+use rbk_chunkstore::{ChunkId, ChunkStore};
 
 use crate::backup_id::BackupId;
 use crate::depot::{FrameCounter, segment_first_offset};
@@ -35,6 +41,9 @@ pub struct BackupReport {
     pub backup_id: BackupId,
     pub stats: BackupStats,
     pub packs_written: u64,
+    /// Bytes read from module files: unchanged files are not read, grown ones only past
+    /// their kept chunks.
+    pub bytes_read: u64,
     pub seconds: f64,
 }
 
@@ -63,22 +72,77 @@ struct Ingested {
     entry: FileEntry,
     records: Option<u64>,
     reused: bool,
+    /// Bytes read from the file (0 when reused, the tail when appended).
+    bytes_read: u64,
 }
 
-/// Reader wrapper that feeds a frame counter with everything read.
+/// Reader wrapper that feeds a frame counter with everything read after the first `skip`
+/// bytes.
 struct Counting<'a, R> {
     inner: R,
     counter: Option<&'a mut FrameCounter>,
+    skip: u64,
 }
 
 impl<R: Read> Read for Counting<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        let skipped = (self.skip.min(n as u64)) as usize;
+        self.skip -= skipped as u64;
         if let Some(c) = self.counter.as_deref_mut() {
-            c.feed(&buf[..n]);
+            c.feed(&buf[skipped..n]);
         }
         Ok(n)
     }
+}
+
+/// Files that only ever grow by appending: depot segments, and RocksDB's WALs, MANIFESTs
+/// and info LOG. Others (SSTs, OPTIONS, JSON) are rewritten or immutable.
+fn append_only(key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    key.contains("/depots/")
+        || (key.contains("/pstates/")
+            && (name.ends_with(".log") || name.starts_with("MANIFEST-") || name == "LOG"))
+}
+
+/// Where a grown file's previous chunks can be kept up to: all but the last chunk (whose end
+/// was only where the file happened to end, not a content-defined boundary). `None` unless
+/// the index knows every kept chunk's length and the first and last kept chunks still hash
+/// to their ids — cheap evidence that the prefix is the one backed up before.
+fn resume_offset(store: &ChunkStore, path: &Path, prev: &FileEntry) -> Result<Option<u64>> {
+    let keep = prev.chunks.len().saturating_sub(1);
+    if keep == 0 {
+        return Ok(None);
+    }
+    let kept = &prev.chunks[..keep];
+    if !store.contains_many(kept)?.iter().all(|k| *k) {
+        return Ok(None);
+    }
+    let mut lens = Vec::with_capacity(keep);
+    for id in kept {
+        match store.index().get(id)? {
+            Some(loc) => lens.push(u64::from(loc.raw_len)),
+            None => return Ok(None),
+        }
+    }
+    let offset: u64 = lens.iter().sum();
+    if offset >= prev.size {
+        return Ok(None);
+    }
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    for (start, len, id) in [
+        (0, lens[0], kept[0]),
+        (offset - lens[keep - 1], lens[keep - 1], kept[keep - 1]),
+    ] {
+        let mut buf = vec![0u8; len as usize];
+        let read = file
+            .seek(SeekFrom::Start(start))
+            .and_then(|_| file.read_exact(&mut buf));
+        if read.is_err() || ChunkId::of(&buf) != id {
+            return Ok(None);
+        }
+    }
+    Ok(Some(offset))
 }
 
 /// Backs up a stopped `module` from its files in `data_dir` into `repo`.
@@ -181,17 +245,19 @@ fn backup_from(
         // Harmless: the session looks alive until its lease runs out, delaying GC a little.
         tracing::warn!("could not end backup session: {e}");
     }
-    let (backup_id, stats, packs_written) = committed?;
+    let (backup_id, stats, packs_written, bytes_read) = committed?;
     repo.bind_if_unbound(data_dir)?;
     Ok(BackupReport {
         backup_id,
         stats,
         packs_written,
+        bytes_read,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-/// Stores every file of `scan` and writes the manifest; returns its id, stats, packs.
+/// Stores every file of `scan` and writes the manifest; returns its id, stats, packs written
+/// and bytes read.
 fn backup_in_session(
     repo: &Repo,
     session: &Session,
@@ -199,7 +265,7 @@ fn backup_in_session(
     scan: &ModuleScan,
     start_ms: u64,
     progress: &dyn Progress,
-) -> Result<(BackupId, BackupStats, u64)> {
+) -> Result<(BackupId, BackupStats, u64, u64)> {
     let store = repo.store();
     let stats_before = store.write_stats();
 
@@ -277,6 +343,56 @@ fn backup_in_session(
     let total: u64 = jobs.iter().map(|j| j.file.size).sum();
     progress.begin("backup", total);
 
+    // Chunks and stores `f` from byte `from` on, after `chunks` (those of the bytes before
+    // `from`). With `count_from`, also counts depot frames from that many bytes past `from`.
+    let store_file = |f: &ScannedFile,
+                      from: u64,
+                      mut chunks: Vec<ChunkId>,
+                      count_from: Option<u64>|
+     -> Result<(FileEntry, Option<FrameCounter>)> {
+        let mut file = File::open(&f.abs).map_err(|e| Error::io(&f.abs, e))?;
+        if from > 0 {
+            file.seek(SeekFrom::Start(from))
+                .map_err(|e| Error::io(&f.abs, e))?;
+        }
+        let mut counter = FrameCounter::default();
+        let reader = Counting {
+            inner: file,
+            counter: count_from.is_some().then_some(&mut counter),
+            skip: count_from.unwrap_or(0),
+        };
+        let read = store
+            .chunker()
+            .chunk_reader(reader, |buf, ranges| -> Result<(), ReadError> {
+                // Hash and store the batch's chunks on all cores, keeping their order.
+                let ids: Vec<ChunkId> = ranges
+                    .par_iter()
+                    .map(|r| {
+                        let data = &buf[r.clone()];
+                        let id = ChunkId::of(data);
+                        store.put_chunk(id, data).map(|_| id)
+                    })
+                    .collect::<rbk_chunkstore::Result<_>>()
+                    .map_err(|e| ReadError::Store(e.into()))?;
+                chunks.extend(ids);
+                progress.advance(ranges.iter().map(|r| r.len() as u64).sum());
+                Ok(())
+            })
+            .map_err(|e| match e {
+                ReadError::Io(e) => Error::io(&f.abs, e),
+                ReadError::Store(e) => e,
+            })?;
+        let entry = FileEntry {
+            path: f.rel.clone(),
+            size: from + read,
+            mtime_ns: f.mtime_ns,
+            dev: f.dev,
+            ino: f.ino,
+            mode: f.mode,
+            chunks,
+        };
+        Ok((entry, count_from.map(|_| counter)))
+    };
     let ingest = |job: &Job| -> Result<Ingested> {
         let f = job.file;
         if let Some(prev) = prev_files.get(&job.key) {
@@ -303,52 +419,48 @@ fn backup_in_session(
                     entry: (*prev).clone(),
                     records,
                     reused: true,
+                    bytes_read: 0,
                 });
             }
+            // Grown by appending: keep the chunks of the prefix, read only the tail.
+            if append_only(&job.key)
+                && prev.dev == f.dev
+                && prev.ino == f.ino
+                && f.size > prev.size
+                && (!job.count_records || records.is_some())
+                && let Some(offset) = resume_offset(store, &f.abs, prev)?
+            {
+                let kept = prev.chunks[..prev.chunks.len() - 1].to_vec();
+                // Records are counted from where the previous backup's count ended.
+                let (entry, counter) = store_file(
+                    f,
+                    offset,
+                    kept,
+                    job.count_records.then_some(prev.size - offset),
+                )?;
+                let counted = counter.filter(FrameCounter::at_boundary);
+                if !job.count_records || counted.is_some() {
+                    progress.advance(offset);
+                    return Ok(Ingested {
+                        bytes_read: entry.size - offset,
+                        records: counted.map(|c| records.unwrap_or(0) + c.records()),
+                        entry,
+                        reused: false,
+                    });
+                }
+                // The tail did not start on a frame boundary: count the whole segment.
+            }
         }
-        let file = File::open(&f.abs).map_err(|e| Error::io(&f.abs, e))?;
-        let mut counter = FrameCounter::default();
-        let reader = Counting {
-            inner: file,
-            counter: job.count_records.then_some(&mut counter),
-        };
-        let mut chunks = Vec::new();
-        let read = store
-            .chunker()
-            .chunk_reader(reader, |buf, ranges| -> Result<(), ReadError> {
-                // Hash and store the batch's chunks on all cores, keeping their order.
-                let ids: Vec<ChunkId> = ranges
-                    .par_iter()
-                    .map(|r| {
-                        let data = &buf[r.clone()];
-                        let id = ChunkId::of(data);
-                        store.put_chunk(id, data).map(|_| id)
-                    })
-                    .collect::<rbk_chunkstore::Result<_>>()
-                    .map_err(|e| ReadError::Store(e.into()))?;
-                chunks.extend(ids);
-                progress.advance(ranges.iter().map(|r| r.len() as u64).sum());
-                Ok(())
-            })
-            .map_err(|e| match e {
-                ReadError::Io(e) => Error::io(&f.abs, e),
-                ReadError::Store(e) => e,
-            })?;
+        let (entry, counter) = store_file(f, 0, Vec::new(), job.count_records.then_some(0))?;
         Ok(Ingested {
-            entry: FileEntry {
-                path: f.rel.clone(),
-                size: read,
-                mtime_ns: f.mtime_ns,
-                dev: f.dev,
-                ino: f.ino,
-                mode: f.mode,
-                chunks,
-            },
-            records: job.count_records.then(|| counter.records()),
+            bytes_read: entry.size,
+            entry,
+            records: counter.map(|c| c.records()),
             reused: false,
         })
     };
     let results: Vec<Ingested> = jobs.par_iter().map(ingest).collect::<Result<_>>()?;
+    let bytes_read = results.iter().map(|r| r.bytes_read).sum();
     store.flush()?;
     progress.end();
 
@@ -448,7 +560,7 @@ fn backup_in_session(
     while !repo.put_manifest(&manifest)? {
         manifest.backup_id.suffix = rand::random();
     }
-    Ok((manifest.backup_id, stats, ws.packs_written))
+    Ok((manifest.backup_id, stats, ws.packs_written, bytes_read))
 }
 
 /// `commit_id` of a topology's progress.json, when present and readable.
