@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""rbk against restic, borg and rustic on the same module state, in one run.
+
+    python3 benches/compare.py [--size-mib 620] [--generations 5] [--tasks 4] [--work DIR]
+
+Generates a module with rbk's own generator (real RocksDB PStates, depot segments), then for
+each generation (after the first, `rbk testdata advance --percent 5`: ~5% new depot data and
+~5% of PState keys overwritten, so RocksDB flushes and compacts) backs it up with every tool
+found on PATH, rotating the order per generation so machine drift hits all alike. Finally
+restores the last generation with each. Prints one table: first backup, median incremental,
+store bytes after the last generation, full restore, peak RSS, and rbk's ratio to each.
+
+Tools: restic (repository v2, compression auto = zstd), borg (`--compression zstd,3`, no
+encryption), rustic (`cargo install rustic-rs --locked`). Anything missing is skipped. The
+page cache is warm for every tool alike (the module was just written or read).
+Run manually, not in CI; build rbk first: cargo build --release -p rbk-cli.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODULE = "com.rbk.BankModule"
+PASSWORD = "compare-bench"
+
+
+def timed(cmd, env=None, cwd=None):
+    """Runs cmd under /usr/bin/time; returns (seconds, peak RSS in MiB, stdout)."""
+    start = time.monotonic()
+    p = subprocess.run(
+        ["/usr/bin/time", "-f", "RSS_KB=%M"] + cmd,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    secs = time.monotonic() - start
+    if p.returncode != 0:
+        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}\n{p.stderr}")
+    rss = 0
+    for line in p.stderr.splitlines():
+        if line.startswith("RSS_KB="):
+            rss = int(line.split("=")[1]) / 1024
+    return secs, rss, p.stdout
+
+
+def dir_bytes(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+class Tool:
+    name = ""
+
+    def __init__(self, work):
+        self.repo = work / f"repo-{self.name}"
+        self.env = dict(os.environ)
+
+    def available(self):
+        return shutil.which(self.name) is not None
+
+
+class Rbk(Tool):
+    name = "rbk"
+
+    def __init__(self, work, exe, data):
+        super().__init__(work)
+        self.exe, self.data, self.last = exe, data, None
+
+    def available(self):
+        return Path(self.exe).exists()
+
+    def init(self):
+        pass
+
+    def backup(self, src):
+        secs, rss, out = timed(
+            [self.exe, "--data-dir", str(self.data), "--provider", f"fs {self.repo}",
+             "backup", "--module", MODULE, "--json", "--quiet"])
+        self.last = json.loads(out)["backup_id"]
+        return secs, rss
+
+    def restore(self, target):
+        return timed(
+            [self.exe, "--data-dir", str(target), "--provider", f"fs {self.repo}",
+             "restore", "--backupId", self.last, "--quiet"])[:2]
+
+
+class Restic(Tool):
+    name = "restic"
+
+    def __init__(self, work):
+        super().__init__(work)
+        self.env.update(RESTIC_PASSWORD=PASSWORD, RESTIC_REPOSITORY=str(self.repo))
+
+    def init(self):
+        timed(["restic", "init", "--repository-version", "2"], env=self.env)
+
+    def backup(self, src):
+        return timed(["restic", "backup", "--quiet", "--compression", "auto", str(src)],
+                     env=self.env)[:2]
+
+    def restore(self, target):
+        return timed(["restic", "restore", "latest", "--target", str(target)], env=self.env)[:2]
+
+
+class Rustic(Restic):
+    name = "rustic"
+
+    def __init__(self, work):
+        super().__init__(work)
+        self.env.update(RUSTIC_PASSWORD=PASSWORD, RUSTIC_REPOSITORY=str(self.repo))
+
+    def init(self):
+        timed(["rustic", "init"], env=self.env)
+
+    def backup(self, src):
+        return timed(["rustic", "backup", str(src)], env=self.env)[:2]
+
+    def restore(self, target):
+        return timed(["rustic", "restore", "latest", str(target)], env=self.env)[:2]
+
+
+class Borg(Tool):
+    name = "borg"
+
+    def __init__(self, work):
+        super().__init__(work)
+        self.env.update(BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes",
+                        BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")
+        self.n = 0
+
+    def init(self):
+        timed(["borg", "init", "--encryption=none", str(self.repo)], env=self.env)
+
+    def backup(self, src):
+        self.n += 1
+        # Relative paths, so extraction recreates the tree under the target dir.
+        return timed(["borg", "create", "--compression", "zstd,3",
+                      f"{self.repo}::g{self.n}", src.name], env=self.env, cwd=src.parent)[:2]
+
+    def restore(self, target):
+        target.mkdir(parents=True)
+        return timed(["borg", "extract", f"{self.repo}::g{self.n}"], env=self.env,
+                     cwd=target)[:2]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-mib", type=int, default=620)
+    ap.add_argument("--generations", type=int, default=5)
+    ap.add_argument("--tasks", type=int, default=4)
+    ap.add_argument("--work", default="/tmp/rbk-compare")
+    ap.add_argument("--rbk", default=str(Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "release/rbk"))
+    a = ap.parse_args()
+
+    work = Path(a.work)
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    data = work / "data"
+    src = data / "modules" / MODULE
+    rbk = str(Path(a.rbk).resolve())
+    subprocess.run([rbk, "--data-dir", str(data), "testdata", "generate", "--size-mib",
+                    str(a.size_mib), "--tasks", str(a.tasks)], check=True, capture_output=True)
+    tools = [t for t in (Rbk(work, rbk, data), Restic(work), Borg(work), Rustic(work))
+             if t.available()]
+    print(f"module: {dir_bytes(src) / 2**20:.0f} MiB, {a.tasks} tasks; tools: "
+          + ", ".join(t.name for t in tools), flush=True)
+    for t in tools:
+        t.init()
+
+    runs = {t.name: [] for t in tools}
+    rss = {t.name: 0.0 for t in tools}
+    for g in range(a.generations):
+        if g > 0:
+            subprocess.run([rbk, "--data-dir", str(data), "testdata", "advance", "--percent", "5"],
+                           check=True, capture_output=True)
+        time.sleep(1.1)  # leave rbk's 1 s racy window behind, as any real schedule would
+        order = tools[g % len(tools):] + tools[:g % len(tools)]
+        for t in order:
+            secs, peak = t.backup(src)
+            runs[t.name].append(secs)
+            rss[t.name] = max(rss[t.name], peak)
+        print(f"generation {g}: " + ", ".join(f"{t.name} {runs[t.name][-1]:.2f}s" for t in tools),
+              flush=True)
+
+    stored = {t.name: dir_bytes(t.repo) for t in tools}
+    restore = {}
+    for t in tools:
+        secs, peak = t.restore(work / f"restore-{t.name}")
+        restore[t.name] = secs
+        rss[t.name] = max(rss[t.name], peak)
+
+    rows = []
+    for t in tools:
+        r = runs[t.name]
+        rows.append((t.name, r[0], statistics.median(r[1:]) if len(r) > 1 else float("nan"),
+                     stored[t.name], restore[t.name], rss[t.name]))
+    print()
+    print(f"{'tool':<8} {'first s':>8} {'incr s':>8} {'store MiB':>10} {'restore s':>10} {'RSS MiB':>8}")
+    for n, first, inc, st, rs, peak in rows:
+        print(f"{n:<8} {first:>8.2f} {inc:>8.3f} {st / 2**20:>10.1f} {rs:>10.2f} {peak:>8.0f}")
+    base = rows[0]
+    if base[0] == "rbk":
+        for other in rows[1:]:
+            print(f"rbk / {other[0]}: first {base[1] / other[1]:.2f}, incremental "
+                  f"{base[2] / other[2]:.2f}, store {base[3] / other[3]:.2f}, restore "
+                  f"{base[4] / other[4]:.2f}, RSS {base[5] / other[5]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
