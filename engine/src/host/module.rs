@@ -599,6 +599,34 @@ impl RunningModule {
         Ok((task, offset))
     }
 
+    /// Deletes the segments of every partition of `depot` whose records all precede
+    /// `before` *and* every topology reading the depot has processed. Returns how many.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an unknown depot; I/O errors.
+    pub fn trim_depot(&self, depot: &str, before: u64) -> Result<usize> {
+        let prog = self.progress();
+        let mut deleted = 0;
+        for t in 0..self.tasks {
+            let w = self.depots.get(&(depot.to_string(), t)).ok_or_else(|| {
+                Error::InvalidInput(format!("module {} has no depot *{depot}", self.name))
+            })?;
+            let processed = self
+                .topologies
+                .iter()
+                .filter(|topo| topo.depot == depot)
+                .map(|topo| prog[topo.name].processed[t as usize])
+                .min()
+                .unwrap_or(u64::MAX);
+            deleted += w
+                .lock()
+                .expect("lock")
+                .trim_before(before.min(processed))
+                .map_err(|e| Error::io(self.dir.join(depot_dir(t, depot)), e))?;
+        }
+        Ok(deleted)
+    }
+
     /// Appends a random record from the definition's load generator.
     ///
     /// # Errors
