@@ -113,7 +113,7 @@ pub fn run(a: &DemoArgs, json_out: bool) -> Result<()> {
     std::fs::create_dir_all(&data)?;
     let say = |s: String| {
         if !json_out {
-            println!("{s}");
+            outln!("{s}");
         }
     };
     create_module(&data, MODULE, a.tasks, "bank")?;
@@ -239,7 +239,7 @@ pub fn run(a: &DemoArgs, json_out: bool) -> Result<()> {
         mib(after_gc)
     ));
     if json_out {
-        println!(
+        outln!(
             "{}",
             json!({"backups": rows, "transfers": appended, "max_pause_ms": pauses.max.as_secs_f64() * 1000.0, "restore_seconds": restore_secs, "store_bytes": stored, "logical_bytes_total": logical_total, "ratio": ratio,
                    "gc": {"backups_deleted": g.manifests_deleted.len(), "packs_deleted": g.sweep.packs_deleted, "packs_rewritten": g.sweep.packs_rewritten, "dead_bytes_kept": g.dead_bytes_kept, "store_bytes_after": after_gc, "seconds": g.seconds}})

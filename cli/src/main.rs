@@ -3,6 +3,19 @@
 //! Exit codes: 0 success; 1 failure (I/O, provider); 2 usage or invalid input; 3 not found
 //! (module, backup, data dir, chunk); 4 corruption detected (manifest, pack or chunk).
 
+/// `println!` that takes a closed stdout (`rbk list | head -1`) as the reader being done and
+/// exits quietly, instead of panicking as `println!` does.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*)
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(0);
+        }
+    }};
+}
+
 mod config;
 mod demo;
 mod progress;
@@ -239,11 +252,11 @@ fn open_repo(cfg: &Config, create: bool) -> Result<Repo> {
 
 fn print(json_out: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
     if json_out {
-        println!("{value}");
+        outln!("{value}");
     } else {
         let text = text();
         if !text.is_empty() {
-            println!("{text}");
+            outln!("{text}");
         }
     }
 }
@@ -751,7 +764,7 @@ fn run(cli: &Cli) -> Result<()> {
                     std::fs::create_dir_all(&cfg.data_dir)
                         .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
                     rbk_engine::testdata::generate(&cfg.data_dir, &spec)?;
-                    println!(
+                    outln!(
                         "{}",
                         rbk_engine::layout::module_dir(&cfg.data_dir, module).display()
                     );
@@ -759,7 +772,7 @@ fn run(cli: &Cli) -> Result<()> {
                 TestdataCommand::Advance { module, percent } => {
                     let generation =
                         rbk_engine::testdata::advance(&cfg.data_dir, module, *percent)?;
-                    println!("{module} generation {generation}");
+                    outln!("{module} generation {generation}");
                 }
                 TestdataCommand::Create {
                     module,
@@ -770,7 +783,7 @@ fn run(cli: &Cli) -> Result<()> {
                         .with_context(|| format!("creating `{}`", cfg.data_dir.display()))?;
                     let dir =
                         rbk_engine::host::create_module(&cfg.data_dir, module, *tasks, definition)?;
-                    println!(
+                    outln!(
                         "created {module} ({definition}, {tasks} tasks) in {}",
                         dir.display()
                     );

@@ -53,9 +53,9 @@ fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<()> {
 
 fn log(json_out: bool, event: serde_json::Value, text: String) {
     if json_out {
-        println!("{event}");
+        outln!("{event}");
     } else {
-        println!("{text}");
+        outln!("{text}");
     }
 }
 

@@ -763,3 +763,23 @@ fn serve_runs_modules_and_answers_backup_and_restore_consistently() {
     assert!(r.commit_ids["banking"] >= commit1);
     assert!(!socket.exists(), "the socket is removed on a clean stop");
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let env = Env::new();
+    env.ok(&["backup", "--module", MODULE]);
+    env.ok(&["backup", "--module", MODULE]);
+    // As `rbk list | head -0`: the reader is gone before rbk writes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbk"))
+        .current_dir(env.dir())
+        .args(["list", "--module", MODULE])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
