@@ -452,13 +452,22 @@ fn a_damaged_gc_record_costs_deduplication_not_data_and_gc_removes_it() {
     let b1 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
     assert_eq!(b1.stats.files_reused, 0);
     assert_eq!(b1.stats.new_chunks, b0.stats.new_chunks);
-    let before: u64 = pack_liveness(&p, &repo).iter().map(|x| x.1).sum();
+    let packs = pack_liveness(&p, &repo);
+    let before: u64 = packs.iter().map(|x| x.1).sum();
     let r = run_gc(&repo, &env.data, &GcOptions::default());
     assert_eq!(keys_under(&p, "gc/"), Vec::<String>::new());
-    // b0's and b1's packs hold the same chunks: GC drops most of the second copy.
-    assert_eq!(r.records_swept, 1);
     let after: u64 = pack_liveness(&p, &repo).iter().map(|x| x.1).sum();
-    assert!(after < before, "{after} >= {before}");
+    // b1 stored every chunk again. Chunks are packed in the order parallel workers finish,
+    // so b1's pack usually differs from b0's and GC drops most of that second copy; when the
+    // order happened to be the same, the pack (named by its content) is the same object and
+    // there is nothing to drop.
+    match packs.len() {
+        1 => assert_eq!((r.records_swept, after), (0, before)),
+        _ => {
+            assert_eq!(r.records_swept, 1);
+            assert!(after < before, "{after} >= {before}");
+        }
+    }
     assert!(
         after as f64 <= b0.stats.new_stored_bytes as f64 / 0.7,
         "{after} bytes for {} unique",
