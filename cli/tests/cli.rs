@@ -698,12 +698,20 @@ fn serve_runs_modules_and_answers_backup_and_restore_consistently() {
         "{e}"
     );
 
-    // `rbk backup` goes through the host: a consistent snapshot, not the live files.
-    let out: serde_json::Value =
-        serde_json::from_str(&env.ok(&["backup", "--module", LIVE, "--json"])).unwrap();
-    let id1 = out["backup_id"].as_str().unwrap().to_string();
-    let commit1 = out["live"]["commit_ids"]["banking"].as_u64().unwrap();
-    assert!(commit1 > 0, "{out}");
+    // `rbk backup` goes through the host: a consistent snapshot, not the live files. (Until
+    // the first microbatch commits, a snapshot is at commit 0; take another then.)
+    let mut attempts = 0;
+    let (id1, commit1) = loop {
+        attempts += 1;
+        assert!(attempts <= 100, "no microbatch committed in 20 s of load");
+        let out: serde_json::Value =
+            serde_json::from_str(&env.ok(&["backup", "--module", LIVE, "--json"])).unwrap();
+        let commit = out["live"]["commit_ids"]["banking"].as_u64().unwrap();
+        if commit > 0 {
+            break (out["backup_id"].as_str().unwrap().to_string(), commit);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     std::thread::sleep(std::time::Duration::from_millis(300));
     let id2 = env.ok(&["backup", "--module", LIVE]).trim().to_string();
     assert!(
