@@ -199,6 +199,10 @@ fn run_garage_seed(seed: u64) {
 
 fn run(seed: u64, store: &Shared) {
     let tmp = tempfile::tempdir().unwrap();
+    // The store exists before the workers start, as in any deployment (its first backup
+    // creates it). Without conditional writes, processes creating an empty S3 store at the
+    // same moment can each read back their own config (a known limitation, docs/cli.md).
+    drop(open((store.connect)(), &tmp.path().join("init"), store.timing).expect("store"));
     let attempts = Mutex::new(Vec::new());
     let stop = AtomicBool::new(false);
     let swept = AtomicU64::new(0);
