@@ -120,10 +120,6 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub fn tasks(&self) -> u32 {
-        self.tasks
-    }
-
     /// The current value of `key` in `pstate` (in the partition owning the key).
     ///
     /// # Errors

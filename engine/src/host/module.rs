@@ -636,14 +636,6 @@ impl RunningModule {
         self.append(a.depot, &a.key, &a.payload)
     }
 
-    pub fn definition(&self) -> &Arc<dyn Definition> {
-        &self.def
-    }
-
-    pub fn tasks(&self) -> u32 {
-        self.tasks
-    }
-
     pub fn progress(&self) -> BTreeMap<String, TopoProgress> {
         self.progress.lock().expect("lock").clone()
     }
