@@ -359,32 +359,28 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
                     id.module
                 )));
             }
-            let host = host.filter(|_| running);
-            let r = match host {
-                Some(mut c) => {
-                    c.stop(&id.module)?;
-                    let r = restore::restore(
-                        &repo,
-                        &cfg.data_dir,
-                        &id,
-                        restore::RestoreOptions { force: true },
-                        &bars,
-                    );
-                    // Started again either way: with the restored state, or (a failed restore
-                    // leaves the module untouched) with the old one.
-                    let started = c.start(&id.module);
-                    let r = r?;
+            let mut host = host.filter(|_| running);
+            if let Some(c) = host.as_mut() {
+                c.stop(&id.module)?;
+            }
+            // `--yes` for a served module stands for `--force`: its state is replaced.
+            let force = t.force || host.is_some();
+            let r = restore::restore(
+                &repo,
+                &cfg.data_dir,
+                &id,
+                restore::RestoreOptions { force },
+                &bars,
+            );
+            // Started again either way: with the restored state, or (a failed restore leaves
+            // the module untouched) with the old one.
+            if let Some(c) = host.as_mut() {
+                let started = c.start(&id.module);
+                if r.is_ok() {
                     started.context("the module was restored but the host could not start it")?;
-                    r
                 }
-                None => restore::restore(
-                    &repo,
-                    &cfg.data_dir,
-                    &id,
-                    restore::RestoreOptions { force: t.force },
-                    &bars,
-                )?,
-            };
+            }
+            let r = r?;
             print(
                 cli.json,
                 json!({"backup_id": id.to_string(), "target": r.target, "files": r.files, "bytes": r.bytes, "seconds": r.seconds}),

@@ -5,7 +5,7 @@
 //! not a record.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// The first offset encoded in a segment file name, if the name is a segment name.
@@ -111,27 +111,16 @@ impl DepotWriter {
     /// I/O errors on the directory or segments.
     pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let mut newest: Option<u64> = None;
-        for e in std::fs::read_dir(dir)? {
-            let name = e?.file_name();
-            if let Some(o) = name.to_str().and_then(segment_first_offset) {
-                newest = Some(newest.map_or(o, |n: u64| n.max(o)));
-            }
-        }
         let mut w = DepotWriter {
             dir: dir.into(),
             segment_bytes,
             next_offset: 0,
             current: None,
         };
-        if let Some(first) = newest {
-            let path = dir.join(segment_name(first));
-            let bytes = std::fs::read(&path)?;
-            let mut c = FrameCounter::default();
-            c.feed(&bytes);
-            w.next_offset = first + c.records();
-            let f = OpenOptions::new().append(true).open(&path)?;
-            w.current = Some((f, bytes.len() as u64));
+        if let Some((name, end, len)) = newest_segment(dir)? {
+            w.next_offset = end;
+            let f = OpenOptions::new().append(true).open(dir.join(name))?;
+            w.current = Some((f, len));
         }
         Ok(w)
     }
@@ -241,14 +230,25 @@ pub fn partition_bounds(dir: &Path) -> io::Result<(u64, u64)> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((0, 0)),
         Err(e) => return Err(e),
     };
-    let (Some(first), Some(last)) = (segs.first(), segs.last()) else {
+    let Some(first) = segs.first() else {
         return Ok((0, 0));
     };
     let start = segment_first_offset(&first.0).expect("segment name");
-    let last_first = segment_first_offset(&last.0).expect("segment name");
+    let end = newest_segment(dir)?.map_or(start, |(_, end, _)| end);
+    Ok((start, end))
+}
+
+/// The newest segment of the partition in `dir`: its name, the partition's end offset (one
+/// past its last complete record) and its length in bytes.
+fn newest_segment(dir: &Path) -> io::Result<Option<(String, u64, u64)>> {
+    let Some((name, _)) = segments_of(dir)?.pop() else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(dir.join(&name))?;
     let mut c = FrameCounter::default();
-    c.feed(&std::fs::read(dir.join(&last.0))?);
-    Ok((start, last_first + c.records()))
+    c.feed(&bytes);
+    let first = segment_first_offset(&name).expect("segment name");
+    Ok(Some((name, first + c.records(), bytes.len() as u64)))
 }
 
 /// Reads a partition's records in order from a given offset, following segment rolls. Sees
@@ -257,8 +257,8 @@ pub fn partition_bounds(dir: &Path) -> io::Result<(u64, u64)> {
 pub struct DepotCursor {
     dir: PathBuf,
     next: u64,
-    /// The open segment: first offset, file, byte position of record `next`.
-    segment: Option<(u64, File, u64)>,
+    /// The open segment, positioned at record `next`, and that record's byte position.
+    segment: Option<(BufReader<File>, u64)>,
 }
 
 impl DepotCursor {
@@ -285,7 +285,7 @@ impl DepotCursor {
             return Ok(false);
         };
         let first = segment_first_offset(name).expect("segment name");
-        let mut f = File::open(self.dir.join(name))?;
+        let mut f = BufReader::new(File::open(self.dir.join(name))?);
         let mut pos = 0u64;
         for _ in first..self.next {
             match read_frame(&mut f)? {
@@ -293,7 +293,7 @@ impl DepotCursor {
                 None => return Ok(false),
             }
         }
-        self.segment = Some((first, f, pos));
+        self.segment = Some((f, pos));
         Ok(true)
     }
 
@@ -308,8 +308,7 @@ impl DepotCursor {
             if self.segment.is_none() && !self.open_segment()? {
                 break;
             }
-            let (_, f, pos) = self.segment.as_mut().expect("open");
-            f.seek(SeekFrom::Start(*pos))?;
+            let (f, pos) = self.segment.as_mut().expect("open");
             match read_frame(f)? {
                 Some(p) => {
                     *pos += 8 + p.len() as u64;
@@ -318,6 +317,9 @@ impl DepotCursor {
                     n += 1;
                 }
                 None => {
+                    // Back to where the incomplete record starts (dropping what the buffer
+                    // holds of it), to read it again once it is whole.
+                    f.seek(SeekFrom::Start(*pos))?;
                     // End of this segment's complete records: a newer segment may start at
                     // `next` (the writer rolled), else the record is not written yet.
                     let rolled = segments_of(&self.dir)?
@@ -335,30 +337,29 @@ impl DepotCursor {
 }
 
 /// One complete, CRC-valid frame from the reader's position, or `None` at a torn or bad one.
-fn read_frame(f: &mut File) -> io::Result<Option<Vec<u8>>> {
+fn read_frame(f: &mut impl Read) -> io::Result<Option<Vec<u8>>> {
     let mut header = [0u8; 8];
     if !read_full(f, &mut header)? {
         return Ok(None);
     }
-    let len = u32::from_le_bytes(header[..4].try_into().expect("4")) as usize;
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4")) as u64;
     let crc = u32::from_le_bytes(header[4..].try_into().expect("4"));
-    let mut payload = vec![0u8; len];
-    if !read_full(f, &mut payload)? || crc32c::crc32c(&payload) != crc {
+    // Grown as bytes arrive, never allocated from the (untrusted) length up front.
+    let mut payload = Vec::new();
+    f.take(len).read_to_end(&mut payload)?;
+    if payload.len() as u64 != len || crc32c::crc32c(&payload) != crc {
         return Ok(None);
     }
     Ok(Some(payload))
 }
 
 /// Fills `buf`; `false` when the file ends first.
-fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read(&mut buf[got..])? {
-            0 => return Ok(false),
-            n => got += n,
-        }
+fn read_full(f: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    match f.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
     }
-    Ok(true)
 }
 
 #[cfg(test)]

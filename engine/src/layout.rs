@@ -98,6 +98,22 @@ pub fn module_dir(data_dir: &Path, module: &str) -> PathBuf {
     data_dir.join(MODULES_DIR).join(module)
 }
 
+/// Names of the module dirs in `data_dir`, sorted; rbk's own `.rbk-*` entries left out. A
+/// data dir without `modules/` has none.
+pub fn module_names(data_dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(data_dir.join(MODULES_DIR))
+        .map(|it| {
+            it.flatten()
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| !n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 fn file_name(path: &Path) -> Result<String> {
     path.file_name()
         .and_then(|n| n.to_str())

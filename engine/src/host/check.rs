@@ -15,9 +15,8 @@ use std::path::Path;
 use rocksdb::{DB, IteratorMode};
 
 use super::definition::{Ctx, Kind, RESERVED_PREFIX};
-use super::module::{StoredBatch, StoredStream, definition_of, progress_key};
+use super::module::{StoredBatch, StoredStream, load_module_json, progress_key};
 use crate::depot::{DepotCursor, partition_bounds};
-use crate::layout::ModuleMeta;
 use crate::manifest::{depot_dir, pstate_dir, topology_dir};
 use crate::{Error, Result};
 
@@ -59,13 +58,11 @@ fn read_partition(path: &Path) -> std::result::Result<(Kvs, Kvs), String> {
 /// # Errors
 /// Only when the module cannot be identified (module.json unreadable, no known definition).
 pub fn check_module(module_dir: &Path) -> Result<CheckReport> {
-    let meta_path = module_dir.join("module.json");
-    let meta_bytes = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-    let meta = ModuleMeta::parse(&meta_path, &meta_bytes)?;
-    let def = definition_of(module_dir)?.ok_or_else(|| {
+    let (meta, def) = load_module_json(module_dir)?;
+    let def = def.ok_or_else(|| {
         Error::InvalidInput(format!(
             "`{}` names no known definition",
-            meta_path.display()
+            module_dir.join("module.json").display()
         ))
     })?;
     let tasks = meta.tasks;

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 pub use module::{HostOptions, PauseStats, RunningModule, create_module, definition_of};
 pub use snapshot::Snapshot;
 
-use crate::layout::{MODULES_DIR, module_dir};
+use crate::layout::{module_dir, module_names};
 use crate::{Error, Result};
 
 /// Module dirs a host in this process has open. A backup reading files must not probe their
@@ -106,19 +106,8 @@ impl Host {
     /// # Errors
     /// As [`Host::start`], for the first module that fails.
     pub fn start_all(&self) -> Result<Vec<String>> {
-        let dir = self.data_dir.join(MODULES_DIR);
         let mut started = Vec::new();
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(started);
-        };
-        let mut names: Vec<String> = entries
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        names.sort();
-        for name in names {
+        for name in module_names(&self.data_dir) {
             if definition_of(&module_dir(&self.data_dir, &name))
                 .ok()
                 .flatten()

@@ -57,7 +57,6 @@ impl Default for HostOptions {
 /// Where a topology is: per task, the next depot offset to process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopoProgress {
-    pub kind: Kind,
     /// Microbatch only.
     pub commit_id: Option<u64>,
     pub processed: Vec<u64>,
@@ -148,13 +147,26 @@ impl std::fmt::Debug for RunningModule {
 /// # Errors
 /// `Layout` for a module.json that cannot be read or parsed.
 pub fn definition_of(module_dir: &Path) -> Result<Option<Arc<dyn Definition>>> {
+    Ok(load_module_json(module_dir)?.1)
+}
+
+/// module.json, read once: what rbk needs of it and the definition it selects, if any.
+///
+/// # Errors
+/// I/O errors; `Layout` for JSON that is malformed or lacks `name`/`tasks`.
+pub(crate) fn load_module_json(
+    module_dir: &Path,
+) -> Result<(ModuleMeta, Option<Arc<dyn Definition>>)> {
     let path = module_dir.join("module.json");
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let meta = ModuleMeta::parse(&path, &bytes)?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| Error::layout(&path, format!("module.json is not valid JSON: {e}")))?;
-    Ok(v.get("rbk.definition")
+    let def = v
+        .get("rbk.definition")
         .and_then(|d| d.as_str())
-        .and_then(lookup))
+        .and_then(lookup);
+    Ok((meta, def))
 }
 
 /// Writes a new, empty module run by definition `def_id` into `data_dir`.
@@ -236,14 +248,12 @@ impl RunningModule {
                 path: dir,
             });
         }
-        let meta_path = dir.join("module.json");
-        let meta_bytes = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-        let meta = ModuleMeta::parse(&meta_path, &meta_bytes)?;
-        let def = definition_of(&dir)?.ok_or_else(|| {
+        let (meta, def) = load_module_json(&dir)?;
+        let def = def.ok_or_else(|| {
             Error::InvalidInput(format!(
                 "module `{name}` names no module definition this host knows (`rbk.definition` \
                  in `{}`: built in are `bank` and `pageviews`)",
-                meta_path.display()
+                dir.join("module.json").display()
             ))
         })?;
         let topologies = def.topologies();
@@ -346,7 +356,6 @@ impl RunningModule {
                 processed.push(s.map_or(0, |s| s.processed));
             }
             return Ok(TopoProgress {
-                kind: topo.kind,
                 commit_id: None,
                 processed,
             });
@@ -364,7 +373,6 @@ impl RunningModule {
             .max_by_key(|s| s.commit_id);
         let Some(newest) = newest else {
             return Ok(TopoProgress {
-                kind: topo.kind,
                 commit_id: Some(0),
                 processed: vec![0; tasks as usize],
             });
@@ -407,7 +415,6 @@ impl RunningModule {
             self.commit_batch(topo, ctx, &newest, Some(behind.as_slice()))?;
         }
         Ok(TopoProgress {
-            kind: topo.kind,
             commit_id: Some(newest.commit_id),
             processed: newest.ranges.iter().map(|r| r.1).collect(),
         })

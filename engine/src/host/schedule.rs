@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::layout::{MODULES_DIR, module_dir};
+use crate::layout::{module_dir, module_names};
 use crate::retention::{backup_period, gc_period};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,15 +46,7 @@ impl Scheduler {
     /// previous schedule).
     pub fn refresh(&mut self, data_dir: &Path, now: Instant) -> Vec<String> {
         let mut warnings = Vec::new();
-        let names: Vec<String> = std::fs::read_dir(data_dir.join(MODULES_DIR))
-            .map(|it| {
-                it.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .filter_map(|e| e.file_name().into_string().ok())
-                    .filter(|n| !n.starts_with('.'))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let names = module_names(data_dir);
         self.modules.retain(|n, _| names.contains(n));
         for name in names {
             let path = module_dir(data_dir, &name).join("dynamic-options.json");
