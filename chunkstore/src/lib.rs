@@ -23,9 +23,11 @@ pub mod id;
 pub mod index;
 pub mod pack;
 pub mod provider;
+pub mod read;
 pub mod session;
 pub mod store;
 
 pub use error::{Error, ErrorKind, Result};
 pub use id::ChunkId;
+pub use read::ReadPlan;
 pub use store::{ChunkStore, StoreConfig};

@@ -49,10 +49,27 @@ impl Default for PackBuilder {
 
 impl PackBuilder {
     pub fn new() -> Self {
-        let mut bytes = Vec::with_capacity(1 << 20);
+        Self::with_capacity(1 << 20)
+    }
+
+    /// A builder whose buffer never has to grow below `capacity` bytes. A store sizes it for
+    /// a whole pack: growing by doubling leaves freed 1–8 MiB blocks behind in the allocator,
+    /// which cost a backup ~20 MB of peak RSS.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut bytes = Vec::with_capacity(capacity);
         bytes.extend_from_slice(HEADER_MAGIC);
         PackBuilder {
             bytes,
+            entries: Vec::new(),
+        }
+    }
+
+    /// A builder that reuses `buf`'s allocation (its contents are discarded).
+    pub fn on_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        buf.extend_from_slice(HEADER_MAGIC);
+        PackBuilder {
+            bytes: buf,
             entries: Vec::new(),
         }
     }

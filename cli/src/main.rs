@@ -106,6 +106,10 @@ struct Target {
     /// Restore a module a host is running: it is stopped, replaced and started again.
     #[arg(long)]
     yes: bool,
+    /// restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can
+    /// leave the module with empty or missing files; for throwaway copies only.
+    #[arg(long = "no-sync")]
+    no_sync: bool,
     #[command(flatten)]
     gc: GcFlags,
     #[command(flatten)]
@@ -369,7 +373,10 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
                 &repo,
                 &cfg.data_dir,
                 &id,
-                restore::RestoreOptions { force },
+                restore::RestoreOptions {
+                    force,
+                    no_sync: t.no_sync,
+                },
                 &bars,
             );
             // Started again either way: with the restored state, or (a failed restore leaves

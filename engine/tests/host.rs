@@ -275,7 +275,10 @@ fn restore_into_a_host_resumes_from_the_restored_progress() {
         &repo,
         &l.data,
         &id,
-        restore::RestoreOptions { force: true },
+        restore::RestoreOptions {
+            force: true,
+            ..Default::default()
+        },
         &NoProgress,
     )
     .unwrap();

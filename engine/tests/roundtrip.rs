@@ -293,7 +293,10 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         &repo,
         &env.data,
         &good,
-        restore::RestoreOptions { force: true },
+        restore::RestoreOptions {
+            force: true,
+            ..Default::default()
+        },
         &NoProgress,
     )
     .unwrap();
@@ -318,7 +321,10 @@ fn corrupt_manifests_and_chunks_are_detected_and_the_target_is_untouched() {
             &repo,
             &env.data,
             &id,
-            restore::RestoreOptions { force: true },
+            restore::RestoreOptions {
+                force: true,
+                ..Default::default()
+            },
             &NoProgress,
         )
         .map(|_| ())

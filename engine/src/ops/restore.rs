@@ -12,12 +12,11 @@
 //! Restore needs only the store: the local index is rebuilt from pack trailers on demand.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
-
-use rayon::prelude::*;
 
 use crate::backup_id::BackupId;
 use crate::layout::{MODULES_DIR, RBK_TEMP_PREFIX, module_dir};
@@ -28,6 +27,11 @@ use crate::{Error, Progress, Repo, Result};
 pub struct RestoreOptions {
     /// Replace a non-empty target.
     pub force: bool,
+    /// Skip every fsync. The restore is then as fast as the page cache, and the disk flushes
+    /// later; but a power loss or kernel crash before it has can leave the module with empty
+    /// or missing files (the final rename may reach the disk before the data). For throwaway
+    /// copies only. The default makes every file and directory durable before the rename.
+    pub no_sync: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,9 +43,9 @@ pub struct RestoreReport {
     pub seconds: f64,
 }
 
-/// Files restored at once. Each has up to `READ_AHEAD` (4) ranged reads of up to 4 MiB in
-/// flight, so at most 8 × 4 × 4 MiB of compressed bytes are buffered.
-const FILES_IN_FLIGHT: usize = 8;
+/// Threads that finish completed files (mtime, mode, fsync) while the workers go on. fsync
+/// mostly waits for the disk, so several at once keep it busy without costing a core each.
+const FINISHERS: usize = 4;
 
 fn is_nonempty_dir(p: &Path) -> Result<bool> {
     match fs::read_dir(p) {
@@ -52,48 +56,168 @@ fn is_nonempty_dir(p: &Path) -> Result<bool> {
     }
 }
 
-fn sync_dir(p: &Path) -> Result<()> {
+fn sync_dir(p: &Path, opts: RestoreOptions) -> Result<()> {
+    if opts.no_sync {
+        return Ok(());
+    }
     File::open(p)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io(p, e))
 }
 
-fn write_file(repo: &Repo, path: &Path, f: &FileEntry, progress: &dyn Progress) -> Result<()> {
-    let out = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    let mut w = BufWriter::with_capacity(1 << 20, out);
-    let mut written = 0u64;
-    repo.store().read_chunks(&f.chunks, |data| -> Result<()> {
-        written += data.len() as u64;
-        progress.advance(data.len() as u64);
-        w.write_all(data).map_err(|e| Error::io(path, e))
-    })?;
-    if written != f.size {
-        return Err(Error::CorruptManifest {
-            key: path.display().to_string(),
-            detail: format!(
-                "its chunks add up to {written} bytes but the manifest records {}",
-                f.size
+/// A file being restored: created empty up front, opened for writing when its first chunk
+/// arrives, finished (and closed) when its last byte is written.
+struct OutFile<'a> {
+    path: PathBuf,
+    entry: &'a FileEntry,
+    open: Mutex<Option<Arc<File>>>,
+    /// Bytes not yet written; the writer that takes it to zero hands the file on.
+    remaining: AtomicU64,
+}
+
+impl OutFile<'_> {
+    fn handle(&self) -> Result<Arc<File>> {
+        let mut slot = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = &*slot {
+            return Ok(f.clone());
+        }
+        let f = Arc::new(
+            OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .map_err(|e| Error::io(&self.path, e))?,
+        );
+        *slot = Some(f.clone());
+        Ok(f)
+    }
+
+    /// Sets mtime and mode and makes the file durable (unless told not to); closes it.
+    fn finish(&self, opts: RestoreOptions) -> Result<()> {
+        let taken = self.open.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let f = match taken {
+            Some(f) => f,
+            // An empty file never had a chunk.
+            None => Arc::new(
+                OpenOptions::new()
+                    .write(true)
+                    .open(&self.path)
+                    .map_err(|e| Error::io(&self.path, e))?,
             ),
+        };
+        let f = &*f;
+        let path = &self.path;
+        let mtime = if self.entry.mtime_ns >= 0 {
+            UNIX_EPOCH + Duration::from_nanos(self.entry.mtime_ns as u64)
+        } else {
+            UNIX_EPOCH
+        };
+        f.set_modified(mtime).map_err(|e| Error::io(path, e))?;
+        if self.entry.mode != 0 {
+            f.set_permissions(fs::Permissions::from_mode(self.entry.mode))
+                .map_err(|e| Error::io(path, e))?;
+        }
+        if opts.no_sync {
+            return Ok(());
+        }
+        f.sync_all().map_err(|e| Error::io(path, e))
+    }
+}
+
+/// Writes every file of `files` under `root` (their directories exist): all chunks are read
+/// through one [`rbk_chunkstore::ReadPlan`] and written at their offsets by one worker per
+/// core; each file is finished by a finisher thread as soon as its last byte is written, so
+/// the disk flushes early files while later ones are still being decompressed.
+fn write_files(
+    repo: &Repo,
+    root: &Path,
+    files: &[(String, &FileEntry)],
+    opts: RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
+    let store = repo.store();
+    let seqs: Vec<&[rbk_chunkstore::ChunkId]> =
+        files.iter().map(|(_, f)| f.chunks.as_slice()).collect();
+    let plan = store.plan_read(&seqs)?;
+    for ((rel, f), &len) in files.iter().zip(plan.lengths()) {
+        if len != f.size {
+            return Err(Error::CorruptManifest {
+                key: rel.clone(),
+                detail: format!(
+                    "its chunks add up to {len} bytes but the manifest records {}",
+                    f.size
+                ),
+            });
+        }
+    }
+    let outs: Vec<OutFile> = files
+        .iter()
+        .map(|(rel, f)| OutFile {
+            path: root.join(rel),
+            entry: f,
+            open: Mutex::new(None),
+            remaining: AtomicU64::new(f.size),
+        })
+        .collect();
+    for o in &outs {
+        File::create_new(&o.path).map_err(|e| Error::io(&o.path, e))?;
+    }
+
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<usize>();
+    let finish_error: Mutex<Option<Error>> = Mutex::new(None);
+    let finish_failed = AtomicBool::new(false);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..FINISHERS {
+            let done_rx = done_rx.clone();
+            let (outs, finish_error, finish_failed) = (&outs, &finish_error, &finish_failed);
+            scope.spawn(move || {
+                for i in done_rx {
+                    if finish_failed.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    if let Err(e) = outs[i].finish(opts) {
+                        finish_failed.store(true, Ordering::SeqCst);
+                        finish_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                    }
+                }
+            });
+        }
+        for (i, o) in outs.iter().enumerate() {
+            if o.entry.size == 0 {
+                let _ = done_tx.send(i);
+            }
+        }
+        let written = store.read_plan(plan, workers, |i, offset, data| -> Result<()> {
+            if finish_failed.load(Ordering::SeqCst) {
+                return Err(finish_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or_else(|| {
+                        Error::io(&outs[i].path, std::io::Error::other("aborted"))
+                    }));
+            }
+            let o = &outs[i];
+            o.handle()?
+                .write_all_at(data, offset)
+                .map_err(|e| Error::io(&o.path, e))?;
+            progress.advance(data.len() as u64);
+            let len = data.len() as u64;
+            if o.remaining.fetch_sub(len, Ordering::SeqCst) == len {
+                let _ = done_tx.send(i);
+            }
+            Ok(())
         });
+        drop(done_tx);
+        written
+    })?;
+    if let Some(e) = finish_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
     }
-    let out = w
-        .into_inner()
-        .map_err(|e| Error::io(path, e.into_error()))?;
-    let mtime = if f.mtime_ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(f.mtime_ns as u64)
-    } else {
-        UNIX_EPOCH
-    };
-    out.set_modified(mtime).map_err(|e| Error::io(path, e))?;
-    if f.mode != 0 {
-        out.set_permissions(fs::Permissions::from_mode(f.mode))
-            .map_err(|e| Error::io(path, e))?;
-    }
-    out.sync_all().map_err(|e| Error::io(path, e))
+    Ok(())
 }
 
 /// Restores backup `id` into `<data_dir>/modules/<module>`.
@@ -126,7 +250,7 @@ pub fn restore(
             None
         }
     };
-    let result = restore_in_session(repo, data_dir, id, &target, progress);
+    let result = restore_in_session(repo, data_dir, id, &target, opts, progress);
     if let Some(Err(e)) = session.map(|s| store.end_session(s)) {
         tracing::warn!("could not end restore session: {e}");
     }
@@ -146,6 +270,7 @@ fn restore_in_session(
     data_dir: &Path,
     id: &BackupId,
     target: &Path,
+    opts: RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<(u64, u64)> {
     let manifest = repo.load_manifest(id)?;
@@ -171,23 +296,13 @@ fn restore_in_session(
             fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
         }
         progress.begin("restore", total);
-        // More files in flight than cores: with a remote store most of a file's time is
-        // waiting for ranged reads, and a module has many small files (one read each).
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(FILES_IN_FLIGHT)
-            .build()
-            .map_err(|e| Error::io(&staging, std::io::Error::other(e)))?;
-        pool.install(|| {
-            files
-                .par_iter()
-                .try_for_each(|(rel, f)| write_file(repo, &staging.join(rel), f, progress))
-        })?;
+        write_files(repo, &staging, &files, opts, progress)?;
         progress.end();
         // Directories deepest first, so every new name is durable before the final rename.
         for d in dirs.iter().rev() {
-            sync_dir(d)?;
+            sync_dir(d, opts)?;
         }
-        sync_dir(&staging)
+        sync_dir(&staging, opts)
     };
     if let Err(e) = fill() {
         let _ = fs::remove_dir_all(&staging);
@@ -199,7 +314,7 @@ fn restore_in_session(
         // Swap in one step, so a crash leaves the old module or the new one, never none.
         match exchange(&staging, target) {
             Ok(()) => {
-                sync_dir(&modules)?;
+                sync_dir(&modules, opts)?;
                 fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
                 return Ok((files.len() as u64, total));
             }
@@ -226,7 +341,7 @@ fn restore_in_session(
         let _ = fs::remove_dir_all(&staging);
         return Err(Error::io(target, e));
     }
-    sync_dir(&modules)?;
+    sync_dir(&modules, opts)?;
     if had_old {
         fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }

@@ -1,0 +1,475 @@
+//! Reading many chunk sequences at once, on every core: the read path of a restore.
+//!
+//! [`ChunkStore::read_chunks`] hands one sequence's chunks to its caller in order, on the
+//! caller's thread. A restore has hundreds of files and two or more cores; reading them one
+//! chunk after another leaves cores idle, and a few large files (SSTs) dominate the tail. Here
+//! a restore describes every file up front ([`ChunkStore::plan_read`]) and
+//! [`ChunkStore::read_plan`] delivers each chunk with its file and byte offset, in any order,
+//! from several worker threads:
+//!
+//! ```text
+//!   spans (adjacent chunks of one pack, ≤ 4 MiB)      one ranged read each, FETCHES_IN_FLIGHT
+//!        │                                             at once (tokio tasks)
+//!        ▼
+//!   bounded channel (one slot per worker)             back-pressure: memory stays bounded
+//!        │
+//!        ▼
+//!   workers: decompress into a reused buffer, check length and BLAKE3, sink(seq, offset, bytes)
+//! ```
+//!
+//! Memory is bounded by `(FETCHES_IN_FLIGHT + 2 × workers) × 4 MiB` of compressed spans plus one
+//! chunk-sized buffer per worker, whatever the size of the restore.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+
+use crate::index::ChunkLocation;
+use crate::store::{MAX_SPAN, pack_key};
+use crate::{ChunkId, ChunkStore, Error, ErrorKind, Result, compress};
+
+/// Ranged reads in flight during a [`ChunkStore::read_plan`]. Enough to hide a remote store's
+/// round trips; a local store answers each from the page cache.
+const FETCHES_IN_FLIGHT: usize = 8;
+
+/// Every chunk of a set of sequences (files), located, with where its bytes go.
+#[derive(Debug, Clone)]
+pub struct ReadPlan {
+    items: Vec<PlanItem>,
+    lengths: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PlanItem {
+    seq: usize,
+    offset: u64,
+    id: ChunkId,
+    loc: ChunkLocation,
+}
+
+impl ReadPlan {
+    /// Byte length of each sequence, from the located chunks' sizes: a caller compares it with
+    /// what it expects before anything is read.
+    pub fn lengths(&self) -> &[u64] {
+        &self.lengths
+    }
+}
+
+/// Adjacent chunks of one pack, fetched with one ranged read: `items[first..end]` of the
+/// chunks being fetched, bytes `[start, start + len)` of `pack`.
+pub(crate) struct Span {
+    pub(crate) pack: ChunkId,
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+    pub(crate) first: usize,
+    pub(crate) end: usize,
+}
+
+/// Groups `locs` (in order) into spans of directly adjacent chunks of one pack, each at most
+/// [`MAX_SPAN`] bytes. A chunk larger than that is a span of its own.
+pub(crate) fn spans(locs: impl ExactSizeIterator<Item = ChunkLocation>) -> Vec<Span> {
+    let mut out: Vec<Span> = Vec::new();
+    for (i, loc) in locs.enumerate() {
+        if let Some(s) = out.last_mut() {
+            let adjacent = s.pack == loc.pack && s.start + s.len == loc.offset;
+            if adjacent && s.len + loc.stored_len as u64 <= MAX_SPAN {
+                s.len += loc.stored_len as u64;
+                s.end = i + 1;
+                continue;
+            }
+        }
+        out.push(Span {
+            pack: loc.pack,
+            start: loc.offset,
+            len: loc.stored_len as u64,
+            first: i,
+            end: i + 1,
+        });
+    }
+    out
+}
+
+impl ChunkStore {
+    /// Locates every chunk of `seqs` (syncing the index once if it misses one) and computes
+    /// where each chunk's bytes go in its sequence.
+    ///
+    /// # Errors
+    /// `NotFound` for a chunk no pack holds; index and provider errors.
+    pub fn plan_read(&self, seqs: &[&[ChunkId]]) -> Result<ReadPlan> {
+        let mut items = Vec::with_capacity(seqs.iter().map(|s| s.len()).sum());
+        let mut lengths = Vec::with_capacity(seqs.len());
+        for (seq, ids) in seqs.iter().enumerate() {
+            let mut offset = 0u64;
+            for id in *ids {
+                let loc = self.locate(id)?;
+                items.push(PlanItem {
+                    seq,
+                    offset,
+                    id: *id,
+                    loc,
+                });
+                offset += loc.raw_len as u64;
+            }
+            lengths.push(offset);
+        }
+        Ok(ReadPlan { items, lengths })
+    }
+
+    /// Reads every chunk of `plan`, verifies it, and passes `(sequence, offset, bytes)` to
+    /// `sink` from one of `workers` threads, in no particular order. Chunks are fetched in plan
+    /// order, so sequences complete roughly one after another.
+    ///
+    /// If a pack is gone (another machine repacked or swept it after the index was synced),
+    /// the chunks it held are read again after one index sync, so `sink` may not assume that
+    /// a sequence's chunks arrive in a single pass, only that each arrives exactly once.
+    ///
+    /// # Errors
+    /// `NotFound` for a chunk no pack holds, `Corrupt` for one that fails its check, provider
+    /// errors, and the first error `sink` returns (after which no further chunk is delivered).
+    pub fn read_plan<E: From<Error> + Send>(
+        &self,
+        plan: ReadPlan,
+        workers: usize,
+        sink: impl Fn(usize, u64, &[u8]) -> std::result::Result<(), E> + Sync,
+    ) -> std::result::Result<(), E> {
+        let mut items = plan.items;
+        let mut resynced = false;
+        loop {
+            let gone = self.fetch_items(&items, workers.max(1), !resynced, &sink)?;
+            if gone.is_empty() {
+                return Ok(());
+            }
+            // The index is a cache: sync it once from the store, look the chunks of the
+            // vanished packs up again, and read only those.
+            resynced = true;
+            self.sync_index()?;
+            let mut again = Vec::with_capacity(gone.len());
+            for i in gone {
+                let mut item = items[i];
+                item.loc = self.locate(&item.id)?;
+                again.push(item);
+            }
+            items = again;
+        }
+    }
+
+    /// One pass of [`Self::read_plan`] over `items`. With `stop_on_gone`, a span whose pack is
+    /// gone is skipped and its items' positions are returned; otherwise that is `NotFound`.
+    fn fetch_items<E: From<Error> + Send>(
+        &self,
+        items: &[PlanItem],
+        workers: usize,
+        stop_on_gone: bool,
+        sink: &(impl Fn(usize, u64, &[u8]) -> std::result::Result<(), E> + Sync),
+    ) -> std::result::Result<Vec<usize>, E> {
+        use futures_util::StreamExt;
+
+        let spans = spans(items.iter().map(|it| it.loc));
+        let failed = AtomicBool::new(false);
+        let first_error: Mutex<Option<E>> = Mutex::new(None);
+        let fail = |e: E| {
+            failed.store(true, Ordering::SeqCst);
+            let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+        };
+        let mut gone = Vec::new();
+        let max_chunk = self.config().chunker.max_size as usize;
+        let (tx, rx) = crossbeam_channel::bounded::<(&Span, Bytes)>(workers);
+
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                let rx = rx.clone();
+                let (failed, fail) = (&failed, &fail);
+                scope.spawn(move || {
+                    let mut ctx = match zstd::bulk::Decompressor::new() {
+                        Ok(c) => c,
+                        Err(e) => return fail(Error::InvalidInput(format!("zstd: {e}")).into()),
+                    };
+                    let mut buf = Vec::with_capacity(max_chunk);
+                    for (span, bytes) in rx {
+                        if failed.load(Ordering::SeqCst) {
+                            continue; // drain, so the driver never blocks on a full channel
+                        }
+                        for it in &items[span.first..span.end] {
+                            let at = (it.loc.offset - span.start) as usize;
+                            let blob = &bytes[at..at + it.loc.stored_len as usize];
+                            let raw = it.loc.raw_len as usize;
+                            let done = compress::decompress_verified_into(
+                                &mut ctx, blob, raw, max_chunk, &it.id, &mut buf,
+                            )
+                            .map_err(|e| in_pack(e, &span.pack).into())
+                            .and_then(|()| sink(it.seq, it.offset, &buf));
+                            if let Err(e) = done {
+                                fail(e);
+                                break;
+                            }
+                        }
+                    }
+                });
+            }
+            drop(rx);
+
+            let driven: Result<()> = self.block_on(async {
+                let fetches = spans.iter().map(|span| {
+                    let provider = self.provider().clone();
+                    let key = pack_key(&span.pack);
+                    let (start, len) = (span.start, span.len);
+                    // A task of its own, so a remote read progresses while this thread waits
+                    // for a worker to take the previous span.
+                    let task =
+                        self.spawn(async move { provider.get_range(&key, start, len).await });
+                    async move { (span, task.await) }
+                });
+                let mut fetched =
+                    futures_util::stream::iter(fetches).buffer_unordered(FETCHES_IN_FLIGHT);
+                while let Some((span, joined)) = fetched.next().await {
+                    if failed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let got = joined.map_err(|e| {
+                        Error::InvalidInput(format!("read of pack {} failed: {e}", span.pack))
+                    })?;
+                    let bytes = match got {
+                        Err(e) if e.kind() == ErrorKind::NotFound && stop_on_gone => {
+                            gone.extend(span.first..span.end);
+                            continue;
+                        }
+                        r => r?,
+                    };
+                    if bytes.len() as u64 != span.len {
+                        return Err(Error::corrupt(
+                            format!("pack {}", span.pack),
+                            format!(
+                                "ranged read returned {} bytes, expected {}",
+                                bytes.len(),
+                                span.len
+                            ),
+                        ));
+                    }
+                    if tx.send((span, bytes)).is_err() {
+                        break; // every worker is gone, which only happens after a failure
+                    }
+                }
+                Ok(())
+            });
+            drop(tx);
+            if let Err(e) = driven {
+                fail(e.into());
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(gone),
+        }
+    }
+}
+
+/// Names the pack in a chunk's `Corrupt` error, so an operator knows which object is damaged.
+pub(crate) fn in_pack(e: Error, pack: &ChunkId) -> Error {
+    match e {
+        Error::Corrupt { object, detail } => Error::Corrupt {
+            object: format!("{object} in pack {pack}"),
+            detail,
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rand::{RngCore, SeedableRng, rngs::StdRng};
+
+    use super::*;
+    use crate::StoreConfig;
+    use crate::provider::{MemoryProvider, Provider};
+    use crate::store::CONFIG_KEY;
+
+    /// A store with 1 MiB packs, so a few incompressible chunks fill several packs.
+    fn small_pack_store(p: &Arc<dyn Provider>, idx: &std::path::Path) -> ChunkStore {
+        let mut config = StoreConfig::new_random();
+        config.pack_target_size = 1 << 20;
+        let body = serde_json::to_vec(&config).unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(p.put_if_absent(CONFIG_KEY, Bytes::from(body)))
+            .unwrap();
+        ChunkStore::open(p.clone(), idx, false).unwrap()
+    }
+
+    fn random_chunks(n: usize, seed: u64) -> Vec<Vec<u8>> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        (0..n)
+            .map(|i| {
+                let mut c = vec![0u8; 200_000 + 7_919 * i];
+                rng.fill_bytes(&mut c);
+                c
+            })
+            .collect()
+    }
+
+    /// Reads `plan` into one buffer per sequence; returns them and the number of deliveries.
+    fn read_into(s: &ChunkStore, plan: ReadPlan, workers: usize) -> Result<(Vec<Vec<u8>>, usize)> {
+        let outs: Vec<Mutex<Vec<u8>>> = plan
+            .lengths()
+            .iter()
+            .map(|&l| Mutex::new(vec![0xEE; l as usize]))
+            .collect();
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        s.read_plan(plan, workers, |seq, offset, data| -> Result<()> {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let mut out = outs[seq].lock().unwrap();
+            out[offset as usize..offset as usize + data.len()].copy_from_slice(data);
+            Ok(())
+        })?;
+        let outs = outs.into_iter().map(|m| m.into_inner().unwrap()).collect();
+        Ok((outs, calls.into_inner()))
+    }
+
+    #[test]
+    fn every_chunk_arrives_once_at_its_offset_across_many_packs() {
+        // A local dir: unlike the memory provider it keeps no reference to an uploaded
+        // pack's bytes, so the store reuses pack buffers, which this test also covers.
+        let root = tempfile::tempdir().unwrap();
+        let p: Arc<dyn Provider> = Arc::new(crate::provider::LocalProvider::new(root.path()));
+        let dir = tempfile::tempdir().unwrap();
+        let s = small_pack_store(&p, dir.path());
+        let chunks = random_chunks(40, 1);
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| ChunkId::of(c)).collect();
+        // Two sessions' worth: after the first flush every upload is done, so the second
+        // fills buffers of uploaded packs.
+        for half in [0..20, 20..40] {
+            for i in half {
+                s.put_chunk(ids[i], &chunks[i]).unwrap();
+            }
+            s.flush().unwrap();
+        }
+        let packs = s.index().packs().unwrap();
+        assert!(packs.len() >= 8, "{} packs", packs.len());
+        // A reused buffer holds nothing of the pack it held before.
+        let stored: u64 = packs.iter().map(|(_, size)| size).sum();
+        let raw: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        assert!(
+            stored < raw + 4096 * packs.len() as u64,
+            "{stored} bytes for {raw}"
+        );
+
+        // Files out of store order, one repeating a chunk, one empty.
+        let files: Vec<Vec<usize>> = vec![
+            (0..12).collect(),
+            vec![30, 3, 30, 17],
+            vec![],
+            (12..40).rev().collect(),
+        ];
+        let seqs: Vec<Vec<ChunkId>> = files
+            .iter()
+            .map(|f| f.iter().map(|&i| ids[i]).collect())
+            .collect();
+        let refs: Vec<&[ChunkId]> = seqs.iter().map(Vec::as_slice).collect();
+        let want: Vec<Vec<u8>> = files
+            .iter()
+            .map(|f| f.iter().flat_map(|&i| chunks[i].clone()).collect())
+            .collect();
+        for workers in [1, 3] {
+            // A fresh index each time: planning syncs it from the pack trailers.
+            let fresh = tempfile::tempdir().unwrap();
+            let reader = ChunkStore::open(p.clone(), fresh.path(), false).unwrap();
+            let plan = reader.plan_read(&refs).unwrap();
+            let lengths: Vec<u64> = want.iter().map(|w| w.len() as u64).collect();
+            assert_eq!(plan.lengths(), lengths.as_slice());
+            let (got, calls) = read_into(&reader, plan, workers).unwrap();
+            assert_eq!(calls, 12 + 4 + 28, "{workers} workers");
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!(g == w, "file {i} differs with {workers} workers");
+            }
+        }
+    }
+
+    #[test]
+    fn chunks_of_a_vanished_pack_are_read_again_after_one_sync() {
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let s = small_pack_store(&p, d1.path());
+        let chunks = random_chunks(12, 2);
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| ChunkId::of(c)).collect();
+        for (id, c) in ids.iter().zip(&chunks) {
+            s.put_chunk(*id, c).unwrap();
+        }
+        s.flush().unwrap();
+        let plan = s.plan_read(&[&ids]).unwrap();
+        // Another machine stores chunk 5 again elsewhere and deletes its old pack, as a GC
+        // repack would; the plan still points at the old pack.
+        let old = s.locate(&ids[5]).unwrap().pack;
+        let other = ChunkStore::open(p.clone(), d2.path(), false).unwrap();
+        let moved: Vec<usize> = (0..12)
+            .filter(|&i| other.locate(&ids[i]).unwrap().pack == old)
+            .collect();
+        drop(other);
+        let fresh = tempfile::tempdir().unwrap();
+        let other = ChunkStore::open(p.clone(), fresh.path(), false).unwrap();
+        other.put_chunk(ChunkId::of(b"marker"), b"marker").unwrap();
+        for &i in &moved {
+            // Not deduplicated: this store's index does not know the chunk yet.
+            assert!(other.put_chunk(ids[i], &chunks[i]).unwrap());
+        }
+        other.flush().unwrap();
+        other.block_on(p.delete(&pack_key(&old))).unwrap();
+
+        let (got, calls) = read_into(&s, plan, 2).unwrap();
+        assert_eq!(calls, 12, "each chunk exactly once");
+        assert!(got[0] == chunks.concat());
+        assert_ne!(s.locate(&ids[5]).unwrap().pack, old, "index was synced");
+    }
+
+    #[test]
+    fn a_damaged_chunk_or_a_failing_sink_stops_the_read_with_that_error() {
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let dir = tempfile::tempdir().unwrap();
+        let s = small_pack_store(&p, dir.path());
+        let chunks = random_chunks(10, 3);
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| ChunkId::of(c)).collect();
+        for (id, c) in ids.iter().zip(&chunks) {
+            s.put_chunk(*id, c).unwrap();
+        }
+        s.flush().unwrap();
+
+        // The sink's own error comes back as is, and nothing is delivered after it.
+        let plan = s.plan_read(&[&ids]).unwrap();
+        let after = std::sync::atomic::AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let err = s
+            .read_plan(plan, 1, |_, offset, _| -> Result<()> {
+                if failed.load(Ordering::SeqCst) {
+                    after.fetch_add(1, Ordering::SeqCst);
+                }
+                if offset > 0 {
+                    failed.store(true, Ordering::SeqCst);
+                    return Err(Error::InvalidInput("disk full".into()));
+                }
+                Ok(())
+            })
+            .unwrap_err();
+        assert_eq!(err.to_string(), "invalid input: disk full");
+        assert_eq!(after.into_inner(), 0);
+
+        // One flipped bit in a stored chunk: `Corrupt`, naming the chunk and its pack.
+        let loc = s.locate(&ids[4]).unwrap();
+        let key = pack_key(&loc.pack);
+        let mut bytes = s.block_on(p.get(&key)).unwrap().to_vec();
+        bytes[loc.offset as usize + loc.stored_len as usize / 2] ^= 0x10;
+        s.block_on(p.delete(&key)).unwrap();
+        s.block_on(p.put_if_absent(&key, Bytes::from(bytes)))
+            .unwrap();
+        let plan = s.plan_read(&[&ids]).unwrap();
+        let err = read_into(&s, plan, 2).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&ids[4].to_hex()) && msg.contains(&loc.pack.to_hex()),
+            "{msg}"
+        );
+    }
+}
