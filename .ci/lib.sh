@@ -93,7 +93,7 @@ run_fuzz() {
   fi
   local scratch t
   scratch="$(mktemp -d)"
-  for t in manifest_decode pack_parse store_config model; do
+  for t in manifest_decode pack_parse store_config chunk_codec model; do
     cp -r "testdata/fuzz/$t" "$scratch/$t"
     (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" \
       cargo fuzz run -O "$t" "$scratch/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 2>&1 \

@@ -3,7 +3,7 @@
 //! Layers, from bytes up:
 //! - [`chunker`] splits a byte stream into content-defined chunks (FastCDC v2020);
 //! - [`id`] names a chunk by the BLAKE3-256 hash of its uncompressed bytes;
-//! - [`compress`] wraps zstd;
+//! - [`compress`] wraps zstd; [`frames`] elides the CRCs of depot records before it;
 //! - [`pack`] knows the byte layout of a pack (many compressed chunks plus a trailer index);
 //! - [`provider`] knows objects (get, ranged get, put-if-absent, delete, exists, list) and
 //!   nothing about chunks: local directory and in-memory implementations;
@@ -18,6 +18,7 @@
 pub mod chunker;
 pub mod compress;
 pub mod error;
+pub mod frames;
 pub mod gc;
 pub mod id;
 pub mod index;

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::chunker::{Chunker, ChunkerParams};
-use crate::compress;
+use crate::compress::{self, Content};
 use crate::index::{ChunkLocation, RocksChunkIndex};
 use crate::pack::{self, FOOTER_LEN, PackBuilder};
 use crate::provider::{self, ObjectMeta, Provider};
@@ -29,7 +29,9 @@ use crate::{ChunkId, Error, Result, gc};
 
 pub const CONFIG_KEY: &str = "config";
 pub const PACKS_PREFIX: &str = "packs/";
-const FORMAT_VERSION: u32 = 1;
+/// Version 2 added transformed chunks (docs/format.md); version 1 stores are read and written
+/// as before (their chunks are never transformed, so an older rbk can still read them).
+const FORMAT_VERSION: u32 = 2;
 /// Sealed packs being uploaded while chunking goes on.
 const MAX_UPLOADS_IN_FLIGHT: usize = 2;
 /// Ranged reads of adjacent chunks are merged up to this many bytes.
@@ -65,7 +67,7 @@ impl StoreConfig {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         let c: StoreConfig = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt("store config object `config`", e.to_string()))?;
-        if c.version != FORMAT_VERSION {
+        if !(1..=FORMAT_VERSION).contains(&c.version) {
             return Err(Error::corrupt(
                 "store config object `config`",
                 format!(
@@ -537,6 +539,15 @@ impl ChunkStore {
     /// # Errors
     /// Provider errors when a full pack is uploaded; `Index` errors.
     pub fn put_chunk(&self, id: ChunkId, data: &[u8]) -> Result<bool> {
+        self.put_chunk_as(id, data, Content::Opaque)
+    }
+
+    /// [`Self::put_chunk`] for a chunk whose content is known, so it can be stored smaller
+    /// (in a version 1 store, which older rbk versions must still read, it is stored plain).
+    ///
+    /// # Errors
+    /// As [`Self::put_chunk`].
+    pub fn put_chunk_as(&self, id: ChunkId, data: &[u8], content: Content) -> Result<bool> {
         if !lock(&self.session).insert(id) {
             return Ok(false);
         }
@@ -548,7 +559,12 @@ impl ChunkStore {
         }
         let (full, stored_len) = STORED.with(|cell| -> Result<_> {
             let mut stored = cell.borrow_mut();
-            compress::compress_into(data, self.config.zstd_level, &mut stored)?;
+            let content = if self.config.version >= 2 {
+                content
+            } else {
+                Content::Opaque
+            };
+            compress::compress_into(data, self.config.zstd_level, content, &mut stored)?;
             let mut open = lock(&self.open_pack);
             open.add(id, data.len() as u32, &stored);
             let full = (open.len() as u64 >= self.config.pack_target_size)
@@ -941,6 +957,44 @@ mod tests {
             after_drop,
             "a dropped session stops"
         );
+    }
+
+    #[test]
+    fn only_version_2_stores_elide_depot_crcs() {
+        let mut log = Vec::new();
+        for i in 0..2000u32 {
+            let p = format!("{{\"id\":{i},\"memo\":\"rent\"}}");
+            log.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            log.extend_from_slice(&crc32c::crc32c(p.as_bytes()).to_le_bytes());
+            log.extend_from_slice(p.as_bytes());
+        }
+        let id = ChunkId::of(&log);
+        for version in [1, 2] {
+            let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+            let mut config = StoreConfig::new_random();
+            config.version = version;
+            let body = Bytes::from(serde_json::to_vec(&config).unwrap());
+            let dir = tempfile::tempdir().unwrap();
+            let s = {
+                let rt = tokio::runtime::Runtime::new().unwrap();
+                rt.block_on(p.put_if_absent(CONFIG_KEY, body)).unwrap();
+                ChunkStore::open(p.clone(), dir.path(), false).unwrap()
+            };
+            s.put_chunk_as(id, &log, Content::FramedLog).unwrap();
+            s.flush().unwrap();
+            let loc = s.locate(&id).unwrap();
+            let blob = s
+                .block_on(p.get_range(&pack_key(&loc.pack), loc.offset, 4))
+                .unwrap();
+            // A plain zstd frame is what rbk before version 2 can read.
+            let zstd_magic = 0xFD2F_B528u32.to_le_bytes();
+            assert_eq!(blob[..] == zstd_magic, version == 1, "version {version}");
+            assert_eq!(read_all(&s, &[id]).unwrap(), log);
+        }
+        let mut future = StoreConfig::new_random();
+        future.version = 3;
+        let e = StoreConfig::parse(&serde_json::to_vec(&future).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("upgrade rbk"), "{e}");
     }
 
     #[test]

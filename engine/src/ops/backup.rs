@@ -22,6 +22,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use rayon::prelude::*;
+use rbk_chunkstore::compress::Content;
 use rbk_chunkstore::session::{Session, now_ms};
 use rbk_chunkstore::{ChunkId, ChunkStore};
 
@@ -345,11 +346,18 @@ fn backup_in_session(
 
     // Chunks and stores `f` from byte `from` on, after `chunks` (those of the bytes before
     // `from`). With `count_from`, also counts depot frames from that many bytes past `from`.
-    let store_file = |f: &ScannedFile,
+    let store_file = |job: &Job,
                       from: u64,
                       mut chunks: Vec<ChunkId>,
                       count_from: Option<u64>|
      -> Result<(FileEntry, Option<FrameCounter>)> {
+        let f = job.file;
+        // Depot segments are framed records: their chunks are stored with the CRCs elided.
+        let content = if job.key.contains("/depots/") && job.key.ends_with(".seg") {
+            Content::FramedLog
+        } else {
+            Content::Opaque
+        };
         let mut file = File::open(&f.abs).map_err(|e| Error::io(&f.abs, e))?;
         if from > 0 {
             file.seek(SeekFrom::Start(from))
@@ -370,7 +378,7 @@ fn backup_in_session(
                     .map(|r| {
                         let data = &buf[r.clone()];
                         let id = ChunkId::of(data);
-                        store.put_chunk(id, data).map(|_| id)
+                        store.put_chunk_as(id, data, content).map(|_| id)
                     })
                     .collect::<rbk_chunkstore::Result<_>>()
                     .map_err(|e| ReadError::Store(e.into()))?;
@@ -433,7 +441,7 @@ fn backup_in_session(
                 let kept = prev.chunks[..prev.chunks.len() - 1].to_vec();
                 // Records are counted from where the previous backup's count ended.
                 let (entry, counter) = store_file(
-                    f,
+                    job,
                     offset,
                     kept,
                     job.count_records.then_some(prev.size - offset),
@@ -451,7 +459,7 @@ fn backup_in_session(
                 // The tail did not start on a frame boundary: count the whole segment.
             }
         }
-        let (entry, counter) = store_file(f, 0, Vec::new(), job.count_records.then_some(0))?;
+        let (entry, counter) = store_file(job, 0, Vec::new(), job.count_records.then_some(0))?;
         Ok(Ingested {
             bytes_read: entry.size,
             entry,
