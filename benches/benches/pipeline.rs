@@ -1,5 +1,7 @@
-//! Criterion micro-benchmarks of each backup stage on depot-like data, per core:
-//! FastCDC chunking, BLAKE3 hashing, zstd compression (levels 1 and 3), and whole-file ingest
+//! Criterion micro-benchmarks of each backup and restore stage on depot-like data, per core:
+//! FastCDC chunking, BLAKE3 hashing, zstd compression (levels 1 and 3, a fresh context per
+//! chunk as `zstd::bulk::compress` does), rbk's chunk encoding (reused context, plain and with
+//! depot CRCs elided) and decoding (decompress + undo + BLAKE3 check), and whole-file ingest
 //! into a chunk store on a local directory (all stages, all cores).
 //!
 //! Run: `cargo bench -p rbk-benches` (figures in docs/performance.md).
@@ -11,6 +13,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use rbk_chunkstore::chunker::{Chunker, ChunkerParams};
+use rbk_chunkstore::compress::{self, Content};
 use rbk_chunkstore::provider::LocalProvider;
 use rbk_chunkstore::{ChunkId, ChunkStore};
 
@@ -30,17 +33,12 @@ fn depot_data(len: usize) -> Vec<u8> {
             rng.next_u64()
         );
         out.extend_from_slice(&(rec.len() as u32).to_le_bytes());
-        out.extend_from_slice(&crc32c_stub(rec.as_bytes()).to_le_bytes());
+        out.extend_from_slice(&crc32c::crc32c(rec.as_bytes()).to_le_bytes());
         out.write_all(rec.as_bytes()).unwrap();
         i += 1;
     }
     out.truncate(len);
     out
-}
-
-fn crc32c_stub(b: &[u8]) -> u32 {
-    // The CRC does not matter for throughput; a cheap stand-in keeps the bench dependency-free.
-    b.iter().fold(0u32, |a, x| a.rotate_left(5) ^ *x as u32)
 }
 
 fn stages(c: &mut Criterion) {
@@ -61,6 +59,37 @@ fn stages(c: &mut Criterion) {
             &level,
             |b, &level| b.iter(|| zstd::bulk::compress(one_mib, level).unwrap().len()),
         );
+    }
+    // What a backup does per chunk, and what a restore does to undo it.
+    let id = ChunkId::of(one_mib);
+    for (name, content) in [
+        ("plain", Content::Opaque),
+        ("crcs_elided", Content::FramedLog),
+    ] {
+        let mut stored = Vec::new();
+        g.bench_function(BenchmarkId::new("encode_chunk_1MiB", name), |b| {
+            b.iter(|| {
+                compress::compress_into(one_mib, compress::DEFAULT_LEVEL, content, &mut stored)
+                    .unwrap();
+                stored.len()
+            })
+        });
+        let mut ctx = zstd::bulk::Decompressor::new().unwrap();
+        let mut out = Vec::new();
+        g.bench_function(BenchmarkId::new("decode_verify_chunk_1MiB", name), |b| {
+            b.iter(|| {
+                compress::decompress_verified_into(
+                    &mut ctx,
+                    &stored,
+                    one_mib.len(),
+                    2 << 20,
+                    &id,
+                    &mut out,
+                )
+                .unwrap();
+                out.len()
+            })
+        });
     }
     g.finish();
 }
@@ -98,7 +127,9 @@ fn ingest(c: &mut Criterion) {
                         .chunk_reader(&data[..], |buf, ranges| {
                             ranges.par_iter().for_each(|r| {
                                 let d = &buf[r.clone()];
-                                store.put_chunk(ChunkId::of(d), d).unwrap();
+                                store
+                                    .put_chunk_as(ChunkId::of(d), d, Content::FramedLog)
+                                    .unwrap();
                             });
                             Ok(())
                         });

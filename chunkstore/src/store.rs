@@ -750,7 +750,8 @@ impl ChunkStore {
     ) -> Result<Option<usize>, E> {
         use futures_util::StreamExt;
 
-        let spans = crate::read::spans(locs[from..].iter().copied());
+        // In order (the sink expects it); adjacent chunks only.
+        let spans = crate::read::spans(locs[from..].iter().copied(), 0);
         let provider = &self.provider;
         let fetches = spans.iter().map(|span| async move {
             let got = provider

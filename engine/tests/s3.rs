@@ -65,13 +65,14 @@ fn a_backup_completes_and_restores_with_a_tenth_of_s3_calls_failing() {
             ..RetryPolicy::default()
         },
     ));
-    let env = Env::with_provider(16, flaky);
+    let env = Env::with_provider(32, flaky);
     let repo = env.repo_for(&env.data);
     let b = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
     let restored = env.restore_fresh(&b.backup_id, "restored");
     assert_eq!(digest(&restored), digest(&env.module()));
     let (calls, injected) = (faulty.calls(), faulty.injected());
-    assert!(calls >= 50, "only {calls} calls");
+    // A 32 MiB module is about 40 calls (8 MiB packs, merged ranged reads).
+    assert!(calls >= 30 && injected >= 3, "{injected} faults in {calls} calls");
     assert!(
         injected * 100 >= calls * 5,
         "{injected} faults in {calls} calls"

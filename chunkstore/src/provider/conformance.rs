@@ -43,6 +43,27 @@ pub async fn run(p: &dyn Provider) {
         p.get_range("a/one", 8, 5).await.unwrap_err().kind(),
         ErrorKind::Corrupt
     );
+    // Into a reused buffer: its old contents are gone, whatever its capacity.
+    let mut reused = b"stale bytes from an earlier read".to_vec();
+    reused.reserve(1 << 20);
+    let got = p.get_range_into("a/one", 2, 5, reused).await.unwrap();
+    assert_eq!(got, b"23456");
+    let got = p.get_range_into("a/one", 0, 10, got).await.unwrap();
+    assert_eq!(got, b"0123456789");
+    assert_eq!(
+        p.get_range_into("a/one", 8, 5, got)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::Corrupt
+    );
+    assert_eq!(
+        p.get_range_into("a/missing", 0, 1, Vec::new())
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
     assert!(p.exists("a/one").await.unwrap());
 
     // Empty objects and odd characters.

@@ -218,6 +218,10 @@ impl Provider for FaultyProvider {
     fn describe(&self) -> String {
         format!("faulty {}", self.inner.describe())
     }
+
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
     async fn get(&self, key: &str) -> Result<Bytes> {
         self.call(Op::Get, key, self.inner.get(key)).await
     }

@@ -106,6 +106,10 @@ impl Provider for LocalProvider {
         format!("fs {}", self.root.display())
     }
 
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes> {
         let path = self.path_of(key)?;
         let key = key.to_string();
@@ -118,22 +122,42 @@ impl Provider for LocalProvider {
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes> {
+        self.get_range_into(key, offset, len, Vec::new())
+            .await
+            .map(Bytes::from)
+    }
+
+    async fn get_range_into(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>> {
         let path = self.path_of(key)?;
         let key = key.to_string();
         self.blocking(move |_| {
             let mut f = File::open(&path).map_err(|e| not_found_or_io(&key, &path, e))?;
             let size = f.metadata().map_err(|e| Error::io(&path, e))?.len();
-            if offset.checked_add(len).is_none_or(|end| end > size) {
-                return Err(Error::corrupt(
+            let beyond = || {
+                Error::corrupt(
                     format!("object {key}"),
                     format!("range {offset}+{len} is beyond its {size} bytes (truncated?)"),
-                ));
+                )
+            };
+            if offset.checked_add(len).is_none_or(|end| end > size) {
+                return Err(beyond());
             }
-            let mut buf = vec![0u8; len as usize];
+            buf.clear();
+            buf.reserve(len as usize);
+            // `read_to_end` fills spare capacity without zeroing it first.
             f.seek(SeekFrom::Start(offset))
-                .and_then(|_| f.read_exact(&mut buf))
+                .and_then(|_| (&mut f).take(len).read_to_end(&mut buf))
                 .map_err(|e| Error::io(&path, e))?;
-            Ok(Bytes::from(buf))
+            if buf.len() as u64 != len {
+                return Err(beyond()); // shrank since its size was read
+            }
+            Ok(buf)
         })
         .await
     }

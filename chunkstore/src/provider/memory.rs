@@ -26,6 +26,10 @@ impl Provider for MemoryProvider {
         "memory".into()
     }
 
+    fn is_remote(&self) -> bool {
+        false
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes> {
         validate_key(key)?;
         self.lock()

@@ -46,6 +46,12 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// A human-readable location for messages, e.g. `fs /var/rbk`.
     fn describe(&self) -> String;
 
+    /// Whether each request costs a network round trip, so readers keep more of them in
+    /// flight (and more memory busy) to hide it.
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     /// # Errors
     /// `NotFound` when `key` does not exist.
     async fn get(&self, key: &str) -> Result<Bytes>;
@@ -56,6 +62,25 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// `NotFound` when `key` does not exist; `Corrupt` when the object is shorter than the
     /// range (a truncated object).
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes>;
+
+    /// [`Self::get_range`] into `buf` (its contents replaced), returned. A provider that can
+    /// read into it reuses its allocation (a restore recycles a few span buffers instead of
+    /// allocating one per read); the default copies.
+    ///
+    /// # Errors
+    /// As [`Self::get_range`].
+    async fn get_range_into(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        let got = self.get_range(key, offset, len).await?;
+        buf.clear();
+        buf.extend_from_slice(&got);
+        Ok(buf)
+    }
 
     /// Stores `body` under `key` unless an object is already there. Returns whether it wrote.
     /// Keys are content-addressed or unique, so an existing object never needs replacing.

@@ -142,6 +142,10 @@ impl Provider for RetryingProvider {
         self.inner.describe()
     }
 
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes> {
         self.run(key, || self.inner.get(key)).await.0
     }
