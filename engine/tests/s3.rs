@@ -72,7 +72,10 @@ fn a_backup_completes_and_restores_with_a_tenth_of_s3_calls_failing() {
     assert_eq!(digest(&restored), digest(&env.module()));
     let (calls, injected) = (faulty.calls(), faulty.injected());
     // A 32 MiB module is about 40 calls (8 MiB packs, merged ranged reads).
-    assert!(calls >= 30 && injected >= 3, "{injected} faults in {calls} calls");
+    assert!(
+        calls >= 30 && injected >= 3,
+        "{injected} faults in {calls} calls"
+    );
     assert!(
         injected * 100 >= calls * 5,
         "{injected} faults in {calls} calls"
