@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """rbk against restic, borg and rustic on the same module state, in one run.
 
-    python3 benches/compare.py [--size-mib 620] [--generations 5] [--tasks 4] [--work DIR]
+    python3 benches/compare.py [--size-mib 620] [--generations 5] [--tasks 4] [--restores 3]
+                               [--work DIR]
 
 Generates a module with rbk's own generator (real RocksDB PStates, depot segments), then for
 each generation (after the first, `rbk testdata advance --percent 5`: ~5% new depot data and
 ~5% of PState keys overwritten, so RocksDB flushes and compacts) backs it up with every tool
 found on PATH, rotating the order per generation so machine drift hits all alike. Finally
-restores the last generation with each. Prints one table: first backup, median incremental,
+restores the last generation with each, --restores times in rotating order (median kept). Prints one table: first backup, median incremental,
 store bytes after the last generation, full restore, peak RSS, and rbk's ratio to each.
 
 rbk's restore makes every file durable (fsync) before it swaps the module in; the others do
@@ -165,6 +166,7 @@ def main():
     ap.add_argument("--size-mib", type=int, default=620)
     ap.add_argument("--generations", type=int, default=5)
     ap.add_argument("--tasks", type=int, default=4)
+    ap.add_argument("--restores", type=int, default=3)
     ap.add_argument("--work", default="/tmp/rbk-compare")
     ap.add_argument("--rbk", default=str(Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "release/rbk"))
     a = ap.parse_args()
@@ -202,22 +204,28 @@ def main():
               flush=True)
 
     stored = {t.name: dir_bytes(t.repo) for t in tools}
-    restore = {}
-    nosync = None
-    for t in tools:
-        # Every restore writes ~0.6 GB; flush the previous one's dirty pages first, so no tool
-        # pays for another's writeback.
-        os.sync()
-        secs, peak = t.restore(work / f"restore-{t.name}")
-        restore[t.name] = secs
-        rss[t.name] = max(rss[t.name], peak)
-        if t.name == "rbk":
-            # rbk's restore fsyncs every file and directory before it swaps the module in;
-            # the other tools do not fsync at all. The same restore without fsync compares
-            # like with like.
-            os.sync()
-            nosync, peak = t.restore(work / "restore-rbk-nosync", sync=False)
-            rss["rbk"] = max(rss["rbk"], peak)
+    # Restores are repeated (tools alternating) and the median kept: this disk's flush speed
+    # varies from run to run by tens of percent.
+    runs_restore = {t.name: [] for t in tools}
+    runs_nosync = []
+    for r in range(a.restores):
+        for t in tools[r % len(tools):] + tools[:r % len(tools)]:
+            variants = [True, False] if t.name == "rbk" else [True]
+            for sync in variants:
+                target = work / f"restore-{t.name}"
+                if target.exists():
+                    shutil.rmtree(target)
+                # Flush the previous restore's dirty pages first, so no tool pays for
+                # another's writeback.
+                os.sync()
+                # rbk's restore fsyncs every file and directory before it swaps the module
+                # in; the other tools do not fsync at all. rbk's restore with --no-sync
+                # compares like with like.
+                secs, peak = t.restore(target, sync) if t.name == "rbk" else t.restore(target)
+                (runs_restore[t.name] if sync else runs_nosync).append(secs)
+                rss[t.name] = max(rss[t.name], peak)
+    restore = {n: statistics.median(v) for n, v in runs_restore.items()}
+    nosync = statistics.median(runs_nosync) if runs_nosync else None
 
     rows = []
     for t in tools:
