@@ -570,3 +570,36 @@ fn depot_segments_are_stored_with_their_crcs_elided_and_restore_exactly() {
         before
     );
 }
+
+#[test]
+fn a_restore_of_thousands_of_small_files_keeps_few_descriptors_open() {
+    use rand::{RngCore, SeedableRng};
+    let env = Env::new(4);
+    // A PState directory may hold any files; 3000 small distinct ones.
+    let dir = env.module().join(pstate_dir(0, PSTATE)).join("archive");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for i in 0..3000 {
+        let mut body = vec![0u8; 1000 + (i % 7) * 500];
+        rng.fill_bytes(&mut body);
+        std::fs::write(dir.join(format!("{i:05}.blob")), body).unwrap();
+    }
+    let before = digest(&env.module());
+    let repo = env.repo_for(&env.data);
+    let b = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    drop(repo);
+    // Far fewer descriptors than files: a restore that kept every written file open until a
+    // finisher fsynced it would run out (EMFILE). nextest runs each test in its own process,
+    // so the limit applies to this test only.
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    setrlimit(
+        Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(200),
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+    assert_eq!(digest(&env.restore_fresh(&b.backup_id, "restored")), before);
+}

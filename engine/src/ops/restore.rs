@@ -66,7 +66,9 @@ fn sync_dir(p: &Path, opts: RestoreOptions) -> Result<()> {
 }
 
 /// A file being restored: created empty up front, opened for writing when its first chunk
-/// arrives, finished (and closed) when its last byte is written.
+/// arrives and closed when its last byte is written; then a finisher opens it again to set
+/// its metadata and fsync it. Only files partly written hold a descriptor, so a restore of
+/// many small files stays far below the open-file limit however far behind the fsyncs are.
 struct OutFile<'a> {
     path: PathBuf,
     entry: &'a FileEntry,
@@ -91,21 +93,18 @@ impl OutFile<'_> {
         Ok(f)
     }
 
-    /// Sets mtime and mode and makes the file durable (unless told not to); closes it.
+    /// Closes the writers' descriptor (every write is done).
+    fn close(&self) {
+        drop(self.open.lock().unwrap_or_else(|p| p.into_inner()).take());
+    }
+
+    /// Sets mtime and mode and makes the file durable (unless told not to).
     fn finish(&self, opts: RestoreOptions) -> Result<()> {
-        let taken = self.open.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let f = match taken {
-            Some(f) => f,
-            // An empty file never had a chunk.
-            None => Arc::new(
-                OpenOptions::new()
-                    .write(true)
-                    .open(&self.path)
-                    .map_err(|e| Error::io(&self.path, e))?,
-            ),
-        };
-        let f = &*f;
         let path = &self.path;
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
         let mtime = if self.entry.mtime_ns >= 0 {
             UNIX_EPOCH + Duration::from_nanos(self.entry.mtime_ns as u64)
         } else {
@@ -207,6 +206,7 @@ fn write_files(
             progress.advance(data.len() as u64);
             let len = data.len() as u64;
             if o.remaining.fetch_sub(len, Ordering::SeqCst) == len {
+                o.close();
                 let _ = done_tx.send(i);
             }
             Ok(())
