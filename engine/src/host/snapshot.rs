@@ -7,8 +7,11 @@
 //!    topologies' progress. Release the gate. That is the whole pause: every microbatch
 //!    PState partition is at one commit id, every stream partition at one point in time.
 //! 3. Then, while appends continue, capture each depot partition: its end offset and its
-//!    segments, hard-linked; the newest one is cut to its length at capture time. Taken after
-//!    the PStates, the depots hold every record the captured PStates reflect.
+//!    segments, hard-linked. The newest one keeps growing under its link; its length at
+//!    capture time goes into `length-caps.json` beside `modules/`, and the backup reads it
+//!    only that far (and, the link keeping the inode, only from where the previous backup's
+//!    chunks end). Taken after the PStates, the depots hold every record the captured
+//!    PStates reflect.
 //! 4. Link the module's own files (module.json, jar, config overrides, dynamic options).
 //!
 //! The snapshot is a data dir of its own (`<root>/modules/<module>/…`) under
@@ -17,7 +20,6 @@
 //! crashed process when it starts.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,7 @@ use super::definition::Kind;
 use super::module::{RunningModule, progress_json, write_atomically};
 use crate::layout::module_dir;
 use crate::manifest::{depot_dir, pstate_dir, topology_dir};
+use crate::ops::backup::LENGTH_CAPS_FILE;
 use crate::{Error, Result};
 
 /// `<data-dir>/.rbk/snapshots`: where snapshots of running modules are built.
@@ -64,23 +67,6 @@ fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
         std::fs::copy(from, to).map_err(|e| Error::io(from, e))?;
     }
     Ok(())
-}
-
-/// Replaces the link at `path` by a new file holding only its first `len` bytes (the linked
-/// file keeps growing; truncating the link would truncate the live segment).
-fn cut_to(path: &Path, len: u64) -> Result<()> {
-    let tmp = path.with_extension("cut");
-    let src = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut dst = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let copied = std::io::copy(&mut src.take(len), &mut dst).map_err(|e| Error::io(path, e))?;
-    if copied != len {
-        return Err(Error::InvalidInput(format!(
-            "depot segment `{}` shrank below {len} bytes while being captured",
-            path.display()
-        )));
-    }
-    dst.flush().map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 impl RunningModule {
@@ -174,6 +160,7 @@ impl RunningModule {
         }
 
         // Depots after the PStates: their ends are at least what the PStates processed.
+        let mut length_caps: BTreeMap<String, u64> = BTreeMap::new();
         for ((depot, t), w) in &self.depots {
             let src = self.dir.join(depot_dir(*t, depot));
             let dst = dir.join(depot_dir(*t, depot));
@@ -187,11 +174,20 @@ impl RunningModule {
                 }
                 cap
             };
+            // The newest segment keeps growing under its link; the backup reads it only up
+            // to the captured length (and, the link keeping its inode, only what was appended
+            // since the previous backup).
             if let Some((name, len)) = cap.segments.last() {
-                cut_to(&dst.join(name), *len)?;
+                length_caps.insert(format!("{}/{name}", depot_dir(*t, depot)), *len);
             }
             snap.depot_ends.insert((depot.clone(), *t), cap.end_offset);
         }
+        let caps_path = snap.root.join(LENGTH_CAPS_FILE);
+        std::fs::write(
+            &caps_path,
+            serde_json::to_vec(&length_caps).expect("a map of lengths serializes"),
+        )
+        .map_err(|e| Error::io(&caps_path, e))?;
 
         for e in std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
             let e = e.map_err(|e| Error::io(&self.dir, e))?;

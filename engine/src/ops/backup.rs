@@ -10,8 +10,9 @@
 //! because a change made in the same mtime tick right after it read them would be invisible.
 //!
 //! Files that only grow (depot segments, RocksDB WALs, MANIFESTs, LOG) and did grow since the
-//! previous backup — same inode, larger — keep all their previous chunks but the last, and
-//! are read and chunked only from there: the appended tail plus at most one chunk. The first
+//! previous backup — same inode, larger (or as large, but touched) — keep all their previous
+//! chunks but the last, and are read and chunked only from there: the appended tail plus at
+//! most one chunk. The first
 //! and last kept chunks are read and hashed first, and a depot segment's new records must
 //! start exactly where the previous count ended; anything else reads the whole file.
 
@@ -160,7 +161,15 @@ pub fn backup(
     module: &str,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
-    backup_from(repo, data_dir, data_dir, module, true, progress)
+    backup_from(
+        repo,
+        data_dir,
+        data_dir,
+        module,
+        true,
+        &HashMap::new(),
+        progress,
+    )
 }
 
 /// Backs up a snapshot of a running module (taken by its host) into `repo`; `data_dir` is
@@ -175,7 +184,65 @@ pub fn backup_snapshot(
     module: &str,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
-    backup_from(repo, data_dir, snapshot_root, module, false, progress)
+    let caps = read_length_caps(snapshot_root)?;
+    backup_from(
+        repo,
+        data_dir,
+        snapshot_root,
+        module,
+        false,
+        &caps,
+        progress,
+    )
+}
+
+/// In a snapshot root, beside `modules/`: JSON `{"<path in the module dir>": length}` for
+/// files to back up only up to that length. A snapshot hard-links a depot's newest segment,
+/// which keeps growing, instead of copying the captured part, so the file keeps its identity
+/// and a backup reads only what was appended since the previous one.
+pub const LENGTH_CAPS_FILE: &str = "length-caps.json";
+
+fn read_length_caps(snapshot_root: &Path) -> Result<HashMap<String, u64>> {
+    let path = snapshot_root.join(LENGTH_CAPS_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+            Error::InvalidInput(format!("snapshot length caps `{}`: {e}", path.display()))
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(HashMap::new()),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
+
+/// Treats each capped depot segment of `scan` as `cap` bytes long. A file shorter than its cap
+/// lost captured bytes: an error, never a silently shorter backup.
+fn apply_length_caps(scan: &mut ModuleScan, caps: &HashMap<String, u64>) -> Result<()> {
+    let mut applied = 0;
+    for t in &mut scan.tasks {
+        for d in &mut t.depots {
+            let dir = depot_dir(t.task, &d.name);
+            for f in &mut d.files {
+                let Some(&cap) = caps.get(&format!("{dir}/{}", f.rel)) else {
+                    continue;
+                };
+                if f.size < cap {
+                    return Err(Error::InvalidInput(format!(
+                        "depot segment `{}` is {} bytes, shorter than the {cap} captured",
+                        f.abs.display(),
+                        f.size
+                    )));
+                }
+                f.size = cap;
+                applied += 1;
+            }
+        }
+    }
+    if applied != caps.len() {
+        return Err(Error::InvalidInput(format!(
+            "the snapshot caps {} files but only {applied} are depot segments of it",
+            caps.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses a module some other process runs: RocksDB holds a POSIX lock on each open
@@ -218,13 +285,15 @@ fn backup_from(
     source_root: &Path,
     module: &str,
     check_lock: bool,
+    length_caps: &HashMap<String, u64>,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let started = Instant::now();
     // The backup's time is when it starts looking at files: reuse decisions of the next
     // backup are made relative to it.
     let start_ms = now_ms();
-    let scan = scan_module(source_root, module)?;
+    let mut scan = scan_module(source_root, module)?;
+    apply_length_caps(&mut scan, length_caps)?;
     if check_lock {
         refuse_if_running(&scan)?;
     }
@@ -364,8 +433,9 @@ fn backup_in_session(
                 .map_err(|e| Error::io(&f.abs, e))?;
         }
         let mut counter = FrameCounter::default();
+        // Up to the scanned (or capped) size: a backup stores the file as it was scanned.
         let reader = Counting {
-            inner: file,
+            inner: file.take(f.size.saturating_sub(from)),
             counter: count_from.is_some().then_some(&mut counter),
             skip: count_from.unwrap_or(0),
         };
@@ -430,11 +500,14 @@ fn backup_in_session(
                     bytes_read: 0,
                 });
             }
-            // Grown by appending: keep the chunks of the prefix, read only the tail.
+            // Grown by appending: keep the chunks of the prefix, read only the tail. Also
+            // when it is as long as before but was touched (a snapshot's live segment grows
+            // past its captured length; a write within the racy window): then only the last
+            // chunk is read again.
             if append_only(&job.key)
                 && prev.dev == f.dev
                 && prev.ino == f.ino
-                && f.size > prev.size
+                && f.size >= prev.size
                 && (!job.count_records || records.is_some())
                 && let Some(offset) = resume_offset(store, &f.abs, prev)?
             {
