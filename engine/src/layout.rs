@@ -69,6 +69,9 @@ pub struct ScannedFile {
     pub dev: u64,
     pub ino: u64,
     pub mode: u32,
+    /// `size` is a length captured by a snapshot, not the file's: a live depot segment that
+    /// keeps growing past it (so its mtime says nothing about the captured bytes).
+    pub capped: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -130,6 +133,7 @@ fn scanned(abs: PathBuf, rel: String, md: &fs::Metadata) -> ScannedFile {
         dev: md.dev(),
         ino: md.ino(),
         mode: md.mode() & 0o7777,
+        capped: false,
     }
 }
 

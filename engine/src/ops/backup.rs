@@ -10,9 +10,9 @@
 //! because a change made in the same mtime tick right after it read them would be invisible.
 //!
 //! Files that only grow (depot segments, RocksDB WALs, MANIFESTs, LOG) and did grow since the
-//! previous backup — same inode, larger (or as large, but touched) — keep all their previous
-//! chunks but the last, and are read and chunked only from there: the appended tail plus at
-//! most one chunk. The first
+//! previous backup — same inode, larger (or, for a snapshot's live segment, captured at the
+//! same length) — keep all their previous chunks but the last, and are read and chunked only
+//! from there: the appended tail plus at most one chunk. The first
 //! and last kept chunks are read and hashed first, and a depot segment's new records must
 //! start exactly where the previous count ended; anything else reads the whole file.
 
@@ -232,6 +232,7 @@ fn apply_length_caps(scan: &mut ModuleScan, caps: &HashMap<String, u64>) -> Resu
                     )));
                 }
                 f.size = cap;
+                f.capped = true;
                 applied += 1;
             }
         }
@@ -500,14 +501,13 @@ fn backup_in_session(
                     bytes_read: 0,
                 });
             }
-            // Grown by appending: keep the chunks of the prefix, read only the tail. Also
-            // when it is as long as before but was touched (a snapshot's live segment grows
-            // past its captured length; a write within the racy window): then only the last
-            // chunk is read again.
+            // Grown by appending: keep the chunks of the prefix, read only the tail. Also a
+            // snapshot's live segment captured at the same length as before (it grew past
+            // the capture, so its mtime moved): then only the last chunk is read again.
             if append_only(&job.key)
                 && prev.dev == f.dev
                 && prev.ino == f.ino
-                && f.size >= prev.size
+                && (f.size > prev.size || (f.capped && f.size == prev.size))
                 && (!job.count_records || records.is_some())
                 && let Some(offset) = resume_offset(store, &f.abs, prev)?
             {
