@@ -72,6 +72,36 @@ pub(crate) struct Span {
     pub(crate) end: usize,
 }
 
+impl Span {
+    /// A ranged read of this span must return exactly its length (a short read means a
+    /// truncated pack).
+    pub(crate) fn check_read(&self, got: usize) -> Result<()> {
+        if got as u64 == self.len {
+            return Ok(());
+        }
+        Err(Error::corrupt(
+            format!("pack {}", self.pack),
+            format!("ranged read returned {got} bytes, expected {}", self.len),
+        ))
+    }
+}
+
+/// The order in which `items` are fetched: plan order, so files complete one after another;
+/// but within each window of [`WINDOW`] bytes, pack order, so that chunks of files a backup
+/// stored side by side (it stores several files at once) come with one ranged read.
+fn fetch_order(items: &[PlanItem]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    let (mut start, mut bytes) = (0, 0u64);
+    for (i, it) in items.iter().enumerate() {
+        bytes += it.loc.raw_len as u64;
+        if bytes >= WINDOW || i + 1 == items.len() {
+            order[start..=i].sort_by_key(|&k| (items[k].loc.pack, items[k].loc.offset));
+            (start, bytes) = (i + 1, 0);
+        }
+    }
+    order
+}
+
 /// Groups `locs` (in the order given, which the spans keep) into ranged reads: a chunk joins
 /// the previous one's span when it is in the same pack, starts at most `max_gap` bytes after
 /// the span ends, and the span stays within [`MAX_SPAN`] bytes. The gap bytes are read and
@@ -180,22 +210,7 @@ impl ChunkStore {
     ) -> std::result::Result<Vec<usize>, E> {
         use futures_util::StreamExt;
 
-        // Plan order, so files complete one after another; but within each window of
-        // `WINDOW` bytes, pack order, so that chunks of files a backup stored side by side
-        // (it stores several files at once) come with one ranged read.
-        let mut order: Vec<usize> = Vec::with_capacity(items.len());
-        let mut window_start = 0;
-        let mut window_bytes = 0u64;
-        for (i, it) in items.iter().enumerate() {
-            window_bytes += it.loc.raw_len as u64;
-            if window_bytes >= WINDOW || i + 1 == items.len() {
-                let mut window: Vec<usize> = (window_start..=i).collect();
-                window.sort_by_key(|&k| (items[k].loc.pack, items[k].loc.offset));
-                order.extend(window);
-                window_start = i + 1;
-                window_bytes = 0;
-            }
-        }
+        let order = fetch_order(items);
         let spans = spans(order.iter().map(|&k| items[k].loc), MAX_GAP);
         let failed = AtomicBool::new(false);
         let first_error: Mutex<Option<E>> = Mutex::new(None);
@@ -282,16 +297,7 @@ impl ChunkStore {
                         }
                         r => r?,
                     };
-                    if bytes.len() as u64 != span.len {
-                        return Err(Error::corrupt(
-                            format!("pack {}", span.pack),
-                            format!(
-                                "ranged read returned {} bytes, expected {}",
-                                bytes.len(),
-                                span.len
-                            ),
-                        ));
-                    }
+                    span.check_read(bytes.len())?;
                     if tx.send((span, bytes)).is_err() {
                         break; // every worker is gone, which only happens after a failure
                     }

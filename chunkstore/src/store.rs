@@ -773,17 +773,7 @@ impl ChunkStore {
                     }
                     r => r?,
                 };
-                if bytes.len() as u64 != span.len {
-                    return Err(Error::corrupt(
-                        format!("pack {}", span.pack),
-                        format!(
-                            "ranged read returned {} bytes, expected {}",
-                            bytes.len(),
-                            span.len
-                        ),
-                    )
-                    .into());
-                }
+                span.check_read(bytes.len())?;
                 for (loc, id) in locs[first..end].iter().zip(&ids[first..end]) {
                     let at = (loc.offset - span.start) as usize;
                     let blob = &bytes[at..at + loc.stored_len as usize];

@@ -217,6 +217,17 @@ fn write_files(
     if let Some(e) = finish_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
+    // Every chunk arrives exactly once, so every file was written to its end and finished;
+    // a file that was not would be restored without its mtime and without an fsync.
+    if let Some(o) = outs
+        .iter()
+        .find(|o| o.remaining.load(Ordering::SeqCst) != 0)
+    {
+        return Err(Error::io(
+            &o.path,
+            std::io::Error::other("restore ended before the file was written to its end"),
+        ));
+    }
     Ok(())
 }
 
