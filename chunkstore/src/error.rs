@@ -51,6 +51,9 @@ pub enum Error {
 
     #[error("local chunk index at `{}`: {detail} (the index is only a cache: when no rbk process is running, deleting the directory is safe and rbk rebuilds it)", path.display())]
     Index { path: PathBuf, detail: String },
+
+    #[error("local chunk index at `{}` is in use by another rbk process (e.g. `rbk serve` taking a backup): wait for it to finish and run the command again ({detail})", path.display())]
+    IndexBusy { path: PathBuf, detail: String },
 }
 
 impl Error {
@@ -62,6 +65,7 @@ impl Error {
             Error::Io { .. }
             | Error::Provider { .. }
             | Error::Index { .. }
+            | Error::IndexBusy { .. }
             | Error::SessionRevoked { .. } => ErrorKind::Io,
         }
     }

@@ -59,7 +59,7 @@ impl RocksChunkIndex {
     /// Opens (creating if needed) the index at `path`.
     ///
     /// # Errors
-    /// `Index` when RocksDB cannot open it (e.g. another rbk process holds its lock).
+    /// `IndexBusy` when another process has it open, `Index` when RocksDB cannot open it.
     pub fn open(path: &Path) -> Result<Self> {
         let index = Self::open_db(path)?;
         let version = index
@@ -89,15 +89,18 @@ impl RocksChunkIndex {
         opts.create_if_missing(true);
         opts.set_keep_log_file_num(2);
         let db = DB::open(&opts, path).map_err(|e| {
-            let msg = e.to_string();
-            let detail = if msg.contains("lock") {
-                format!("{msg}; another rbk process is using this index, wait for it to finish")
+            let detail = e.to_string();
+            // RocksDB's LOCK file: another process has the index open.
+            if detail.contains("lock") {
+                Error::IndexBusy {
+                    path: path.into(),
+                    detail,
+                }
             } else {
-                msg
-            };
-            Error::Index {
-                path: path.into(),
-                detail,
+                Error::Index {
+                    path: path.into(),
+                    detail,
+                }
             }
         })?;
         Ok(RocksChunkIndex {

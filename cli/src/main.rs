@@ -66,6 +66,15 @@ struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// How long to wait for another rbk process (e.g. `rbk serve` taking a backup) to release
+    /// the local index before giving up.
+    #[arg(
+        long = "index-wait",
+        global = true,
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
+    index_wait: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -248,10 +257,41 @@ fn need<'a>(v: &'a Option<String>, flag: &str, action: &str) -> Result<&'a str> 
         .ok_or_else(|| usage(format!("`{action}` needs {flag}")))
 }
 
+/// Seconds [`open_repo`] waits for the local index (`--index-wait`).
+static INDEX_WAIT_SECONDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(60);
+
+/// Opens the store. The local index admits one process at a time; while another rbk process
+/// has it (a backup or GC round of `rbk serve`, typically seconds), this waits for it, up to
+/// `--index-wait` seconds, rather than failing a command the operator would simply rerun.
 fn open_repo(cfg: &Config, create: bool) -> Result<Repo> {
-    let p = provider::from_spec(&cfg.provider)?;
-    Repo::open(p, &repo::index_root(&cfg.data_dir), create)
-        .with_context(|| format!("opening the store `{}`", cfg.provider))
+    use std::sync::atomic::Ordering;
+    let wait = INDEX_WAIT_SECONDS.load(Ordering::Relaxed);
+    open_repo_within(cfg, create, std::time::Duration::from_secs(wait))
+}
+
+/// [`open_repo`], waiting at most `wait` for the index.
+fn open_repo_within(cfg: &Config, create: bool, wait: std::time::Duration) -> Result<Repo> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut told = false;
+    loop {
+        let p = provider::from_spec(&cfg.provider)?;
+        match Repo::open(p, &repo::index_root(&cfg.data_dir), create) {
+            Err(rbk_engine::Error::Store(rbk_chunkstore::Error::IndexBusy { path, .. }))
+                if std::time::Instant::now() < deadline =>
+            {
+                if !told {
+                    eprintln!(
+                        "rbk: another rbk process is using the local index `{}`; waiting up to {} s for it (--index-wait)",
+                        path.display(),
+                        wait.as_secs()
+                    );
+                    told = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            r => return r.with_context(|| format!("opening the store `{}`", cfg.provider)),
+        }
+    }
 }
 
 fn print(json_out: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
@@ -728,6 +768,7 @@ fn info_text(i: &info::BackupInfo) -> String {
 }
 
 fn run(cli: &Cli) -> Result<()> {
+    INDEX_WAIT_SECONDS.store(cli.index_wait, std::sync::atomic::Ordering::Relaxed);
     let cfg = config::resolve(
         cli.config.as_deref(),
         cli.data_dir.as_deref(),

@@ -18,7 +18,7 @@ use rbk_engine::host::{Host, HostOptions};
 use rbk_engine::ops::{backup, gc};
 
 use crate::config::Config;
-use crate::open_repo;
+use crate::open_repo_within;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -122,8 +122,9 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
         let due = sched.due(now);
         if !due.backups.is_empty() || due.gc {
             // Opened for this round only: the local index admits one process at a time, and
-            // `rbk backup`/`list`/`restore` on this data dir need it between rounds.
-            let repo = match open_repo(cfg, true) {
+            // `rbk backup`/`list`/`restore` on this data dir need it between rounds (they
+            // wait for a round to end). Not waiting here keeps the loop responsive to stop.
+            let repo = match open_repo_within(cfg, true, Duration::ZERO) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("periodic work skipped this round: {e:#}");

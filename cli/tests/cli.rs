@@ -228,7 +228,7 @@ fn exit_codes_distinguish_usage_not_found_and_corruption() {
 }
 
 #[test]
-fn a_second_process_on_the_same_index_gets_a_clear_error() {
+fn a_second_process_on_the_same_index_waits_for_it_or_gets_a_clear_error() {
     let env = Env::new();
     env.ok(&["backup", "--module", MODULE]);
     // Hold the data dir's index open from this process, as a running backup would.
@@ -239,12 +239,26 @@ fn a_second_process_on_the_same_index_gets_a_clear_error() {
         cfg["store_id"].as_str().unwrap().to_string()
     };
     let index = env.dir().join("data/.rbk/index").join(store_id);
-    let _held = rbk_chunkstore::index::RocksChunkIndex::open(&index).unwrap();
+    let held = rbk_chunkstore::index::RocksChunkIndex::open(&index).unwrap();
     env.fails(
-        &["backup", "--module", MODULE],
+        &["backup", "--module", MODULE, "--index-wait", "0"],
         1,
-        "another rbk process is using this index",
+        "is in use by another rbk process",
     );
+
+    // By default a command waits for the other process (e.g. a round of `rbk serve`).
+    let started = std::time::Instant::now();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        drop(held);
+    });
+    let out = env.rbk(&["list", "--module", MODULE]);
+    releaser.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("waiting up to 60 s"), "{stderr}");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1500));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
 }
 
 #[test]
