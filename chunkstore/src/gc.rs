@@ -574,12 +574,12 @@ mod tests {
     }
 
     fn read(store: &ChunkStore, id: ChunkId) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        store.read_chunks(&[id], |d| {
-            out.extend_from_slice(d);
+        let out = std::sync::Mutex::new(Vec::new());
+        store.read_chunks(&[id], |_, d| {
+            out.lock().unwrap().extend_from_slice(d);
             Ok::<(), Error>(())
         })?;
-        Ok(out)
+        Ok(out.into_inner().unwrap())
     }
 
     /// Two GCs sweep two records at once, each with an index that does not yet show the

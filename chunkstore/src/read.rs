@@ -1,11 +1,12 @@
-//! Reading many chunk sequences at once, on every core: the read path of a restore.
+//! Reading many chunk sequences at once, on every core: the read path of the store (restore,
+//! verify, GC's checks).
 //!
-//! [`ChunkStore::read_chunks`] hands one sequence's chunks to its caller in order, on the
-//! caller's thread. A restore has hundreds of files and two or more cores; reading them one
-//! chunk after another leaves cores idle, and a few large files (SSTs) dominate the tail. Here
-//! a restore describes every file up front ([`ChunkStore::plan_read`]) and
-//! [`ChunkStore::read_plan`] delivers each chunk with its file and byte offset, in any order,
-//! from several worker threads:
+//! A restore has hundreds of files and two or more cores; reading them one chunk after
+//! another leaves cores idle, and a few large files (SSTs) dominate the tail. So a reader
+//! describes every sequence (file) up front ([`ChunkStore::plan_read`]) and
+//! [`ChunkStore::read_plan`] delivers each chunk with its sequence and byte offset, in any
+//! order, from several worker threads ([`ChunkStore::read_chunks`] does both for one
+//! sequence):
 //!
 //! ```text
 //!   spans (adjacent chunks of one pack, ≤ 4 MiB)      one ranged read each, FETCHES_IN_FLIGHT
@@ -428,7 +429,7 @@ mod tests {
                 (8, 100, 6, 7),
             ]
         );
-        // Without gaps, as `read_chunks` uses it.
+        // Without gaps: adjacent chunks only.
         assert_eq!(spans(locs.iter().copied(), 0)[0].end, 2);
     }
 

@@ -6,9 +6,10 @@
 //! is uploaded first and recorded in the index only after the upload succeeded; callers write
 //! anything that references chunks (a manifest) only after `flush` returned.
 //!
-//! Read path: [`ChunkStore::read_chunks`] locates chunks through the index (syncing it from
-//! the store on a miss), fetches adjacent chunks of a pack with one ranged read, and verifies
-//! every chunk against its BLAKE3 id.
+//! Read path (`read.rs`): [`ChunkStore::plan_read`] locates chunks through the index (syncing
+//! it from the store on a miss); [`ChunkStore::read_plan`] fetches nearby chunks of a pack with
+//! one ranged read and verifies every chunk against its BLAKE3 id on every core.
+//! [`ChunkStore::read_chunks`] does both for one sequence of chunks.
 
 use std::cell::RefCell;
 use std::collections::{HashSet, VecDeque};
@@ -34,10 +35,8 @@ pub const PACKS_PREFIX: &str = "packs/";
 const FORMAT_VERSION: u32 = 2;
 /// Sealed packs being uploaded while chunking goes on.
 const MAX_UPLOADS_IN_FLIGHT: usize = 2;
-/// Ranged reads of adjacent chunks are merged up to this many bytes.
+/// Ranged reads of nearby chunks are merged up to this many bytes.
 pub(crate) const MAX_SPAN: u64 = 4 << 20;
-/// Ranged reads in flight per file being read.
-const READ_AHEAD: usize = 4;
 
 /// The store's own description, written once as the `config` object when it is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -702,95 +701,21 @@ impl ChunkStore {
             .ok_or_else(|| self.missing_chunk_error(id))
     }
 
-    /// Reads `ids` in order, verifying each, and passes their bytes to `sink`. Adjacent chunks
-    /// of one pack are fetched with one ranged read, and up to [`READ_AHEAD`] such reads are
-    /// in flight while earlier ones are verified and handed to `sink` (a remote store answers
-    /// each read after a round trip; reading one at a time would leave the link idle).
+    /// Reads the chunks `ids` as one sequence through [`Self::read_plan`] (on every core,
+    /// each chunk verified) and passes each to `sink` with its byte offset in the sequence, in
+    /// no particular order.
     ///
     /// # Errors
     /// `NotFound` for a chunk no pack holds, `Corrupt` for a chunk that fails its check,
     /// provider errors, and whatever `sink` returns.
-    pub fn read_chunks<E: From<Error>>(
+    pub fn read_chunks<E: From<Error> + Send>(
         &self,
         ids: &[ChunkId],
-        mut sink: impl FnMut(&[u8]) -> Result<(), E>,
+        sink: impl Fn(u64, &[u8]) -> Result<(), E> + Sync,
     ) -> Result<(), E> {
-        let mut locs = ids
-            .iter()
-            .map(|id| self.locate(id))
-            .collect::<Result<Vec<_>>>()?;
-        let mut from = 0;
-        let mut resynced = false;
-        loop {
-            match self.read_spans(&locs, ids, from, !resynced, &mut sink)? {
-                None => return Ok(()),
-                // The index is a cache: another machine may have repacked the chunks. Sync
-                // it once from the store, look the remaining chunks up again and go on.
-                Some(at) => {
-                    resynced = true;
-                    self.sync_index()?;
-                    for (loc, id) in locs[at..].iter_mut().zip(&ids[at..]) {
-                        *loc = self.locate(id)?;
-                    }
-                    from = at;
-                }
-            }
-        }
-    }
-
-    /// Reads the chunks `locs[from..]` span by span, pipelined. Returns `Some(i)` when the pack
-    /// of chunk `i` was gone and `stop_on_gone` is set (chunks before `i` went to `sink`).
-    fn read_spans<E: From<Error>>(
-        &self,
-        locs: &[ChunkLocation],
-        ids: &[ChunkId],
-        from: usize,
-        stop_on_gone: bool,
-        sink: &mut impl FnMut(&[u8]) -> Result<(), E>,
-    ) -> Result<Option<usize>, E> {
-        use futures_util::StreamExt;
-
-        // In order (the sink expects it); adjacent chunks only.
-        let spans = crate::read::spans(locs[from..].iter().copied(), 0);
-        let provider = &self.provider;
-        let fetches = spans.iter().map(|span| async move {
-            let got = provider
-                .get_range(&pack_key(&span.pack), span.start, span.len)
-                .await;
-            (span, got)
-        });
-        let max = self.config.chunker.max_size as usize;
-        self.block_on(async {
-            let mut fetched = futures_util::stream::iter(fetches).buffered(READ_AHEAD);
-            let mut ctx = zstd::bulk::Decompressor::new()
-                .map_err(|e| Error::InvalidInput(format!("zstd: {e}")))?;
-            let mut data = Vec::with_capacity(max);
-            while let Some((span, got)) = fetched.next().await {
-                let (first, end) = (from + span.first, from + span.end);
-                let bytes = match got {
-                    Err(e) if e.kind() == crate::ErrorKind::NotFound && stop_on_gone => {
-                        return Ok(Some(first));
-                    }
-                    r => r?,
-                };
-                span.check_read(bytes.len())?;
-                for (loc, id) in locs[first..end].iter().zip(&ids[first..end]) {
-                    let at = (loc.offset - span.start) as usize;
-                    let blob = &bytes[at..at + loc.stored_len as usize];
-                    compress::decompress_verified_into(
-                        &mut ctx,
-                        blob,
-                        loc.raw_len as usize,
-                        max,
-                        id,
-                        &mut data,
-                    )
-                    .map_err(|e| crate::read::in_pack(e, &span.pack))?;
-                    sink(&data)?;
-                }
-            }
-            Ok(None)
-        })
+        let plan = self.plan_read(&[ids])?;
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        self.read_plan(plan, workers, |_, offset, data| sink(offset, data))
     }
 }
 
@@ -805,12 +730,17 @@ mod tests {
     }
 
     fn read_all(s: &ChunkStore, ids: &[ChunkId]) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        s.read_chunks(ids, |d| {
-            out.extend_from_slice(d);
+        let parts = Mutex::new(std::collections::BTreeMap::new());
+        s.read_chunks(ids, |offset, d| {
+            lock(&parts).insert(offset, d.to_vec());
             Ok::<(), Error>(())
         })?;
-        Ok(out)
+        Ok(parts
+            .into_inner()
+            .unwrap()
+            .into_values()
+            .flatten()
+            .collect())
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! breaks; a chunk shared by several files is reported for each.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use rbk_chunkstore::ChunkId;
@@ -221,23 +222,23 @@ fn read_and_check(
     report: &mut VerifyReport,
 ) -> Result<()> {
     let store = repo.store();
-    let mut bytes = 0u64;
-    let batch = store.read_chunks(ids, |d| {
-        bytes += d.len() as u64;
-        Ok::<(), rbk_chunkstore::Error>(())
-    });
-    if batch.is_ok() {
+    let read = |ids: &[ChunkId]| {
+        let bytes = AtomicU64::new(0);
+        store
+            .read_chunks(ids, |_, d| {
+                bytes.fetch_add(d.len() as u64, Ordering::Relaxed);
+                Ok::<(), rbk_chunkstore::Error>(())
+            })
+            .map(|()| bytes.into_inner())
+    };
+    if let Ok(bytes) = read(ids) {
         report.chunks_read += ids.len() as u64;
         report.bytes_read += bytes;
         return Ok(());
     }
     for id in ids {
-        let mut n = 0u64;
-        match store.read_chunks(std::slice::from_ref(id), |d| {
-            n += d.len() as u64;
-            Ok::<(), rbk_chunkstore::Error>(())
-        }) {
-            Ok(()) => report.bytes_read += n,
+        match read(std::slice::from_ref(id)) {
+            Ok(n) => report.bytes_read += n,
             Err(e) if e.kind() == crate::ErrorKind::Io => return Err(e.into()),
             Err(e) => {
                 seen.insert(*id, Some(e.to_string()));
