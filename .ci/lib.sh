@@ -3,13 +3,68 @@
 
 step() { printf '\n== %s\n' "$*"; }
 
-# libclang for the rocksdb crate's bindgen; cargo-nextest for the test runner.
+# libclang for the rocksdb crate's bindgen. bindgen (through clang-sys) loads the C library
+# libclang: libclang.so, libclang-<N>.so or a suffix-versioned libclang.so.<N> /
+# libclang-<N>.so.<N>, from $LIBCLANG_PATH, `llvm-config --libdir` or the usual library dirs.
+# libclang-cpp.so.* (the C++ interface, shipped on images without libclang) does not count:
+# clang-sys skips it, and a check that matched it once let a fresh machine fail mid-build.
+libclang_dirs() {
+  if [ -n "${LIBCLANG_PATH:-}" ]; then echo "$LIBCLANG_PATH"; return; fi
+  command -v llvm-config >/dev/null 2>&1 && llvm-config --libdir 2>/dev/null
+  local d
+  for d in /usr/lib/llvm-*/lib /usr/local/llvm*/lib /usr/lib /usr/lib64 /usr/local/lib \
+    /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib/*/lib; do
+    [ -d "$d" ] && echo "$d"
+  done
+}
+
+# Prints the first libclang that bindgen would load, or nothing. A candidate must be a file
+# (symlinks followed) that exports libclang's C entry point.
+find_libclang() {
+  local dir f
+  while IFS= read -r dir; do
+    for f in "$dir"/libclang.so "$dir"/libclang-*.so "$dir"/libclang.so.* "$dir"/libclang-*.so.*; do
+      case "$(basename "$f")" in libclang-cpp*) continue ;; esac
+      [ -f "$f" ] || continue
+      if grep -q clang_createIndex "$f" 2>/dev/null; then echo "$f"; return 0; fi
+    done
+  done < <(libclang_dirs)
+  return 1
+}
+
+# cannot_install WHAT: stops with what to install by hand, before anything is compiled.
+cannot_install() {
+  echo "error: $1 is missing and cannot be installed here ($2)." >&2
+  echo "Install it (on Debian/Ubuntu: apt-get install -y $3), or point LIBCLANG_PATH at the" >&2
+  echo "directory holding libclang.so, then run this script again." >&2
+  exit 1
+}
+
+# Runs apt-get install as root (directly, or through sudo when that works without a prompt).
+apt_install() {
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"
+    else cannot_install "$1" "not root, and no password-less sudo" "$*"; fi
+  fi
+  command -v apt-get >/dev/null 2>&1 || cannot_install "$1" "no apt-get on this machine" "$*"
+  echo "installing $* with apt-get"
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
 install_system_deps() {
-  if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
-    local sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq libclang-dev >/dev/null
+  local lib
+  if lib=$(find_libclang); then
+    echo "libclang: $lib"
+  else
+    apt_install libclang-dev
+    lib=$(find_libclang) || {
+      echo "error: libclang-dev was installed but no libclang.so is where bindgen looks." >&2
+      echo "Set LIBCLANG_PATH to the directory that holds libclang.so and run this again." >&2
+      exit 1
+    }
+    echo "libclang: $lib (installed)"
   fi
 }
 
