@@ -32,33 +32,53 @@ find_libclang() {
   return 1
 }
 
-# cannot_install WHAT: stops with what to install by hand, before anything is compiled.
+# cannot_install WHAT WHY PACKAGES: stops with what to install by hand, before anything is
+# compiled.
 cannot_install() {
   echo "error: $1 is missing and cannot be installed here ($2)." >&2
-  echo "Install it (on Debian/Ubuntu: apt-get install -y $3), or point LIBCLANG_PATH at the" >&2
-  echo "directory holding libclang.so, then run this script again." >&2
+  echo "Install it as root (on Debian/Ubuntu: apt-get install -y $3), then run this again." >&2
+  case "$1" in *libclang*)
+    echo "A libclang elsewhere works too: point LIBCLANG_PATH at the directory holding libclang.so." >&2 ;;
+  esac
   exit 1
 }
 
-# Runs apt-get install as root (directly, or through sudo when that works without a prompt).
-apt_install() {
-  local sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"
-    else cannot_install "$1" "not root, and no password-less sudo" "$*"; fi
-  fi
-  command -v apt-get >/dev/null 2>&1 || cannot_install "$1" "no apt-get on this machine" "$*"
-  echo "installing $* with apt-get"
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq "$@" >/dev/null
+# have TOOL: TOOL is an executable on PATH. (`command -v` alone also reports a file that is
+# on PATH but not executable.)
+have() {
+  local p
+  p=$(command -v "$1" 2>/dev/null) && [ -f "$p" ] && [ -x "$p" ]
 }
 
+# apt_install WHAT PACKAGE...: apt-get install as root (directly, or through sudo when that
+# works without a password prompt).
+apt_install() {
+  local what="$1"; shift
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if have sudo && sudo -n true 2>/dev/null; then sudo="sudo -n"
+    else cannot_install "$what" "not root, and no password-less sudo" "$*"; fi
+  fi
+  have apt-get || cannot_install "$what" "no apt-get on this machine" "$*"
+  echo "installing $* with apt-get"
+  $sudo apt-get update -qq || { echo "error: apt-get update failed (see above)" >&2; exit 1; }
+  $sudo apt-get install -y -qq "$@" >/dev/null \
+    || { echo "error: apt-get install $* failed (see above)" >&2; exit 1; }
+}
+
+# What the build needs beyond the Rust toolchain: libclang (bindgen, for the rocksdb crate)
+# and a C++ compiler (RocksDB's sources; the C ones of zstd, lz4 and LMDB need cc, which
+# rustc's linker already is).
 install_system_deps() {
-  local lib
-  if lib=$(find_libclang); then
-    echo "libclang: $lib"
-  else
-    apt_install libclang-dev
+  local lib missing=() what=()
+  if lib=$(find_libclang); then echo "libclang: $lib"
+  else missing+=(libclang-dev); what+=(libclang); fi
+  if have c++; then echo "c++: $(command -v c++)"
+  else missing+=(g++); what+=("a C++ compiler"); fi
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local IFS=" "
+  apt_install "$(printf '%s and ' "${what[@]}" | sed 's/ and $//')" "${missing[@]}"
+  if [[ " ${missing[*]} " == *" libclang-dev "* ]]; then
     lib=$(find_libclang) || {
       echo "error: libclang-dev was installed but no libclang.so is where bindgen looks." >&2
       echo "Set LIBCLANG_PATH to the directory that holds libclang.so and run this again." >&2
@@ -66,6 +86,7 @@ install_system_deps() {
     }
     echo "libclang: $lib (installed)"
   fi
+  have c++ || { echo "error: g++ was installed but there is no c++" >&2; exit 1; }
 }
 
 # RocksDB's C++ sources take ~30 minutes to compile on two cores, and cargo compiles them
@@ -148,7 +169,7 @@ run_fuzz() {
   fi
   local scratch t
   scratch="$(mktemp -d)"
-  for t in manifest_decode pack_parse store_config chunk_codec model; do
+  for t in manifest_decode pack_parse store_config chunk_codec model data_dir_scan; do
     cp -r "testdata/fuzz/$t" "$scratch/$t"
     (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" \
       cargo fuzz run -O "$t" "$scratch/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 2>&1 \

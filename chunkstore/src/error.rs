@@ -49,7 +49,7 @@ pub enum Error {
     )]
     SessionRevoked { session: String },
 
-    #[error("local chunk index at `{}`: {detail} (the index is only a cache: when no rbk process is running, deleting the directory is safe and rbk rebuilds it)", path.display())]
+    #[error("local chunk index at `{}`: {detail} (the index is only a cache: `rbk repair-index` rebuilds it from the store)", path.display())]
     Index { path: PathBuf, detail: String },
 
     #[error("local chunk index at `{}` is in use by another rbk process (e.g. `rbk serve` taking a backup): wait for it to finish and run the command again ({detail})", path.display())]
@@ -79,6 +79,16 @@ impl Error {
                 temporary: true,
                 ..
             }
+        )
+    }
+
+    /// An object larger than anything rbk writes under its key: read no further.
+    pub fn too_large(key: &str, len: u64, max_len: u64) -> Self {
+        Error::corrupt(
+            format!("object `{key}`"),
+            format!(
+                "it is {len} bytes, more than the {max_len} bytes such an object may have (docs/format.md, \"Size limits\"); it is not one rbk wrote. Move it out of the store"
+            ),
         )
     }
 

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::pack::{PackBuilder, PackEntry};
-use crate::provider::{self, Provider};
+use crate::provider::{self, Provider, limits};
 use crate::session::now_ms;
 use crate::store::{ChunkStore, pack_key};
 use crate::{ChunkId, Error, ErrorKind, Result, compress};
@@ -25,8 +25,6 @@ pub const GC_PREFIX: &str = "gc/";
 const CONDEMNED: &str = "condemned";
 const ARMED: &str = "armed";
 const RECORD_VERSION: u32 = 1;
-/// Bounds what is read from a record: ~5 million packs (80 PB of packs).
-const MAX_RECORD_LEN: usize = 512 << 20;
 
 /// The chunks reachable from retained backups, as sorted 64-bit prefixes of their ids: 8
 /// bytes per chunk instead of a hash set of 32-byte ids (≈ 8 MB per million chunks). Two
@@ -189,11 +187,7 @@ impl Records {
 }
 
 async fn get_record(p: &dyn Provider, key: &str) -> Result<Option<Bytes>> {
-    match p.get(key).await {
-        Ok(b) if b.len() > MAX_RECORD_LEN => Err(Error::corrupt(
-            format!("GC record `{key}`"),
-            "larger than any record rbk writes",
-        )),
+    match p.get(key, limits::GC_RECORD).await {
         Ok(b) => Ok(Some(b)),
         // Deleted by a GC that finished it between our listing and this read.
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -436,7 +430,9 @@ pub fn sweep(
             report.packs_reprieved += 1;
             continue;
         }
-        let bytes = match store.block_on(p.get(&pack_key(&pack))) {
+        let config = store.config();
+        let max_len = limits::pack(config.pack_target_size, u64::from(config.chunker.max_size));
+        let bytes = match store.block_on(p.get(&pack_key(&pack), max_len)) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 // Another GC swept it after copying what needed saving.
@@ -625,7 +621,7 @@ mod tests {
         let damaged = pack_of(&s, &[&y, &dead]);
         // Flip a byte inside y's blob.
         let key = pack_key(&damaged);
-        let mut bytes = s.block_on(p.get(&key)).unwrap().to_vec();
+        let mut bytes = s.block_on(p.get(&key, u64::MAX)).unwrap().to_vec();
         bytes[pack::HEADER_MAGIC.len() + 5] ^= 0x40;
         s.block_on(p.delete(&key)).unwrap();
         s.block_on(p.put_if_absent(&key, Bytes::from(bytes)))

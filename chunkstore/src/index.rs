@@ -49,6 +49,47 @@ fn key(prefix: u8, a: &ChunkId, b: Option<&ChunkId>) -> Vec<u8> {
     k
 }
 
+/// Why an index did not open.
+enum Opening {
+    /// Another process holds RocksDB's LOCK file.
+    Busy(String),
+    /// RocksDB reports corruption or files of the DB missing.
+    Damaged(String),
+    Other(String),
+}
+
+impl Opening {
+    /// RocksDB says so in words only. The lock failure reads "While lock file: …/LOCK:
+    /// Resource temporarily unavailable" (another process) or "lock hold by current
+    /// process" — matched exactly: a plain "lock" also matches "block checksum mismatch",
+    /// which once made a damaged index look busy forever.
+    fn classify(e: rocksdb::Error) -> Opening {
+        let detail = e.to_string();
+        if detail.contains("While lock file") || detail.contains("lock hold by current process") {
+            Opening::Busy(detail)
+        } else if e.kind() == rocksdb::ErrorKind::Corruption
+            || (e.kind() == rocksdb::ErrorKind::IOError && detail.contains("No such file"))
+        {
+            Opening::Damaged(detail)
+        } else {
+            Opening::Other(detail)
+        }
+    }
+
+    fn into_error(self, path: &Path) -> Error {
+        match self {
+            Opening::Busy(detail) => Error::IndexBusy {
+                path: path.into(),
+                detail,
+            },
+            Opening::Damaged(detail) | Opening::Other(detail) => Error::Index {
+                path: path.into(),
+                detail,
+            },
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct RocksChunkIndex {
     db: DB,
@@ -56,53 +97,73 @@ pub struct RocksChunkIndex {
 }
 
 impl RocksChunkIndex {
-    /// Opens (creating if needed) the index at `path`.
+    /// Opens (creating if needed) the index at `path`. An index RocksDB finds damaged is a
+    /// lost cache, not an error: it is set aside (`<path>.damaged-<unix seconds>`, for a
+    /// post-mortem) and an empty one takes its place, which the store's next sync fills.
     ///
     /// # Errors
-    /// `IndexBusy` when another process has it open, `Index` when RocksDB cannot open it.
+    /// `IndexBusy` when another process has it open, `Index` when RocksDB cannot open it
+    /// for another reason (permissions, a full disk) or the damaged one cannot be moved.
     pub fn open(path: &Path) -> Result<Self> {
+        match Self::open_checked(path) {
+            Err(Opening::Damaged(detail)) => {
+                let aside = Self::set_aside(path, "damaged")?;
+                tracing::warn!(
+                    "the local chunk index `{}` is damaged ({detail}); moved it to `{}` and rebuilding it from the store",
+                    path.display(),
+                    aside.display()
+                );
+                Self::open_checked(path).map_err(|e| e.into_error(path))
+            }
+            r => r.map_err(|e| e.into_error(path)),
+        }
+    }
+
+    /// Moves the (closed) index directory at `path` aside, to `<path>.<why>-<unix
+    /// seconds>-<random>`; returns where to.
+    ///
+    /// # Errors
+    /// `Index` when it cannot be renamed.
+    pub fn set_aside(path: &Path, why: &str) -> Result<PathBuf> {
+        let secs = crate::session::now_ms() / 1000;
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(".{why}-{secs}-{:04x}", rand::random::<u16>()));
+        let aside = PathBuf::from(aside);
+        std::fs::rename(path, &aside).map_err(|e| Error::Index {
+            path: path.into(),
+            detail: format!("could not move it aside ({e}); delete the directory by hand"),
+        })?;
+        Ok(aside)
+    }
+
+    fn open_checked(path: &Path) -> std::result::Result<Self, Opening> {
         let index = Self::open_db(path)?;
         let version = index
             .db
             .get(SCHEMA_KEY)
-            .map_err(|e| index.err(e))?
+            .map_err(Opening::classify)?
             .and_then(|v| v.as_slice().try_into().ok().map(u32::from_le_bytes));
         if version == Some(SCHEMA_VERSION) {
             return Ok(index);
         }
         // Empty, or written by another schema: start over (the store is the truth).
         drop(index);
-        DB::destroy(&Options::default(), path).map_err(|e| Error::Index {
-            path: path.into(),
-            detail: format!("cannot reset an index of an older schema: {e}"),
+        DB::destroy(&Options::default(), path).map_err(|e| {
+            Opening::Other(format!("cannot reset an index of an older schema: {e}"))
         })?;
         let index = Self::open_db(path)?;
         index
             .db
             .put(SCHEMA_KEY, SCHEMA_VERSION.to_le_bytes())
-            .map_err(|e| index.err(e))?;
+            .map_err(Opening::classify)?;
         Ok(index)
     }
 
-    fn open_db(path: &Path) -> Result<Self> {
+    fn open_db(path: &Path) -> std::result::Result<Self, Opening> {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_keep_log_file_num(2);
-        let db = DB::open(&opts, path).map_err(|e| {
-            let detail = e.to_string();
-            // RocksDB's LOCK file: another process has the index open.
-            if detail.contains("lock") {
-                Error::IndexBusy {
-                    path: path.into(),
-                    detail,
-                }
-            } else {
-                Error::Index {
-                    path: path.into(),
-                    detail,
-                }
-            }
-        })?;
+        let db = DB::open(&opts, path).map_err(Opening::classify)?;
         Ok(RocksChunkIndex {
             db,
             path: path.into(),

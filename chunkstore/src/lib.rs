@@ -25,6 +25,7 @@ pub mod index;
 pub mod pack;
 pub mod provider;
 pub mod read;
+pub mod safe_fs;
 pub mod session;
 pub mod store;
 

@@ -562,7 +562,7 @@ mod tests {
         // One flipped bit in a stored chunk: `Corrupt`, naming the chunk and its pack.
         let loc = s.locate(&ids[4]).unwrap();
         let key = pack_key(&loc.pack);
-        let mut bytes = s.block_on(p.get(&key)).unwrap().to_vec();
+        let mut bytes = s.block_on(p.get(&key, u64::MAX)).unwrap().to_vec();
         bytes[loc.offset as usize + loc.stored_len as usize / 2] ^= 0x10;
         s.block_on(p.delete(&key)).unwrap();
         s.block_on(p.put_if_absent(&key, Bytes::from(bytes)))

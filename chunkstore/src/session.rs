@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::provider::{self, Provider};
+use crate::provider::{self, Provider, limits};
 use crate::{Error, ErrorKind, Result};
 
 pub const SESSIONS_PREFIX: &str = "sessions/";
@@ -151,12 +151,14 @@ pub async fn last_heartbeat_ms(p: &dyn Provider, s: &SessionState) -> Result<Opt
         return Ok(None);
     };
     let key = heartbeat_key(&s.id, *seq);
-    match p.get(&key).await {
+    match p.get(&key, limits::SESSION_RECORD).await {
         // An unreadable heartbeat proves nothing about liveness: treat it as very old.
         Ok(bytes) => Ok(Some(
             Heartbeat::parse(&key, &bytes).map_or(0, |h| h.heartbeat_ms),
         )),
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        // Too large, a FIFO in a local store: not a heartbeat rbk wrote, so no proof of life.
+        Err(e) if e.kind() == ErrorKind::Corrupt => Ok(Some(0)),
         Err(e) => Err(e),
     }
 }

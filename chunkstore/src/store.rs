@@ -24,7 +24,7 @@ use crate::chunker::{Chunker, ChunkerParams};
 use crate::compress::{self, Content};
 use crate::index::{ChunkLocation, RocksChunkIndex};
 use crate::pack::{self, FOOTER_LEN, PackBuilder};
-use crate::provider::{self, ObjectMeta, Provider};
+use crate::provider::{self, ObjectMeta, Provider, limits};
 use crate::session::{Session, SessionTiming};
 use crate::{ChunkId, Error, Result, gc};
 
@@ -216,7 +216,7 @@ impl ChunkStore {
             .build()
             .map_err(|e| Error::io("tokio runtime", e))?;
         let config = rt.block_on(async {
-            match provider.get(CONFIG_KEY).await {
+            match provider.get(CONFIG_KEY, limits::CONFIG).await {
                 Ok(bytes) => StoreConfig::parse(&bytes),
                 Err(e) if e.kind() == crate::ErrorKind::NotFound && create => {
                     let fresh = StoreConfig::new_random();
@@ -225,7 +225,7 @@ impl ChunkStore {
                     provider
                         .put_if_absent(CONFIG_KEY, Bytes::from(body))
                         .await?;
-                    StoreConfig::parse(&provider.get(CONFIG_KEY).await?)
+                    StoreConfig::parse(&provider.get(CONFIG_KEY, limits::CONFIG).await?)
                 }
                 Err(e) if e.kind() == crate::ErrorKind::NotFound => Err(Error::NotFound {
                     key: format!(
@@ -500,6 +500,15 @@ impl ChunkStore {
     }
 
     fn read_pack_index(&self, key: &str, size: u64) -> Result<Vec<pack::PackEntry>> {
+        // The trailer's length comes from the object: bound it by what this store's packs
+        // can be, or a planted object could make rbk read gigabytes of "index".
+        let max_len = limits::pack(
+            self.config.pack_target_size,
+            u64::from(self.config.chunker.max_size),
+        );
+        if size > max_len {
+            return Err(Error::too_large(key, size, max_len));
+        }
         if size < FOOTER_LEN as u64 {
             return pack::parse_footer(key, &[], size).map(|_| Vec::new());
         }
@@ -788,7 +797,7 @@ mod tests {
         s.flush().unwrap();
         let loc = s.locate(&id).unwrap();
         let key = pack_key(&loc.pack);
-        let mut bytes = s.block_on(p.get(&key)).unwrap().to_vec();
+        let mut bytes = s.block_on(p.get(&key, u64::MAX)).unwrap().to_vec();
         // Replace the blob with a valid zstd frame of different content.
         let other = crate::compress::compress(&vec![b'x'; data.len()], 3).unwrap();
         let mut b = PackBuilder::new();

@@ -53,7 +53,7 @@ fn s3_provider_conforms_on_garage() {
                 .await
                 .unwrap()
         );
-        assert_eq!(&p.get("rootkey").await.unwrap()[..], b"r");
+        assert_eq!(&p.get("rootkey", u64::MAX).await.unwrap()[..], b"r");
     });
 }
 
@@ -91,7 +91,7 @@ fn bad_settings_give_errors_that_say_what_to_check_and_are_not_retried() {
     };
     let location = S3Location::parse(garage.provider_spec("x").trim_start_matches("s3 ")).unwrap();
     let p = retrying(S3Provider::new(location.clone(), wrong));
-    let err = rt.block_on(p.get("config")).unwrap_err();
+    let err = rt.block_on(p.get("config", u64::MAX)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Io);
     assert!(!err.is_temporary());
     let msg = err.to_string();
@@ -109,7 +109,10 @@ fn bad_settings_give_errors_that_say_what_to_check_and_are_not_retried() {
     };
     let missing = S3Location::parse(&format!("{}/missing-bucket", garage.endpoint())).unwrap();
     let p = retrying(S3Provider::new(missing, options.clone()));
-    let msg = rt.block_on(p.get("config")).unwrap_err().to_string();
+    let msg = rt
+        .block_on(p.get("config", u64::MAX))
+        .unwrap_err()
+        .to_string();
     assert!(
         msg.contains("bucket `missing-bucket` does not exist"),
         "{msg}"
@@ -121,7 +124,10 @@ fn bad_settings_give_errors_that_say_what_to_check_and_are_not_retried() {
     drop(dead);
     let unreachable = S3Location::parse(&format!("http://127.0.0.1:{port}/bucket")).unwrap();
     let p = retrying(S3Provider::new(unreachable, options));
-    let msg = rt.block_on(p.get("config")).unwrap_err().to_string();
+    let msg = rt
+        .block_on(p.get("config", u64::MAX))
+        .unwrap_err()
+        .to_string();
     assert!(
         msg.contains(&format!("cannot reach http://127.0.0.1:{port}")),
         "{msg}"

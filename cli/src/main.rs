@@ -46,10 +46,10 @@ pub const EXIT_CORRUPT: u8 = 4;
     about = "Deduplicating backups of stream-processing module state"
 )]
 struct Cli {
-    /// Config file (default: ./rbk.yaml when it exists).
+    /// Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Data dir holding `modules/` (overrides `data.dir`).
+    /// Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`).
     #[arg(
         long = "data-dir",
         alias = "dataDir",
@@ -57,7 +57,7 @@ struct Cli {
         value_name = "DIR"
     )]
     data_dir: Option<PathBuf>,
-    /// Backup provider, e.g. `fs /var/rbk` (overrides `backup.provider`).
+    /// Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`).
     #[arg(long, global = true, value_name = "SPEC")]
     provider: Option<String>,
     /// Machine-readable JSON on stdout.
@@ -119,6 +119,10 @@ struct Target {
     /// leave the module with empty or missing files; for throwaway copies only.
     #[arg(long = "no-sync")]
     no_sync: bool,
+    /// restore: keep setuid/setgid bits of restored files (stripped by default, so a store
+    /// writer cannot plant a setuid binary through a restore).
+    #[arg(long = "keep-setid")]
+    keep_setid: bool,
     #[command(flatten)]
     gc: GcFlags,
     #[command(flatten)]
@@ -198,6 +202,19 @@ enum Command {
     /// Generate a module, back it up over several generations, restore and check every
     /// backup, and print dedup ratio and throughput.
     Demo(demo::DemoArgs),
+    /// Print the effective configuration and where each value came from.
+    Config,
+    /// Print a shell completion script (e.g. `rbk completions bash > /etc/bash_completion.d/rbk`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `rbk man > /usr/local/share/man/man1/rbk.1`; with
+    /// --out-dir, write it and one page per subcommand (rbk-backup.1, …) there.
+    Man {
+        #[arg(long = "out-dir", value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -271,6 +288,7 @@ fn open_repo(cfg: &Config, create: bool) -> Result<Repo> {
 
 /// [`open_repo`], waiting at most `wait` for the index.
 fn open_repo_within(cfg: &Config, create: bool, wait: std::time::Duration) -> Result<Repo> {
+    announce_default_store(cfg);
     let deadline = std::time::Instant::now() + wait;
     let mut told = false;
     loop {
@@ -291,6 +309,15 @@ fn open_repo_within(cfg: &Config, create: bool, wait: std::time::Duration) -> Re
             }
             r => return r.with_context(|| format!("opening the store `{}`", cfg.provider)),
         }
+    }
+}
+
+/// Says on stderr, once per process, that the store is the embedded default, so backups never
+/// land in `./data-backups` without the operator being told.
+fn announce_default_store(cfg: &Config) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if let Some(line) = cfg.default_store_notice() {
+        ONCE.call_once(|| eprintln!("{line}"));
     }
 }
 
@@ -416,6 +443,7 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
                 restore::RestoreOptions {
                     force,
                     no_sync: t.no_sync,
+                    keep_setid: t.keep_setid,
                 },
                 &bars,
             );
@@ -507,8 +535,21 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
             }
         }
         Action::RepairIndex => {
+            // Damage can surface at any read of the index, not only when it opens: rebuild
+            // into an empty directory, whatever the old one holds. Opening it first checks
+            // that no other rbk process is using it.
+            let repo = open_repo(cfg, false)?;
+            let old = repo.store().index().path().to_path_buf();
+            drop(repo);
+            let aside = rbk_chunkstore::index::RocksChunkIndex::set_aside(&old, "replaced")?;
             let repo = open_repo(cfg, false)?;
             let r = verify::repair_index(&repo)?;
+            if let Err(e) = std::fs::remove_dir_all(&aside) {
+                eprintln!(
+                    "rbk: could not delete the old index `{}`: {e}",
+                    aside.display()
+                );
+            }
             let path = repo.store().index().path().display().to_string();
             print(
                 cli.json,
@@ -769,12 +810,33 @@ fn info_text(i: &info::BackupInfo) -> String {
 
 fn run(cli: &Cli) -> Result<()> {
     INDEX_WAIT_SECONDS.store(cli.index_wait, std::sync::atomic::Ordering::Relaxed);
-    let cfg = config::resolve(
-        cli.config.as_deref(),
-        cli.data_dir.as_deref(),
-        cli.provider.as_deref(),
-    )
-    .map_err(|e| usage(format!("{e:#}")))?;
+    // Printing completions or the man page needs no configuration, and must work anywhere.
+    match &cli.command {
+        Command::Completions { shell } => {
+            outln!("{}", completions(*shell));
+            return Ok(());
+        }
+        Command::Man { out_dir: None } => {
+            outln!("{}", man_page()?);
+            return Ok(());
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            use clap::CommandFactory;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating `{}`", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("writing man pages into `{}`", dir.display()))?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let flags = config::Flags {
+        config: cli.config.as_deref(),
+        data_dir: cli.data_dir.as_deref(),
+        provider: cli.provider.as_deref(),
+    };
+    let cfg = config::resolve(flags, &|var| std::env::var(var).ok())
+        .map_err(|e| usage(format!("{e:#}")))?;
     match &cli.command {
         Command::Backup { action, target } => run_action(cli, &cfg, *action, target),
         Command::List(t) => run_action(cli, &cfg, Action::List, t),
@@ -836,8 +898,97 @@ fn run(cli: &Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo::run(args, cli.json),
-        Command::Serve(args) => serve::run(args, &cfg, cli.json),
+        Command::Serve(args) => {
+            announce_default_store(&cfg);
+            serve::run(args, &cfg, cli.json)
+        }
+        Command::Config => {
+            print(cli.json, config_json(&cfg), || config_text(&cfg));
+            Ok(())
+        }
+        // Printed before the configuration was read.
+        Command::Completions { .. } | Command::Man { .. } => Ok(()),
     }
+}
+
+/// The AWS variables the S3 provider reads, shown by `rbk config` (secrets redacted).
+const AWS_VARS: &[(&str, bool)] = &[
+    ("AWS_ACCESS_KEY_ID", false),
+    ("AWS_SECRET_ACCESS_KEY", true),
+    ("AWS_SESSION_TOKEN", true),
+    ("AWS_PROFILE", false),
+    ("AWS_REGION", false),
+    ("AWS_DEFAULT_REGION", false),
+];
+
+fn aws_env() -> Vec<(&'static str, String)> {
+    AWS_VARS
+        .iter()
+        .filter_map(|&(var, secret)| {
+            let v = std::env::var(var).ok().filter(|v| !v.is_empty())?;
+            Some((var, if secret { "<redacted>".to_string() } else { v }))
+        })
+        .collect()
+}
+
+fn config_json(cfg: &Config) -> serde_json::Value {
+    let setting = |value: String, source: &config::Source| json!({"value": value, "source": source.to_string()});
+    json!({
+        "config_file": cfg.file.as_ref().map(|(p, s)| setting(p.display().to_string(), s)),
+        "data.dir": setting(cfg.data_dir.display().to_string(), &cfg.data_dir_source),
+        "backup.provider": setting(config::redact(&cfg.provider), &cfg.provider_source),
+        "index": repo::index_root(&cfg.data_dir).display().to_string(),
+        "aws_environment": aws_env().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+    })
+}
+
+fn config_text(cfg: &Config) -> String {
+    let file = match &cfg.file {
+        Some((p, source)) => format!("{} ({source})", p.display()),
+        None => format!("none (no ./{} here)", config::DEFAULT_CONFIG),
+    };
+    let mut out = vec![
+        format!("config file      {file}"),
+        format!(
+            "data.dir         {}  ({})",
+            cfg.data_dir.display(),
+            cfg.data_dir_source
+        ),
+        format!(
+            "backup.provider  {}  ({})",
+            config::redact(&cfg.provider),
+            cfg.provider_source
+        ),
+        format!(
+            "local index      {}",
+            repo::index_root(&cfg.data_dir).display()
+        ),
+    ];
+    out.extend(
+        aws_env()
+            .into_iter()
+            .map(|(var, v)| format!("environment      {var}={v}")),
+    );
+    out.join("\n")
+}
+
+/// The completion script for `shell`, generated from the same definitions as the parser.
+fn completions(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory;
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "rbk", &mut buf);
+    String::from_utf8_lossy(&buf).trim_end().to_string()
+}
+
+/// The man page, generated from the same definitions as the parser.
+fn man_page() -> Result<String> {
+    use clap::CommandFactory;
+    let mut buf = Vec::new();
+    // As `generate_to` renders it (no `help` subcommand), so both outputs are one page.
+    clap_mangen::Man::new(Cli::command().disable_help_subcommand(true))
+        .render(&mut buf)
+        .context("rendering the man page")?;
+    Ok(String::from_utf8_lossy(&buf).trim_end().to_string())
 }
 
 fn main() -> ExitCode {
@@ -848,9 +999,15 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
         }
     };
+    // Warnings (a damaged pack skipped, an index rebuilt) reach stderr by default; RBK_LOG
+    // (e.g. `debug`) shows more.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RBK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("RBK_LOG"))
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
         .init();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,7 +35,16 @@ impl Env {
 
     /// Runs rbk in the env's directory, so `./rbk.yaml` is picked up.
     fn rbk(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rbk"))
+        self.rbk_with(args, &[])
+    }
+
+    /// [`Env::rbk`] with these environment variables (and no RBK_* from the caller's).
+    fn rbk_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbk"));
+        for var in ["RBK_CONFIG", "RBK_DATA_DIR", "RBK_PROVIDER", "RBK_MIRROR"] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(vars.iter().copied())
             .current_dir(self.dir())
             .args(args)
             .arg("--quiet")
@@ -168,10 +177,16 @@ fn json_backup_output_and_embedded_default_store() {
     let env = Env::new();
     std::fs::remove_file(env.dir().join("rbk.yaml")).unwrap();
     // No config at all: data dir ./data, store ./data-backups beside it.
-    let j: serde_json::Value =
-        serde_json::from_str(&env.ok(&["backup", "--module", MODULE, "--json"])).unwrap();
+    let out = env.rbk(&["backup", "--module", MODULE, "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(j["new_chunks"].as_u64().unwrap() > 0);
     assert!(env.dir().join("data-backups/config").is_file());
+    // ... and the operator is told, once.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "rbk: no rbk.yaml here and no --provider or RBK_PROVIDER: using the default store `fs ./data-backups` beside the data dir\n"
+    );
     let listed = env.ok(&["list", "--module", MODULE]);
     assert!(listed.starts_with(j["backup_id"].as_str().unwrap()));
 }
@@ -804,4 +819,237 @@ fn output_into_a_closed_pipe_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Everything a config mistake must not leave behind: a store, an index, a store binding.
+fn nothing_written(env: &Env) {
+    for p in ["store", "data-backups", "data/.rbk"] {
+        assert!(!env.dir().join(p).exists(), "{p} was created");
+    }
+}
+
+#[test]
+fn a_misspelled_config_key_is_an_error_and_nothing_is_written() {
+    let env = Env::new();
+    let cases = [
+        (
+            "data.dir: data\nbackup.provder: \"fs store\"\n",
+            "unknown key `backup.provder` in config file `rbk.yaml` line 2: did you mean `backup.provider`?",
+        ),
+        (
+            "data:\n  dir: data\nbackup:\n  provder: \"fs store\"\n",
+            "unknown key `backup.provder` in config file `rbk.yaml` line 4: did you mean `backup.provider`?",
+        ),
+        (
+            "data.dri: data\nbackup.provider: \"fs store\"\n",
+            "unknown key `data.dri` in config file `rbk.yaml` line 1: did you mean `data.dir`?",
+        ),
+        (
+            "data.dir: data\nbackup.provider: \"fs store\"\nbackup.mirorr: \"s3 b\"\n",
+            "unknown key `backup.mirorr` in config file `rbk.yaml` line 3: rbk.yaml accepts only `data.dir`, `backup.provider`",
+        ),
+        // A file that names no store does not fall back to the default one.
+        ("data.dir: data\n", "sets no `backup.provider`"),
+    ];
+    for (text, says) in cases {
+        std::fs::write(env.dir().join("rbk.yaml"), text).unwrap();
+        for args in [
+            &["backup", "--module", MODULE][..],
+            &["backup", "--action", "gc"],
+            &["gc"],
+            &["serve", "--for-seconds", "1"],
+        ] {
+            env.fails(args, 2, says);
+            nothing_written(&env);
+        }
+    }
+    // Through RBK_CONFIG too.
+    std::fs::write(env.dir().join("other.yaml"), "backup.provder: x\n").unwrap();
+    let out = env.rbk_with(
+        &["backup", "--module", MODULE],
+        &[("RBK_CONFIG", "other.yaml")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("`backup.provder` in config file `other.yaml` line 1")
+    );
+    // A mirror rbk cannot honour is refused, not ignored.
+    let out = env.rbk_with(&["backup", "--module", MODULE], &[("RBK_MIRROR", "s3 b")]);
+    assert_eq!(out.status.code(), Some(2));
+    nothing_written(&env);
+}
+
+#[test]
+fn rbk_config_shows_each_value_and_its_source_flag_over_env_over_file() {
+    let env = Env::new();
+    let config = |args: &[&str], vars: &[(&str, &str)]| -> serde_json::Value {
+        let mut all = vec!["config", "--json"];
+        all.extend_from_slice(args);
+        let out = env.rbk_with(&all, vars);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let setting = |j: &serde_json::Value, key: &str| {
+        (
+            j[key]["value"].as_str().unwrap().to_string(),
+            j[key]["source"].as_str().unwrap().to_string(),
+        )
+    };
+    let j = config(&[], &[]);
+    assert_eq!(
+        setting(&j, "config_file"),
+        ("rbk.yaml".into(), "default".into())
+    );
+    assert_eq!(
+        setting(&j, "data.dir"),
+        ("data".into(), "file rbk.yaml".into())
+    );
+    assert_eq!(
+        setting(&j, "backup.provider"),
+        ("fs store".into(), "file rbk.yaml".into())
+    );
+    assert_eq!(j["index"], "data/.rbk/index");
+
+    let vars = [
+        ("RBK_DATA_DIR", "/env/data"),
+        ("RBK_PROVIDER", "s3 http://k:secret@127.0.0.1:1/b"),
+        ("AWS_SECRET_ACCESS_KEY", "hunter2"),
+    ];
+    let j = config(&[], &vars);
+    assert_eq!(
+        setting(&j, "data.dir"),
+        ("/env/data".into(), "environment RBK_DATA_DIR".into())
+    );
+    assert_eq!(
+        setting(&j, "backup.provider"),
+        (
+            "s3 http://<redacted>@127.0.0.1:1/b".into(),
+            "environment RBK_PROVIDER".into()
+        )
+    );
+    assert_eq!(j["aws_environment"]["AWS_SECRET_ACCESS_KEY"], "<redacted>");
+    assert!(!j.to_string().contains("hunter2") && !j.to_string().contains("secret@"));
+
+    let j = config(
+        &["--data-dir", "/flag/data", "--provider", "fs /flag/store"],
+        &vars,
+    );
+    assert_eq!(
+        setting(&j, "data.dir"),
+        ("/flag/data".into(), "flag --data-dir".into())
+    );
+    assert_eq!(
+        setting(&j, "backup.provider"),
+        ("fs /flag/store".into(), "flag --provider".into())
+    );
+
+    // No file at all: the embedded defaults, said as such.
+    std::fs::remove_file(env.dir().join("rbk.yaml")).unwrap();
+    let j = config(&[], &[]);
+    assert_eq!(j["config_file"], serde_json::Value::Null);
+    assert_eq!(setting(&j, "data.dir"), ("data".into(), "default".into()));
+    assert_eq!(
+        setting(&j, "backup.provider"),
+        ("fs ./data-backups".into(), "default".into())
+    );
+    let text = String::from_utf8(env.rbk(&["config"]).stdout).unwrap();
+    assert!(
+        text.contains("config file      none (no ./rbk.yaml here)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("backup.provider  fs ./data-backups  (default)"),
+        "{text}"
+    );
+
+    // The environment decides which store a backup goes to.
+    std::fs::write(
+        env.dir().join("rbk.yaml"),
+        "data.dir: data\nbackup.provider: \"fs store\"\n",
+    )
+    .unwrap();
+    let out = env.rbk_with(
+        &["backup", "--module", MODULE],
+        &[("RBK_PROVIDER", "fs env-store")],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(env.dir().join("env-store/config").is_file());
+    assert!(!env.dir().join("store").exists());
+}
+
+/// The completion scripts and man pages in cli/generated are what this binary generates, so
+/// the shipped files cannot drift from the parser. `RBK_BLESS=1` rewrites them.
+#[test]
+fn completions_and_man_pages_match_the_checked_in_files() {
+    let env = Env::new();
+    let generated = Path::new(env!("CARGO_MANIFEST_DIR")).join("generated");
+    let bless = std::env::var_os("RBK_BLESS").is_some();
+    let check = |name: &str, bytes: &[u8]| {
+        let path = generated.join(name);
+        if bless {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let want = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; run with RBK_BLESS=1", path.display()));
+        assert!(
+            want == bytes,
+            "{} is stale: run `RBK_BLESS=1 cargo test -p rbk-cli --test cli completions`",
+            path.display()
+        );
+    };
+    for (shell, file, marker) in [
+        ("bash", "completions/rbk.bash", "_rbk()"),
+        ("zsh", "completions/_rbk", "#compdef rbk"),
+        ("fish", "completions/rbk.fish", "complete -c rbk"),
+    ] {
+        let out = env.rbk(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8(out.stdout.clone()).unwrap();
+        assert!(
+            text.contains(marker) && text.contains("repair-index"),
+            "{shell}: {text}"
+        );
+        check(file, &out.stdout);
+    }
+    env.fails(&["completions", "tcsh"], 2, "invalid value 'tcsh'");
+    let pages = env.dir().join("man");
+    let out = env.rbk(&["man", "--out-dir", pages.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&pages)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert!(
+        names.contains(&"rbk.1".to_string()) && names.contains(&"rbk-backup.1".to_string()),
+        "{names:?}"
+    );
+    for name in &names {
+        check(
+            &format!("man/{name}"),
+            &std::fs::read(pages.join(name)).unwrap(),
+        );
+    }
+    // `rbk man` alone prints the top page, and needs no config (even a broken one).
+    std::fs::write(env.dir().join("rbk.yaml"), "nonsense: 1\n").unwrap();
+    let out = env.rbk(&["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim_end(),
+        String::from_utf8(std::fs::read(pages.join("rbk.1")).unwrap())
+            .unwrap()
+            .trim_end()
+    );
 }

@@ -35,7 +35,10 @@ impl BackupId {
         if !upper_hex(suffix, 2) {
             return Err(bad("the suffix must be 2 uppercase hex digits"));
         }
-        validate_module_name(module).map_err(|_| bad("the module name is empty, '.' or '..', or contains '/', '\\' or control characters"))?;
+        validate_module_name(module).map_err(|e| match e {
+            Error::InvalidInput(why) => bad(&why),
+            other => other,
+        })?;
         Ok(BackupId {
             module: module.into(),
             millis: u64::from_str_radix(millis, 16).expect("checked hex"),
@@ -59,6 +62,20 @@ impl fmt::Display for BackupId {
 /// # Errors
 /// `InvalidInput` naming the module.
 pub fn validate_module_name(name: &str) -> Result<()> {
+    if name.len() > MAX_MODULE_NAME_LEN {
+        return Err(Error::InvalidInput(format!(
+            "module name `{name}` is {} bytes; rbk accepts at most {MAX_MODULE_NAME_LEN}, so that every name it derives from it (restore staging dirs add 22 bytes, backup ids 20) fits a file name (255 bytes)",
+            name.len()
+        )));
+    }
+    // Reserved for rbk's own entries beside module dirs (restore staging): a module of such
+    // a name could be taken for one and removed.
+    if name.starts_with(crate::layout::RBK_TEMP_PREFIX) {
+        return Err(Error::InvalidInput(format!(
+            "`{name}` is not a valid module name: names starting with `{}` are reserved for rbk's own entries",
+            crate::layout::RBK_TEMP_PREFIX
+        )));
+    }
     if name.is_empty()
         || name == "."
         || name == ".."
@@ -73,9 +90,39 @@ pub fn validate_module_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The longest module name rbk accepts, in bytes. Names derived from it must fit NAME_MAX
+/// (255) on every file system: the longest is a restore's staging dir,
+/// `.rbk-restore-<module>-<8 hex>` (+22), then a backup id `<module>-<16 hex>-<2 hex>` (+20,
+/// the manifest's object name). 200 leaves room for both with a margin.
+pub const MAX_MODULE_NAME_LEN: usize = 200;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_names_are_bounded_so_derived_names_fit_name_max() {
+        let longest = "m".repeat(MAX_MODULE_NAME_LEN);
+        validate_module_name(&longest).unwrap();
+        let id = BackupId {
+            module: longest.clone(),
+            millis: u64::MAX >> 8,
+            suffix: 0xff,
+        };
+        for derived in [
+            format!(".rbk-restore-{longest}-{:08x}", u32::MAX),
+            format!(".rbk-old-{longest}-{:08x}", u32::MAX),
+            id.to_string(),
+        ] {
+            assert!(derived.len() <= 255, "{} bytes: {derived}", derived.len());
+        }
+        let e = validate_module_name(&"m".repeat(MAX_MODULE_NAME_LEN + 1)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is 201 bytes; rbk accepts at most 200"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn parse_display_round_trip() {

@@ -64,6 +64,11 @@ pub enum Error {
     )]
     ModuleRunning { module: String, detail: String },
 
+    #[error(
+        "`{}` changed while rbk read it ({detail}); nothing was committed. Stop whatever writes it (a running module is backed up through its host) and run the backup again", path.display()
+    )]
+    FileChanged { path: PathBuf, detail: String },
+
     #[error("{0}")]
     InvalidInput(String),
 }
@@ -82,7 +87,7 @@ impl Error {
             | Error::ForeignStore { .. }
             | Error::ModuleRunning { .. }
             | Error::InvalidInput(_) => ErrorKind::InvalidInput,
-            Error::Io { .. } => ErrorKind::Io,
+            Error::Io { .. } | Error::FileChanged { .. } => ErrorKind::Io,
         }
     }
 
@@ -90,6 +95,13 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    pub fn changed(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
+        Error::FileChanged {
+            path: path.into(),
+            detail: detail.into(),
         }
     }
 

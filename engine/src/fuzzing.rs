@@ -29,6 +29,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("store_config", store_config),
     ("chunk_codec", chunk_codec),
     ("model", model),
+    ("data_dir_scan", data_dir_scan),
 ];
 
 /// The manifest decoder never panics; what it accepts re-encodes to bytes that decode to the
@@ -198,5 +199,106 @@ fn write_module(data_dir: &Path, files: &BTreeMap<&str, Vec<u8>>) {
         if std::fs::read(&path).ok().as_deref() != Some(bytes) {
             std::fs::write(&path, bytes).expect("write");
         }
+    }
+}
+
+/// Names the scan fuzzer builds trees from: layout names, odd ones (dots, spaces, a
+/// reserved prefix, non-UTF-8, a name at NAME_MAX) and ones that look like segments.
+fn scan_name(b: u8) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let names: &[&[u8]] = &[
+        b"module.jar",
+        b"config-overrides.json",
+        b"tasks",
+        b"0",
+        b"1",
+        b"depots",
+        b"pstates",
+        b"topologies",
+        b"events",
+        b"state",
+        b"00000000000000000000.seg",
+        b"00000000000000000100.seg",
+        b"000001.sst",
+        b"progress.json",
+        b"..",
+        b".rbk-restore-x",
+        b"a b",
+        b"\xff\xfe",
+        b"-",
+    ];
+    match b as usize % (names.len() + 1) {
+        i if i < names.len() => std::ffi::OsString::from_vec(names[i].to_vec()),
+        _ => std::ffi::OsString::from("n".repeat(255)),
+    }
+}
+
+/// A hostile data dir: the input builds a module tree of files, directories, symlinks (to
+/// files inside and outside it), FIFOs and odd names. Then the scan and a backup must each
+/// return (a FIFO must not hang them), never panic, and a backup that succeeds holds only
+/// regular files and restores byte for byte.
+pub fn data_dir_scan(data: &[u8]) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let data_dir = tmp.path().join("data");
+    let dir = module_dir(&data_dir, MODEL_MODULE);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let outside = tmp.path().join("secret");
+    std::fs::write(&outside, b"not part of the module").expect("write");
+    std::fs::write(
+        dir.join("module.json"),
+        format!(r#"{{"name": "{MODEL_MODULE}", "tasks": 2}}"#),
+    )
+    .expect("write");
+    // Each op of 8 bytes: kind, depth (1..=5), five path segments, size.
+    for op in data.chunks(8).take(40) {
+        let mut path = dir.clone();
+        let depth = 1 + op.get(1).copied().unwrap_or(0) as usize % 5;
+        for i in 0..depth {
+            path.push(scan_name(op.get(2 + i).copied().unwrap_or(0)));
+        }
+        let Some(parent) = path.parent() else {
+            continue;
+        };
+        if !parent.starts_with(&dir) || std::fs::create_dir_all(parent).is_err() {
+            continue;
+        }
+        let size = op.get(7).copied().unwrap_or(0) as usize * 61;
+        let _ = match op[0] % 5 {
+            0 | 1 => std::fs::write(&path, vec![op[0]; size]),
+            2 => std::fs::create_dir_all(&path),
+            3 => std::os::unix::fs::symlink(
+                if size.is_multiple_of(2) {
+                    &outside
+                } else {
+                    &dir
+                },
+                &path,
+            ),
+            _ => rustix::fs::mkfifoat(rustix::fs::CWD, &path, rustix::fs::Mode::RUSR)
+                .map_err(std::io::Error::from),
+        };
+    }
+    if let Ok(scan) = crate::layout::scan_module(&data_dir, MODEL_MODULE) {
+        let all = scan
+            .module_files
+            .iter()
+            .chain(scan.tasks.iter().flat_map(|t| {
+                t.depots
+                    .iter()
+                    .chain(&t.pstates)
+                    .chain(&t.topologies)
+                    .flat_map(|o| o.files.iter())
+            }));
+        for f in all {
+            let md = std::fs::symlink_metadata(&f.abs).expect("scanned file exists");
+            assert!(md.is_file(), "scanned a non-file {}", f.abs.display());
+            assert!(f.abs.starts_with(&dir), "scanned outside the module");
+        }
+    }
+    let provider: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+    let repo = Repo::open(provider.clone(), &repo::index_root(&data_dir), true).expect("store");
+    if let Ok(r) = backup::backup(&repo, &data_dir, MODEL_MODULE, &NoProgress) {
+        let want = testdata::tree_digest(&dir).expect("digest");
+        check_restore(&provider, tmp.path(), &r.backup_id, &want, 1);
     }
 }

@@ -21,6 +21,9 @@ use crate::depot::segment_first_offset;
 use crate::{Error, Result};
 
 pub const MODULES_DIR: &str = "modules";
+/// The most rbk reads of a small JSON file of a module (module.json, dynamic-options.json,
+/// progress.json): they are a few hundred bytes; anything this big is not one.
+pub const MAX_META_FILE_LEN: u64 = 1 << 20;
 /// Prefix of rbk's own entries beside module dirs (restore staging); never a module.
 pub const RBK_TEMP_PREFIX: &str = ".rbk-";
 
@@ -69,9 +72,87 @@ pub struct ScannedFile {
     pub dev: u64,
     pub ino: u64,
     pub mode: u32,
+    pub ctime_ns: i64,
+    pub nlink: u64,
     /// `size` is a length captured by a snapshot, not the file's: a live depot segment that
     /// keeps growing past it (so its mtime says nothing about the captured bytes).
     pub capped: bool,
+}
+
+/// How a file may change while a backup reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Growth {
+    /// Only by appending (depot segments, WALs, MANIFESTs, LOG): bytes past the scanned
+    /// length may appear; the scanned prefix is what is stored.
+    AppendOnly,
+    /// Not at all while it is read.
+    None,
+}
+
+impl ScannedFile {
+    /// Opens the file the scan saw, and only that one: not a symlink or FIFO put in its
+    /// place since (never followed, never blocked on), not another file renamed over it
+    /// (dev/inode checked on the opened descriptor), not one changed since the scan.
+    ///
+    /// # Errors
+    /// `FileChanged` naming the file when it is not the scanned one any more; I/O errors.
+    pub fn open(&self, growth: Growth) -> Result<fs::File> {
+        let (file, md) = rbk_chunkstore::safe_fs::open_regular(&self.abs).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                Error::changed(&self.abs, format!("it was replaced since the scan: it {e}"))
+            } else {
+                Error::io(&self.abs, e)
+            }
+        })?;
+        if (md.dev(), md.ino()) != (self.dev, self.ino) {
+            return Err(Error::changed(
+                &self.abs,
+                "another file was put in its place since the scan",
+            ));
+        }
+        self.check_unchanged(&md, growth)?;
+        Ok(file)
+    }
+
+    /// Checks the metadata of the open file (`fstat`, at open and again after the read)
+    /// against the scan's: a backup never commits a torn file.
+    ///
+    /// Size and mtime must be as scanned (an append-only file may have grown past the
+    /// scanned length, never shrunk). ctime catches a rewrite that reset mtime, but a new or
+    /// removed hard link also moves it (RocksDB checkpoints link SSTs, compaction unlinks
+    /// them), so it is compared only while the link count stays what the scan saw.
+    ///
+    /// # Errors
+    /// `FileChanged` naming the file and what changed.
+    pub fn check_unchanged(&self, md: &fs::Metadata, growth: Growth) -> Result<()> {
+        let mtime_ns = time_ns(md.mtime(), md.mtime_nsec());
+        let ctime_ns = time_ns(md.ctime(), md.ctime_nsec());
+        let what = match growth {
+            _ if md.len() < self.size => Some(format!(
+                "it shrank from {} to {} bytes",
+                self.size,
+                md.len()
+            )),
+            Growth::AppendOnly => None,
+            Growth::None if md.len() != self.size => {
+                Some(format!("it grew from {} to {} bytes", self.size, md.len()))
+            }
+            // A capped segment's bytes past the cap are not ours; its mtime moves with them.
+            Growth::None if !self.capped && mtime_ns != self.mtime_ns => {
+                Some("it was modified (mtime moved)".to_string())
+            }
+            Growth::None
+                if !self.capped && md.nlink() == self.nlink && ctime_ns != self.ctime_ns =>
+            {
+                Some("it was rewritten (ctime moved)".to_string())
+            }
+            Growth::None => None,
+        };
+        match what {
+            Some(what) => Err(Error::changed(&self.abs, what)),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -124,15 +205,23 @@ fn file_name(path: &Path) -> Result<String> {
         .ok_or_else(|| Error::layout(path, "file name is not valid UTF-8"))
 }
 
+/// A file time in ns since the epoch, saturating outside 1677..2262 (i64 ns) instead of
+/// wrapping into a wrong time.
+pub fn time_ns(secs: i64, nsec: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nsec)
+}
+
 fn scanned(abs: PathBuf, rel: String, md: &fs::Metadata) -> ScannedFile {
     ScannedFile {
         rel,
         abs,
         size: md.len(),
-        mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+        mtime_ns: time_ns(md.mtime(), md.mtime_nsec()),
         dev: md.dev(),
         ino: md.ino(),
         mode: md.mode() & 0o7777,
+        ctime_ns: time_ns(md.ctime(), md.ctime_nsec()),
+        nlink: md.nlink(),
         capped: false,
     }
 }
@@ -228,10 +317,18 @@ pub fn scan_module(data_dir: &Path, module: &str) -> Result<ModuleScan> {
         });
     }
     let meta_path = dir.join("module.json");
-    let meta_bytes = match fs::read(&meta_path) {
+    let meta_bytes = match rbk_chunkstore::safe_fs::read_limited(&meta_path, MAX_META_FILE_LEN) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::layout(&meta_path, "module.json is missing"));
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            ) =>
+        {
+            return Err(Error::layout(&meta_path, format!("module.json {e}")));
         }
         Err(e) => return Err(Error::io(&meta_path, e)),
     };

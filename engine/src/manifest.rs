@@ -15,7 +15,7 @@ pub const VERSION: u32 = 1;
 const HEADER_LEN: usize = 24;
 const CHECKSUM_LEN: usize = 32;
 /// Manifests larger than this are refused before reading (about 8 million chunk ids).
-pub const MAX_MANIFEST_LEN: usize = 256 << 20;
+pub const MAX_MANIFEST_LEN: usize = rbk_chunkstore::provider::limits::MANIFEST as usize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
@@ -393,7 +393,7 @@ fn decode_body(d: &mut Dec) -> DecResult<Manifest> {
             topologies,
         });
     }
-    Ok(Manifest {
+    let m = Manifest {
         backup_id,
         created_ms,
         rbk_version,
@@ -401,7 +401,54 @@ fn decode_body(d: &mut Dec) -> DecResult<Manifest> {
         stats,
         module_files,
         tasks,
+    };
+    m.check_tree()?;
+    Ok(m)
+}
+
+/// Why a file whose chunks add up to `chunk_bytes` cannot be restored as the manifest says,
+/// if it cannot. Verify and restore both ask this, so verify passes only what restores.
+pub fn file_length_problem(declared: u64, chunk_bytes: u64) -> Option<String> {
+    (declared != chunk_bytes).then(|| {
+        format!("its chunks add up to {chunk_bytes} bytes but the manifest records {declared}")
     })
+}
+
+impl Manifest {
+    /// The tree a restore would write is one it can write: no path twice, no file where a
+    /// directory must be, a total size that fits a u64. Part of decoding, so `verify`
+    /// rejects every manifest `restore` would.
+    pub(crate) fn check_tree(&self) -> DecResult<()> {
+        let files = self.files();
+        let mut total: u64 = 0;
+        let mut paths = std::collections::HashSet::with_capacity(files.len());
+        for (rel, f) in &files {
+            total = total
+                .checked_add(f.size)
+                .ok_or_else(|| "file sizes add up to more than 2^64 bytes".to_string())?;
+            if !paths.insert(rel.as_str()) {
+                return Err(format!("file `{rel}` is listed twice"));
+            }
+        }
+        // Every directory the restore creates: the objects' dirs, and every ancestor of
+        // those and of each file.
+        let object_dirs = self.dirs();
+        let mut dirs: std::collections::HashSet<&str> =
+            object_dirs.iter().map(String::as_str).collect();
+        for p in files.iter().map(|(rel, _)| rel).chain(&object_dirs) {
+            let mut end = 0;
+            while let Some(i) = p[end..].find('/') {
+                dirs.insert(&p[..end + i]);
+                end += i + 1;
+            }
+        }
+        for d in &dirs {
+            if paths.contains(d) {
+                return Err(format!("`{d}` is listed as a file but must be a directory"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -500,6 +547,8 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(200))]
         #[test]
         fn encode_decode_is_identity(m in manifest()) {
+            // Random paths may repeat or nest under a file: decoding rejects those trees.
+            prop_assume!(m.check_tree().is_ok());
             let bytes = m.encode();
             prop_assert_eq!(Manifest::decode("k", &bytes).unwrap(), m);
         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rbk_chunkstore::provider::{self, Provider};
+use rbk_chunkstore::provider::{self, Provider, limits};
 use rbk_chunkstore::{ChunkStore, ErrorKind};
 
 use crate::backup_id::{BackupId, validate_module_name};
@@ -37,8 +37,8 @@ pub fn binding_path(data_dir: &Path) -> PathBuf {
 /// I/O errors other than a missing file.
 pub fn bound_store_id(data_dir: &Path) -> Result<Option<String>> {
     let path = binding_path(data_dir);
-    match std::fs::read_to_string(&path) {
-        Ok(s) => Ok(Some(s.trim().to_string())),
+    match rbk_chunkstore::safe_fs::read_limited(&path, 4096) {
+        Ok(s) => Ok(Some(String::from_utf8_lossy(&s).trim().to_string())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(path, e)),
     }
@@ -158,11 +158,17 @@ impl Repo {
         let key = manifest_key(id);
         let bytes = self
             .store
-            .block_on(self.store.provider().get(&key))
+            .block_on(self.store.provider().get(&key, limits::MANIFEST))
             .map_err(|e| match e.kind() {
                 ErrorKind::NotFound => Error::BackupNotFound {
                     backup_id: id.to_string(),
                     module: id.module.clone(),
+                },
+                // Too large, or not a regular file in a local store: a damaged backup, as
+                // verify reports it, not a failure of the whole command.
+                ErrorKind::Corrupt => Error::CorruptManifest {
+                    key: key.clone(),
+                    detail: e.to_string(),
                 },
                 _ => e.into(),
             })?;

@@ -55,17 +55,23 @@ impl Policy {
     /// `InvalidInput` naming the file and key when a value has the wrong type or range, or
     /// the file is not a JSON object; `Io` when it cannot be read.
     pub fn from_options_file(path: &Path) -> Result<Policy> {
-        let bytes = match std::fs::metadata(path) {
+        // A FIFO here would hang every GC (and with it the data dir's index): only a regular
+        // file of bounded size is read.
+        let bytes = match rbk_chunkstore::safe_fs::read_limited(path, MAX_OPTIONS_LEN) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Policy::default()),
-            Err(e) => return Err(Error::io(path, e)),
-            Ok(m) if m.len() > MAX_OPTIONS_LEN => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+                ) =>
+            {
                 return Err(Error::InvalidInput(format!(
-                    "`{}` is {} bytes; dynamic options are limited to {MAX_OPTIONS_LEN}",
-                    path.display(),
-                    m.len()
+                    "dynamic options `{}` {e}",
+                    path.display()
                 )));
             }
-            Ok(_) => std::fs::read(path).map_err(|e| Error::io(path, e))?,
+            Err(e) => return Err(Error::io(path, e)),
+            Ok(b) => b,
         };
         Policy::from_options_json(&bytes).map_err(|why| {
             Error::InvalidInput(format!(

@@ -51,7 +51,7 @@ fn pack_liveness(p: &Arc<dyn Provider>, repo: &Repo) -> Vec<(String, u64, u64)> 
         .unwrap()
         .into_iter()
         .map(|o| {
-            let bytes = rt.block_on(p.get(&o.key)).unwrap();
+            let bytes = rt.block_on(p.get(&o.key, u64::MAX)).unwrap();
             let entries = pack::parse_pack(&o.key, &bytes).unwrap();
             let total = entries.iter().map(|e| e.stored_len as u64).sum();
             let used = entries
@@ -282,8 +282,8 @@ impl Provider for RevokingAfterManifest {
     fn describe(&self) -> String {
         self.0.describe()
     }
-    async fn get(&self, key: &str) -> rbk_chunkstore::Result<Bytes> {
-        self.0.get(key).await
+    async fn get(&self, key: &str, max_len: u64) -> rbk_chunkstore::Result<Bytes> {
+        self.0.get(key, max_len).await
     }
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> rbk_chunkstore::Result<Bytes> {
         self.0.get_range(key, offset, len).await

@@ -7,6 +7,9 @@ use bytes::Bytes;
 use super::Provider;
 use crate::ErrorKind;
 
+/// No size limit, for reads whose limit is not what is being checked.
+const ANY: u64 = u64::MAX;
+
 /// Size of the large object: above the multipart threshold the S3 tests configure.
 pub const LARGE_OBJECT: usize = 20_000_000;
 
@@ -15,7 +18,7 @@ pub const LARGE_OBJECT: usize = 20_000_000;
 pub async fn run(p: &dyn Provider) {
     // Missing keys.
     assert_eq!(
-        p.get("a/missing").await.unwrap_err().kind(),
+        p.get("a/missing", ANY).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
     assert_eq!(
@@ -36,7 +39,18 @@ pub async fn run(p: &dyn Provider) {
             .await
             .unwrap()
     );
-    assert_eq!(&p.get("a/one").await.unwrap()[..], b"0123456789");
+    assert_eq!(&p.get("a/one", ANY).await.unwrap()[..], b"0123456789");
+    // The size limit: exactly the object's size reads it; one byte less refuses it, naming
+    // the object, its size and the limit.
+    assert_eq!(&p.get("a/one", 10).await.unwrap()[..], b"0123456789");
+    let e = p.get("a/one", 9).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert!(
+        e.to_string().contains("object `a/one`")
+            && e.to_string()
+                .contains("it is 10 bytes, more than the 9 bytes"),
+        "{e}"
+    );
     assert_eq!(&p.get_range("a/one", 3, 4).await.unwrap()[..], b"3456");
     assert_eq!(&p.get_range("a/one", 10, 0).await.unwrap()[..], b"");
     assert_eq!(
@@ -68,14 +82,14 @@ pub async fn run(p: &dyn Provider) {
 
     // Empty objects and odd characters.
     assert!(p.put_if_absent("a/empty", Bytes::new()).await.unwrap());
-    assert_eq!(p.get("a/empty").await.unwrap().len(), 0);
+    assert_eq!(p.get("a/empty", ANY).await.unwrap().len(), 0);
     let odd = "a/com.my-Module_1 +=@,ü";
     assert!(
         p.put_if_absent(odd, Bytes::from_static(b"x"))
             .await
             .unwrap()
     );
-    assert_eq!(&p.get(odd).await.unwrap()[..], b"x");
+    assert_eq!(&p.get(odd, ANY).await.unwrap()[..], b"x");
 
     // Bad keys are rejected, not mapped somewhere surprising.
     for bad in ["", "/abs", "a/../b", "a//b", "a/./b", "a\\b"] {
@@ -133,7 +147,7 @@ pub async fn run(p: &dyn Provider) {
             .collect::<Vec<_>>(),
     );
     assert!(p.put_if_absent("big/one", big.clone()).await.unwrap());
-    assert_eq!(p.get("big/one").await.unwrap(), big);
+    assert_eq!(p.get("big/one", ANY).await.unwrap(), big);
     assert_eq!(
         p.get_range("big/one", LARGE_OBJECT as u64 - 1000, 1000)
             .await
@@ -145,7 +159,7 @@ pub async fn run(p: &dyn Provider) {
     p.delete("a/one").await.unwrap();
     assert!(!p.exists("a/one").await.unwrap());
     assert_eq!(
-        p.get("a/one").await.unwrap_err().kind(),
+        p.get("a/one", ANY).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
 }
@@ -185,5 +199,8 @@ async fn local_provider_conforms() {
     p.put_if_absent("x/y/z/obj", Bytes::from_static(b"2"))
         .await
         .unwrap();
-    assert_eq!(p.get("x/y/z/obj").await.unwrap(), Bytes::from_static(b"2"));
+    assert_eq!(
+        p.get("x/y/z/obj", ANY).await.unwrap(),
+        Bytes::from_static(b"2")
+    );
 }

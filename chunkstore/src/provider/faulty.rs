@@ -222,8 +222,8 @@ impl Provider for FaultyProvider {
     fn is_remote(&self) -> bool {
         self.inner.is_remote()
     }
-    async fn get(&self, key: &str) -> Result<Bytes> {
-        self.call(Op::Get, key, self.inner.get(key)).await
+    async fn get(&self, key: &str, max_len: u64) -> Result<Bytes> {
+        self.call(Op::Get, key, self.inner.get(key, max_len)).await
     }
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes> {
         self.call(Op::Get, key, self.inner.get_range(key, offset, len))

@@ -4,9 +4,13 @@
 //! hard-linked to its final name. `link` fails if the name exists, which makes put-if-absent
 //! atomic, and a reader never sees a partial object under a final name. The parent directory
 //! is fsynced so the new name survives a power loss. Leftover temp files are harmless.
+//!
+//! A store holds production data: objects are created `0600` and directories `0700`
+//! (whatever the umask), so only the owner — the account rbk runs as — can read them.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -60,6 +64,26 @@ fn not_found_or_io(key: &str, path: &Path, e: io::Error) -> Error {
     }
 }
 
+/// Opens an object's file: never through a symlink, never blocking on a FIFO (someone who can
+/// write the store directory could plant either), only a regular file.
+fn open_object(key: &str, path: &Path) -> Result<(File, fs::Metadata)> {
+    crate::safe_fs::open_regular(path).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidInput => Error::corrupt(
+            format!("object `{key}`"),
+            format!("`{}` {e}; it is not an object rbk wrote", path.display()),
+        ),
+        _ => not_found_or_io(key, path, e),
+    })
+}
+
+/// `create_dir_all` with mode 0700 for every directory it creates.
+fn create_private_dirs(dir: &Path) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -85,7 +109,13 @@ fn walk(dir: &Path, root: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Res
         if key == TMP_DIR {
             continue;
         }
-        let ft = entry.file_type().map_err(|e| Error::io(&path, e))?;
+        // A concurrent GC may delete an object between the directory read and its stat: it
+        // is simply not in this listing.
+        let ft = match entry.file_type() {
+            Ok(ft) => ft,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
         if ft.is_dir() {
             // Descend only where keys under this directory can match the prefix.
             let dir_key = format!("{key}/");
@@ -93,7 +123,11 @@ fn walk(dir: &Path, root: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Res
                 walk(&path, root, prefix, out)?;
             }
         } else if ft.is_file() && key.starts_with(prefix) {
-            let size = entry.metadata().map_err(|e| Error::io(&path, e))?.len();
+            let size = match entry.metadata() {
+                Ok(md) => md.len(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&path, e)),
+            };
             out.push(ObjectMeta { key, size });
         }
     }
@@ -110,13 +144,22 @@ impl Provider for LocalProvider {
         false
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
+    async fn get(&self, key: &str, max_len: u64) -> Result<Bytes> {
         let path = self.path_of(key)?;
         let key = key.to_string();
         self.blocking(move |_| {
-            fs::read(&path)
-                .map(Bytes::from)
-                .map_err(|e| not_found_or_io(&key, &path, e))
+            let (f, md) = open_object(&key, &path)?;
+            if md.len() > max_len {
+                return Err(Error::too_large(&key, md.len(), max_len));
+            }
+            let mut buf = Vec::with_capacity(md.len() as usize);
+            (&f).take(max_len.saturating_add(1))
+                .read_to_end(&mut buf)
+                .map_err(|e| Error::io(&path, e))?;
+            if buf.len() as u64 > max_len {
+                return Err(Error::too_large(&key, buf.len() as u64, max_len));
+            }
+            Ok(Bytes::from(buf))
         })
         .await
     }
@@ -137,8 +180,8 @@ impl Provider for LocalProvider {
         let path = self.path_of(key)?;
         let key = key.to_string();
         self.blocking(move |_| {
-            let mut f = File::open(&path).map_err(|e| not_found_or_io(&key, &path, e))?;
-            let size = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+            let (mut f, md) = open_object(&key, &path)?;
+            let size = md.len();
             let beyond = || {
                 Error::corrupt(
                     format!("object {key}"),
@@ -169,10 +212,14 @@ impl Provider for LocalProvider {
                 return Ok(false);
             }
             let tmp_dir = me.root.join(TMP_DIR);
-            fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
+            create_private_dirs(&tmp_dir).map_err(|e| Error::io(&tmp_dir, e))?;
             let tmp = tmp_dir.join(format!("{:016x}", rand::random::<u64>()));
             let write = || -> io::Result<()> {
-                let mut f = File::create_new(&tmp)?;
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)?;
                 f.write_all(&body)?;
                 f.sync_all()
             };
@@ -182,12 +229,12 @@ impl Provider for LocalProvider {
             }
             let parent = path.parent().expect("object path has a parent");
             // A concurrent delete may remove the (then empty) parent between the two calls.
-            let mut linked = fs::create_dir_all(parent).and_then(|_| fs::hard_link(&tmp, &path));
+            let mut linked = create_private_dirs(parent).and_then(|_| fs::hard_link(&tmp, &path));
             for _ in 0..8 {
                 match &linked {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         linked =
-                            fs::create_dir_all(parent).and_then(|_| fs::hard_link(&tmp, &path));
+                            create_private_dirs(parent).and_then(|_| fs::hard_link(&tmp, &path));
                     }
                     _ => break,
                 }

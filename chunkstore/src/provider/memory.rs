@@ -18,6 +18,14 @@ impl MemoryProvider {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Bytes>> {
         self.objects.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn object(&self, key: &str) -> Result<Bytes> {
+        validate_key(key)?;
+        self.lock()
+            .get(key)
+            .cloned()
+            .ok_or_else(|| Error::NotFound { key: key.into() })
+    }
 }
 
 #[async_trait]
@@ -30,16 +38,16 @@ impl Provider for MemoryProvider {
         false
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
-        validate_key(key)?;
-        self.lock()
-            .get(key)
-            .cloned()
-            .ok_or_else(|| Error::NotFound { key: key.into() })
+    async fn get(&self, key: &str, max_len: u64) -> Result<Bytes> {
+        let all = self.object(key)?;
+        if all.len() as u64 > max_len {
+            return Err(Error::too_large(key, all.len() as u64, max_len));
+        }
+        Ok(all)
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes> {
-        let all = self.get(key).await?;
+        let all = self.object(key)?;
         let end = offset.checked_add(len).filter(|e| *e <= all.len() as u64);
         match end {
             Some(end) => Ok(all.slice(offset as usize..end as usize)),

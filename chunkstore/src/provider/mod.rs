@@ -52,9 +52,14 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         true
     }
 
+    /// Reads a whole object of at most `max_len` bytes. The size is checked before the body
+    /// is read: a hostile or damaged store cannot make rbk allocate more than that. Each
+    /// kind of object has its limit ([`limits`]).
+    ///
     /// # Errors
-    /// `NotFound` when `key` does not exist.
-    async fn get(&self, key: &str) -> Result<Bytes>;
+    /// `NotFound` when `key` does not exist; `Corrupt` when it is larger than `max_len` or
+    /// not a regular object (a FIFO or symlink in a local store).
+    async fn get(&self, key: &str, max_len: u64) -> Result<Bytes>;
 
     /// Reads `len` bytes at `offset`.
     ///
@@ -108,6 +113,24 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         page_token: Option<&str>,
         page_size: usize,
     ) -> Result<ListPage>;
+}
+
+/// The most rbk reads of each kind of whole object (docs/format.md, "Size limits"). Each is
+/// far above what rbk writes, and bounds what a hostile store can make it allocate.
+pub mod limits {
+    /// The store's `config`: a few hundred bytes of JSON.
+    pub const CONFIG: u64 = 64 << 10;
+    /// A session's record or heartbeat: well under a KiB.
+    pub const SESSION_RECORD: u64 = 64 << 10;
+    /// A GC record: the condemned packs of one GC run, ~70 bytes each.
+    pub const GC_RECORD: u64 = 512 << 20;
+    /// A manifest: ~40 bytes per chunk id plus ~100 per file; 256 MiB holds millions.
+    pub const MANIFEST: u64 = 256 << 20;
+    /// A pack read whole (GC's repack) may be its store's `pack_target_size` plus two
+    /// chunks; packs of a store are never larger.
+    pub fn pack(pack_target_size: u64, max_chunk: u64) -> u64 {
+        pack_target_size.saturating_add(max_chunk.saturating_mul(2))
+    }
 }
 
 /// Lists every object under `prefix`, following pagination.

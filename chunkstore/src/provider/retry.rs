@@ -146,8 +146,8 @@ impl Provider for RetryingProvider {
         self.inner.is_remote()
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
-        self.run(key, || self.inner.get(key)).await.0
+    async fn get(&self, key: &str, max_len: u64) -> Result<Bytes> {
+        self.run(key, || self.inner.get(key, max_len)).await.0
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes> {
@@ -165,8 +165,12 @@ impl Provider for RetryingProvider {
             (Ok(false), true) => {
                 // An earlier attempt may have written it: the same bytes mean it did (or an
                 // identical object was there, which is as good).
-                let (stored, _) = self.run(key, || self.inner.get(key)).await;
-                Ok(stored? == body)
+                // Read at most the body's size: a larger object is not ours either.
+                match self.run(key, || self.inner.get(key, len)).await.0 {
+                    Ok(stored) => Ok(stored == body),
+                    Err(e) if e.kind() == crate::ErrorKind::Corrupt => Ok(false),
+                    Err(e) => Err(e),
+                }
             }
             (result, _) => result,
         }
@@ -224,7 +228,7 @@ mod tests {
         );
         assert_eq!(faulty.calls(), 4);
         assert_eq!(faulty.injected(), 3);
-        assert_eq!(&store.get("k").await.unwrap()[..], b"v");
+        assert_eq!(&store.get("k", u64::MAX).await.unwrap()[..], b"v");
     }
 
     #[tokio::test]
@@ -232,7 +236,7 @@ mod tests {
         let faulty =
             Arc::new(FaultyProvider::new(Arc::new(MemoryProvider::default())).fail_calls(1..));
         let p = RetryingProvider::new(faulty.clone(), quick(3));
-        let err = p.get("k").await.unwrap_err();
+        let err = p.get("k", u64::MAX).await.unwrap_err();
         assert!(err.is_temporary());
         assert!(
             err.to_string().contains("gave up after 3 attempts"),
@@ -245,7 +249,10 @@ mod tests {
     async fn permanent_failures_and_missing_keys_are_not_retried() {
         let faulty = Arc::new(FaultyProvider::new(Arc::new(MemoryProvider::default())));
         let p = RetryingProvider::new(faulty.clone(), quick(5));
-        assert_eq!(p.get("k").await.unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            p.get("k", u64::MAX).await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
         assert_eq!(faulty.calls(), 1);
         assert_eq!(
             p.put_if_absent("a//b", Bytes::new())

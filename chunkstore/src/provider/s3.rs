@@ -301,8 +301,10 @@ impl S3Provider {
         (client, permit)
     }
 
-    /// GET of the whole object or of `range` (`bytes=a-b`).
-    async fn get_object(&self, key: &str, range: Option<String>) -> Result<Bytes> {
+    /// GETs `key` (or a range of it), reading at most `max_len` bytes of body: the length
+    /// the server announces is checked before the body is read, and the body is read in
+    /// pieces and cut off should it run past the limit anyway.
+    async fn get_object(&self, key: &str, range: Option<String>, max_len: u64) -> Result<Bytes> {
         validate_key(key)?;
         let (client, _permit) = self.start(&self.counters.get).await;
         let out = client
@@ -313,7 +315,14 @@ impl S3Provider {
             .send()
             .await;
         match out {
-            Ok(out) => self.read_body(key, out.body).await,
+            Ok(out) => {
+                if let Some(len) = out.content_length().and_then(|l| u64::try_from(l).ok())
+                    && len > max_len
+                {
+                    return Err(Error::too_large(key, len, max_len));
+                }
+                self.read_body(key, out.body, max_len).await
+            }
             Err(e) if Self::is_not_found(&e) => Err(Error::NotFound { key: key.into() }),
             Err(e) if e.code() == Some("InvalidRange") => Err(Error::corrupt(
                 format!("object `{key}`"),
@@ -426,16 +435,24 @@ impl S3Provider {
                     .is_some_and(|r| r.status().as_u16() == 404))
     }
 
-    async fn read_body(&self, key: &str, body: ByteStream) -> Result<Bytes> {
-        body.collect()
-            .await
-            .map(|b| b.into_bytes())
-            .map_err(|e| Error::Provider {
-                provider: self.describe(),
-                key: key.to_string(),
-                detail: format!("download interrupted: {}", error_chain(&e)),
-                temporary: true,
-            })
+    async fn read_body(&self, key: &str, mut body: ByteStream, max_len: u64) -> Result<Bytes> {
+        let mut out = bytes::BytesMut::new();
+        while let Some(piece) = body.try_next().await.map_err(|e| Error::Provider {
+            provider: self.describe(),
+            key: key.to_string(),
+            detail: format!("download interrupted: {}", error_chain(&e)),
+            temporary: true,
+        })? {
+            if (out.len() + piece.len()) as u64 > max_len {
+                return Err(Error::too_large(
+                    key,
+                    (out.len() + piece.len()) as u64,
+                    max_len,
+                ));
+            }
+            out.extend_from_slice(&piece);
+        }
+        Ok(out.freeze())
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {
@@ -568,8 +585,8 @@ impl Provider for S3Provider {
         self.location.to_string()
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes> {
-        self.get_object(key, None).await
+    async fn get(&self, key: &str, max_len: u64) -> Result<Bytes> {
+        self.get_object(key, None, max_len).await
     }
 
     async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<Bytes> {
@@ -582,7 +599,7 @@ impl Provider for S3Provider {
             };
         }
         let range = format!("bytes={offset}-{}", offset + len - 1);
-        let bytes = self.get_object(key, Some(range)).await?;
+        let bytes = self.get_object(key, Some(range), len).await?;
         if bytes.len() as u64 != len {
             return Err(Error::corrupt(
                 format!("object `{key}`"),

@@ -158,7 +158,13 @@ pub(crate) fn load_module_json(
     module_dir: &Path,
 ) -> Result<(ModuleMeta, Option<Arc<dyn Definition>>)> {
     let path = module_dir.join("module.json");
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = rbk_chunkstore::safe_fs::read_limited(&path, crate::layout::MAX_META_FILE_LEN)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+                Error::layout(&path, format!("module.json {e}"))
+            }
+            _ => Error::io(&path, e),
+        })?;
     let meta = ModuleMeta::parse(&path, &bytes)?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| Error::layout(&path, format!("module.json is not valid JSON: {e}")))?;

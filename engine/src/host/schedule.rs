@@ -63,7 +63,9 @@ impl Scheduler {
                 continue;
             }
             entry.seen = seen;
-            let bytes = std::fs::read(&path).unwrap_or_else(|_| b"{}".to_vec());
+            let bytes =
+                rbk_chunkstore::safe_fs::read_limited(&path, crate::layout::MAX_META_FILE_LEN)
+                    .unwrap_or_else(|_| b"{}".to_vec());
             match (backup_period(&bytes), gc_period(&bytes)) {
                 (Ok(b), Ok(g)) => {
                     if entry.backup_every.is_none() && b.is_some() {

@@ -17,7 +17,6 @@
 //! start exactly where the previous count ended; anything else reads the whole file.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Instant;
@@ -29,7 +28,7 @@ use rbk_chunkstore::{ChunkId, ChunkStore};
 
 use crate::backup_id::BackupId;
 use crate::depot::{FrameCounter, segment_first_offset};
-use crate::layout::{ModuleScan, ScannedFile, ScannedObject, scan_module};
+use crate::layout::{Growth, ModuleScan, ScannedFile, ScannedObject, scan_module};
 use crate::manifest::{
     BackupStats, DepotEntry, FileEntry, Manifest, ObjectEntry, TaskEntry, TopologyEntry, depot_dir,
     pstate_dir, topology_dir,
@@ -111,7 +110,7 @@ fn append_only(key: &str) -> bool {
 /// was only where the file happened to end, not a content-defined boundary). `None` unless
 /// the index knows every kept chunk's length and the first and last kept chunks still hash
 /// to their ids — cheap evidence that the prefix is the one backed up before.
-fn resume_offset(store: &ChunkStore, path: &Path, prev: &FileEntry) -> Result<Option<u64>> {
+fn resume_offset(store: &ChunkStore, f: &ScannedFile, prev: &FileEntry) -> Result<Option<u64>> {
     let keep = prev.chunks.len().saturating_sub(1);
     if keep == 0 {
         return Ok(None);
@@ -131,7 +130,7 @@ fn resume_offset(store: &ChunkStore, path: &Path, prev: &FileEntry) -> Result<Op
     if offset >= prev.size {
         return Ok(None);
     }
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut file = f.open(Growth::AppendOnly)?;
     for (start, len, id) in [
         (0, lens[0], kept[0]),
         (offset - lens[keep - 1], lens[keep - 1], kept[keep - 1]),
@@ -204,7 +203,7 @@ pub const LENGTH_CAPS_FILE: &str = "length-caps.json";
 
 fn read_length_caps(snapshot_root: &Path) -> Result<HashMap<String, u64>> {
     let path = snapshot_root.join(LENGTH_CAPS_FILE);
-    match std::fs::read(&path) {
+    match rbk_chunkstore::safe_fs::read_limited(&path, crate::layout::MAX_META_FILE_LEN) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
             Error::InvalidInput(format!("snapshot length caps `{}`: {e}", path.display()))
         }),
@@ -261,7 +260,7 @@ fn refuse_if_running(scan: &ModuleScan) -> Result<()> {
             let Some(lock) = p.files.iter().find(|f| f.rel == "LOCK") else {
                 continue;
             };
-            let f = File::open(&lock.abs).map_err(|e| Error::io(&lock.abs, e))?;
+            let f = lock.open(Growth::None)?;
             match fcntl_lock(&f, FlockOperation::NonBlockingLockShared) {
                 Ok(()) => {}
                 Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {
@@ -428,15 +427,21 @@ fn backup_in_session(
         } else {
             Content::Opaque
         };
-        let mut file = File::open(&f.abs).map_err(|e| Error::io(&f.abs, e))?;
+        let growth = if append_only(&job.key) {
+            Growth::AppendOnly
+        } else {
+            Growth::None
+        };
+        let file = f.open(growth)?;
         if from > 0 {
-            file.seek(SeekFrom::Start(from))
+            (&file)
+                .seek(SeekFrom::Start(from))
                 .map_err(|e| Error::io(&f.abs, e))?;
         }
         let mut counter = FrameCounter::default();
         // Up to the scanned (or capped) size: a backup stores the file as it was scanned.
         let reader = Counting {
-            inner: file.take(f.size.saturating_sub(from)),
+            inner: (&file).take(f.size.saturating_sub(from)),
             counter: count_from.is_some().then_some(&mut counter),
             skip: count_from.unwrap_or(0),
         };
@@ -461,6 +466,15 @@ fn backup_in_session(
                 ReadError::Io(e) => Error::io(&f.abs, e),
                 ReadError::Store(e) => e,
             })?;
+        // The bytes read are the scanned file's only if it is still as scanned now.
+        let md = file.metadata().map_err(|e| Error::io(&f.abs, e))?;
+        f.check_unchanged(&md, growth)?;
+        if from + read != f.size {
+            return Err(Error::changed(
+                &f.abs,
+                format!("it ended after {} of its {} bytes", from + read, f.size),
+            ));
+        }
         let entry = FileEntry {
             path: f.rel.clone(),
             size: from + read,
@@ -509,7 +523,7 @@ fn backup_in_session(
                 && prev.ino == f.ino
                 && (f.size > prev.size || (f.capped && f.size == prev.size))
                 && (!job.count_records || records.is_some())
-                && let Some(offset) = resume_offset(store, &f.abs, prev)?
+                && let Some(offset) = resume_offset(store, f, prev)?
             {
                 let kept = prev.chunks[..prev.chunks.len() - 1].to_vec();
                 // Records are counted from where the previous backup's count ended.
@@ -647,6 +661,13 @@ fn backup_in_session(
 /// `commit_id` of a topology's progress.json, when present and readable.
 fn read_commit_id(o: &ScannedObject) -> Option<u64> {
     let f = o.files.iter().find(|f| f.rel == "progress.json")?;
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&f.abs).ok()?).ok()?;
+    let bytes = f.open(Growth::None).ok()?;
+    let mut buf = Vec::new();
+    io::Read::read_to_end(
+        &mut (&bytes).take(crate::layout::MAX_META_FILE_LEN),
+        &mut buf,
+    )
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&buf).ok()?;
     v.get("commit_id")?.as_u64()
 }

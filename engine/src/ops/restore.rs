@@ -32,6 +32,26 @@ pub struct RestoreOptions {
     /// or missing files (the final rename may reach the disk before the data). For throwaway
     /// copies only. The default makes every file and directory durable before the rename.
     pub no_sync: bool,
+    /// Keep setuid/setgid bits of restored files. Off by default: whoever can write the
+    /// store could otherwise plant a setuid binary through a restore run as root.
+    pub keep_setid: bool,
+}
+
+/// A file's mode as restored: exactly as backed up (0 included), setuid/setgid stripped
+/// unless asked to keep them.
+pub fn restored_mode(mode: u32, keep_setid: bool) -> u32 {
+    let mode = mode & 0o7777;
+    if keep_setid { mode } else { mode & !0o6000 }
+}
+
+/// A manifest's mtime (ns since the epoch, negative before it) as a time.
+pub fn mtime_of(mtime_ns: i64) -> std::time::SystemTime {
+    let d = Duration::from_nanos(mtime_ns.unsigned_abs());
+    if mtime_ns >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,16 +125,13 @@ impl OutFile<'_> {
             .write(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
-        let mtime = if self.entry.mtime_ns >= 0 {
-            UNIX_EPOCH + Duration::from_nanos(self.entry.mtime_ns as u64)
-        } else {
-            UNIX_EPOCH
-        };
-        f.set_modified(mtime).map_err(|e| Error::io(path, e))?;
-        if self.entry.mode != 0 {
-            f.set_permissions(fs::Permissions::from_mode(self.entry.mode))
-                .map_err(|e| Error::io(path, e))?;
-        }
+        f.set_modified(mtime_of(self.entry.mtime_ns))
+            .map_err(|e| Error::io(path, e))?;
+        f.set_permissions(fs::Permissions::from_mode(restored_mode(
+            self.entry.mode,
+            opts.keep_setid,
+        )))
+        .map_err(|e| Error::io(path, e))?;
         if opts.no_sync {
             return Ok(());
         }
@@ -128,6 +145,7 @@ impl OutFile<'_> {
 /// the disk flushes early files while later ones are still being decompressed.
 fn write_files(
     repo: &Repo,
+    manifest_key: &str,
     root: &Path,
     files: &[(String, &FileEntry)],
     opts: RestoreOptions,
@@ -138,13 +156,10 @@ fn write_files(
         files.iter().map(|(_, f)| f.chunks.as_slice()).collect();
     let plan = store.plan_read(&seqs)?;
     for ((rel, f), &len) in files.iter().zip(plan.lengths()) {
-        if len != f.size {
+        if let Some(why) = crate::manifest::file_length_problem(f.size, len) {
             return Err(Error::CorruptManifest {
-                key: rel.clone(),
-                detail: format!(
-                    "its chunks add up to {len} bytes but the manifest records {}",
-                    f.size
-                ),
+                key: manifest_key.to_string(),
+                detail: format!("file `{rel}`: {why}"),
             });
         }
     }
@@ -293,6 +308,7 @@ fn restore_in_session(
     fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
 
     let files = manifest.files();
+    // Cannot overflow: decoding checked that the sizes add up within a u64.
     let total: u64 = files.iter().map(|(_, f)| f.size).sum();
     let fill = || -> Result<()> {
         let mut dirs: Vec<PathBuf> = manifest.dirs().iter().map(|d| staging.join(d)).collect();
@@ -307,7 +323,14 @@ fn restore_in_session(
             fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
         }
         progress.begin("restore", total);
-        write_files(repo, &staging, &files, opts, progress)?;
+        write_files(
+            repo,
+            &crate::repo::manifest_key(id),
+            &staging,
+            &files,
+            opts,
+            progress,
+        )?;
         progress.end();
         // Directories deepest first, so every new name is durable before the final rename.
         for d in dirs.iter().rev() {

@@ -174,11 +174,20 @@ fn verify_in_session(
             report.files += 1;
             // New chunks of this file: existence first, then (sampled) content.
             let mut to_read = Vec::new();
+            // The file's length from its chunks, as a restore computes it (None: a chunk
+            // is missing, reported below).
+            let mut chunk_bytes = Some(0u64);
             for c in &f.chunks {
+                let raw_len = store
+                    .index()
+                    .locations(c)?
+                    .first()
+                    .map(|l| u64::from(l.raw_len));
+                chunk_bytes = chunk_bytes.zip(raw_len).and_then(|(a, b)| a.checked_add(b));
                 if seen.contains_key(c) {
                     continue;
                 }
-                let missing = store.index().locations(c)?.is_empty();
+                let missing = raw_len.is_none();
                 let verdict =
                     missing.then(|| format!("missing: {}", store.missing_chunk_detail().1));
                 if !missing && sampled(c) {
@@ -190,6 +199,18 @@ fn verify_in_session(
                 read_and_check(repo, &to_read, &mut seen, &mut report)?;
             }
             let (task, object, file) = locate_file(&rel);
+            if let Some(detail) =
+                chunk_bytes.and_then(|n| crate::manifest::file_length_problem(f.size, n))
+            {
+                report.problems.push(Problem {
+                    backup_id: id.clone(),
+                    task,
+                    object: object.clone(),
+                    file: file.clone(),
+                    chunk: None,
+                    detail,
+                });
+            }
             let mut reported = std::collections::HashSet::new();
             for c in &f.chunks {
                 if let Some(Some(detail)) = seen.get(c)

@@ -1,0 +1,485 @@
+//! A data dir or store someone else can write: files swapped between scan and read, FIFOs,
+//! oversized objects, long names, a damaged index, modes that must come back exactly,
+//! manifests that verify must reject because restore would. Each test asserts the exact
+//! outcome: the error kind and the object it names, and that nothing was committed or lost.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::{Env, MODULE, digest};
+use rbk_engine::manifest::pstate_dir;
+use rbk_engine::ops::{backup, list, restore, verify};
+use rbk_engine::testdata::PSTATE;
+use rbk_engine::{Error, ErrorKind, NoProgress, Progress, Repo, repo};
+
+/// Runs `f` once, when the backup has scanned the module and is about to read it.
+struct AfterScan<F: Fn() + Send + Sync>(Mutex<Option<F>>);
+
+impl<F: Fn() + Send + Sync> AfterScan<F> {
+    fn new(f: F) -> Self {
+        AfterScan(Mutex::new(Some(f)))
+    }
+}
+
+impl<F: Fn() + Send + Sync> Progress for AfterScan<F> {
+    fn begin(&self, phase: &str, _: u64) {
+        if phase == "backup"
+            && let Some(f) = self.0.lock().unwrap().take()
+        {
+            f();
+        }
+    }
+}
+
+/// Runs `f` on another thread and fails the test if it takes longer than a minute (a FIFO
+/// opened the plain way blocks forever).
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("hung: a FIFO was opened as if it were a file")
+}
+
+fn no_backups(repo: &Repo) {
+    assert!(
+        list::list(repo, MODULE, None, 100)
+            .unwrap()
+            .backups
+            .is_empty(),
+        "a backup was committed"
+    );
+}
+
+fn identity(env: &Env) -> PathBuf {
+    env.module().join(pstate_dir(0, PSTATE)).join("IDENTITY")
+}
+
+fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_file_swapped_for_a_symlink_after_the_scan_is_not_followed() {
+    let env = Env::new(2);
+    let secret = env.scratch("secret");
+    std::fs::write(&secret, b"root only").unwrap();
+    let target = identity(&env);
+    let repo = env.repo_for(&env.data);
+    let swap = AfterScan::new(|| {
+        std::fs::remove_file(&target).unwrap();
+        std::os::unix::fs::symlink(&secret, &target).unwrap();
+    });
+    let e = backup::backup(&repo, &env.data, MODULE, &swap).unwrap_err();
+    assert!(
+        matches!(e, Error::FileChanged { ref path, .. } if *path == target),
+        "{e}"
+    );
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Io);
+    no_backups(&repo);
+}
+
+#[test]
+fn a_file_replaced_truncated_or_rewritten_after_the_scan_is_never_committed() {
+    let env = Env::new(2);
+    let jar = env.module().join("module.jar");
+    let original = std::fs::read(&jar).unwrap();
+    type Change<'a> = Box<dyn Fn() + Send + Sync + 'a>;
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "another file was put in its place",
+            Box::new(|| {
+                let other = env.scratch("other.jar");
+                std::fs::write(&other, &original).unwrap();
+                std::fs::rename(&other, &jar).unwrap();
+            }),
+        ),
+        (
+            "it shrank from",
+            Box::new(|| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&jar)
+                    .unwrap()
+                    .set_len(original.len() as u64 / 2)
+                    .unwrap();
+            }),
+        ),
+        (
+            "it was modified (mtime moved)",
+            Box::new(|| {
+                // Same length, other bytes: only the times tell.
+                std::thread::sleep(Duration::from_millis(20));
+                std::fs::write(&jar, vec![7u8; original.len()]).unwrap();
+            }),
+        ),
+        ("is a FIFO", Box::new(|| mkfifo(&jar))),
+    ];
+    for (says, change) in cases {
+        std::fs::write(&jar, &original).unwrap();
+        let repo = env.repo_for(&env.data);
+        let e = backup::backup(&repo, &env.data, MODULE, &AfterScan::new(change)).unwrap_err();
+        assert!(
+            matches!(e, Error::FileChanged { ref path, .. } if *path == jar),
+            "{says}: {e}"
+        );
+        assert!(e.to_string().contains(says), "{says}: {e}");
+        no_backups(&repo);
+    }
+}
+
+#[test]
+fn fifos_in_the_data_dir_and_the_store_fail_instead_of_hanging() {
+    let env = Env::new(2);
+    let repo = env.repo_for(&env.data);
+    let id = backup::backup(&repo, &env.data, MODULE, &NoProgress)
+        .unwrap()
+        .backup_id;
+    drop(repo);
+
+    // module.json: the scan reads it first.
+    let meta = env.module().join("module.json");
+    let saved = std::fs::read(&meta).unwrap();
+    mkfifo(&meta);
+    let (data, provider) = (env.data.clone(), env.provider());
+    let e = within_a_minute(move || {
+        let repo = Repo::open(provider, &repo::index_root(&data), false).unwrap();
+        backup::backup(&repo, &data, MODULE, &NoProgress).map(|_| ())
+    })
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::Layout { ref path, .. } if *path == meta)
+            && e.to_string().contains("FIFO"),
+        "{e}"
+    );
+    std::fs::remove_file(&meta).unwrap();
+    std::fs::write(&meta, saved).unwrap();
+
+    // dynamic-options.json: GC reads retention from it. Broken options keep that module's
+    // backups and say why; they never stop (or hang) the GC.
+    let options = env.module().join("dynamic-options.json");
+    mkfifo(&options);
+    let (data, provider) = (env.data.clone(), env.provider());
+    let report = within_a_minute(move || {
+        let repo = Repo::open(provider, &repo::index_root(&data), false).unwrap();
+        rbk_engine::ops::gc::gc(&repo, &data, &Default::default(), &NoProgress).unwrap()
+    });
+    assert!(report.manifests_deleted.is_empty());
+    assert_eq!(report.warnings.len(), 1, "{:?}", report.warnings);
+    let w = &report.warnings[0];
+    assert!(
+        w.contains("keeping every backup")
+            && w.contains("dynamic-options.json")
+            && w.contains("FIFO"),
+        "{w}"
+    );
+    std::fs::remove_file(&options).unwrap();
+
+    // A manifest in the store.
+    let manifest = env.store.join(repo::manifest_key(&id));
+    mkfifo(&manifest);
+    let (data, provider, id2) = (env.data.clone(), env.provider(), id.clone());
+    let e = within_a_minute(move || {
+        let repo = Repo::open(provider, &repo::index_root(&data), false).unwrap();
+        repo.load_manifest(&id2).map(|_| ())
+    })
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("FIFO"), "{e}");
+
+    // The store's config.
+    mkfifo(&env.store.join("config"));
+    let (data, provider) = (env.data.clone(), env.provider());
+    let e =
+        within_a_minute(move || Repo::open(provider, &repo::index_root(&data), false).map(|_| ()))
+            .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("object `config`"), "{e}");
+}
+
+#[test]
+fn oversized_objects_are_refused_before_they_are_read() {
+    let env = Env::new(2);
+    let repo = env.repo_for(&env.data);
+    let id = backup::backup(&repo, &env.data, MODULE, &NoProgress)
+        .unwrap()
+        .backup_id;
+    // 2 GiB at the manifest's key (sparse: no disk used, but a whole read would take 2 GiB).
+    let manifest = env.store.join(repo::manifest_key(&id));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&manifest)
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let e = repo.load_manifest(&id).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert!(
+        e.to_string()
+            .contains("it is 2147483648 bytes, more than the 268435456 bytes"),
+        "{e}"
+    );
+    // verify reports it as that backup's problem, and goes on.
+    let r = verify::verify(&repo, &[], verify::ReadData::None, &NoProgress).unwrap();
+    assert_eq!(r.damaged_backups(), vec![&id]);
+    drop(repo);
+    // A config that never ends (well: 1 MiB).
+    let config = env.store.join("config");
+    let mut bytes = std::fs::read(&config).unwrap();
+    bytes.resize(1 << 20, b' ');
+    std::fs::write(&config, bytes).unwrap();
+    let e = Repo::open(env.provider(), &repo::index_root(&env.data), false).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert!(
+        e.to_string().contains("object `config`") && e.to_string().contains("65536"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_module_name_too_long_for_a_restore_is_refused_before_the_store_is_touched() {
+    let env = Env::new(1);
+    let long = "m".repeat(236);
+    let dir = env.data.join("modules").join(&long);
+    std::fs::create_dir_all(&dir).unwrap();
+    let e = backup::backup(&env.repo_for(&env.data), &env.data, &long, &NoProgress).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(
+        e.to_string()
+            .contains("is 236 bytes; rbk accepts at most 200"),
+        "{e}"
+    );
+    // No manifest, no pack: only the empty store's config (created by `repo_for`).
+    let objects: Vec<String> = common::store_listing(&env.store).into_keys().collect();
+    assert_eq!(objects, vec!["config".to_string()]);
+    // Names of rbk's own staging dirs are reserved.
+    let e = backup::backup(
+        &env.repo_for(&env.data),
+        &env.data,
+        ".rbk-old-x-12345678",
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("reserved"), "{e}");
+}
+
+#[test]
+fn a_damaged_index_is_set_aside_and_rebuilt_not_reported_busy() {
+    let env = Env::new(2);
+    let repo = env.repo_for(&env.data);
+    let id = backup::backup(&repo, &env.data, MODULE, &NoProgress)
+        .unwrap()
+        .backup_id;
+    let index_dir = repo.store().index().path().to_path_buf();
+    drop(repo);
+    // Damage every SST and MANIFEST of the index in the middle.
+    let mut damaged = 0;
+    for e in std::fs::read_dir(&index_dir).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".sst") || name.starts_with("MANIFEST-") {
+            let mut b = std::fs::read(&p).unwrap();
+            let (mid, end) = (b.len() / 2, (b.len() / 2 + 64).min(b.len()));
+            for x in &mut b[mid..end] {
+                *x ^= 0x5a;
+            }
+            std::fs::write(&p, b).unwrap();
+            damaged += 1;
+        }
+    }
+    assert!(damaged > 0);
+    let repo = Repo::open(env.provider(), &repo::index_root(&env.data), false)
+        .expect("a damaged index is a lost cache, not an error");
+    let aside: Vec<String> = std::fs::read_dir(index_dir.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    // Rebuilt from the store: the backup restores.
+    let r = verify::verify(
+        &repo,
+        std::slice::from_ref(&id),
+        verify::ReadData::All,
+        &NoProgress,
+    )
+    .unwrap();
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    let restored = env.restore_fresh(&id, "restored");
+    assert_eq!(digest(&restored), digest(&env.module()));
+}
+
+#[test]
+fn modes_come_back_exactly_setid_stripped_and_store_objects_are_private() {
+    let env = Env::new(1);
+    let m = env.module();
+    let set = |name: &str, mode: u32| {
+        std::fs::set_permissions(m.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    set("config-overrides.json", 0o000);
+    set("module.jar", 0o4755);
+    set("dynamic-options.json", 0o2640);
+    let repo = env.repo_for(&env.data);
+    let id = backup::backup(&repo, &env.data, MODULE, &NoProgress)
+        .unwrap()
+        .backup_id;
+    let mode_of = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+    for (keep_setid, jar, options) in [(false, 0o755, 0o640), (true, 0o4755, 0o2640)] {
+        let target = env.scratch(&format!("restored-{keep_setid}"));
+        restore::restore(
+            &env.repo_for(&target),
+            &target,
+            &id,
+            restore::RestoreOptions {
+                keep_setid,
+                ..Default::default()
+            },
+            &NoProgress,
+        )
+        .unwrap();
+        let r = rbk_engine::layout::module_dir(&target, MODULE);
+        assert_eq!(mode_of(&r.join("config-overrides.json")), 0o000);
+        assert_eq!(mode_of(&r.join("module.jar")), jar);
+        assert_eq!(mode_of(&r.join("dynamic-options.json")), options);
+    }
+    // Every object 0600, every directory 0700, whatever the umask.
+    let mut checked = 0;
+    for e in walk(&env.store) {
+        let md = std::fs::metadata(&e).unwrap();
+        let want = if md.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(md.mode() & 0o777, want, "{}", e.display());
+        checked += 1;
+    }
+    assert!(checked > 5);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+#[test]
+fn verify_rejects_what_restore_would_reject() {
+    let env = Env::new(1);
+    let repo = env.repo_for(&env.data);
+    let id = backup::backup(&repo, &env.data, MODULE, &NoProgress)
+        .unwrap()
+        .backup_id;
+    let original = repo.load_manifest(&id).unwrap();
+    let key = repo::manifest_key(&id);
+    let put = |m: &rbk_engine::manifest::Manifest| {
+        std::fs::write(env.store.join(&key), m.encode()).unwrap();
+    };
+    // A file longer than its chunks: the manifest decodes, but neither may pass it.
+    let mut longer = original.clone();
+    longer.module_files[0].size += 1;
+    let file = longer.module_files[0].path.clone();
+    put(&longer);
+    let r = verify::verify(
+        &repo,
+        std::slice::from_ref(&id),
+        verify::ReadData::None,
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    assert_eq!(r.problems[0].file, file);
+    assert!(
+        r.problems[0].detail.contains("its chunks add up to"),
+        "{:?}",
+        r.problems
+    );
+    let target = env.scratch("t1");
+    let e = restore::restore(
+        &env.repo_for(&target),
+        &target,
+        &id,
+        Default::default(),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::CorruptManifest { key: ref k, ref detail } if *k == key && detail.contains(&format!("file `{file}`"))),
+        "{e}"
+    );
+    // A path twice, and a file where a directory must be: the manifest does not decode.
+    let mut twice = original.clone();
+    twice.module_files.push(twice.module_files[0].clone());
+    let mut file_for_dir = original.clone();
+    let mut tasks_file = file_for_dir.module_files[0].clone();
+    tasks_file.path = "tasks".into();
+    file_for_dir.module_files.push(tasks_file);
+    for (m, says) in [
+        (twice, "is listed twice"),
+        (
+            file_for_dir,
+            "`tasks` is listed as a file but must be a directory",
+        ),
+    ] {
+        put(&m);
+        let r = verify::verify(
+            &repo,
+            std::slice::from_ref(&id),
+            verify::ReadData::None,
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(r.problems.len(), 1, "{says}: {:?}", r.problems);
+        assert_eq!(r.problems[0].object, "manifest");
+        assert!(r.problems[0].detail.contains(says), "{:?}", r.problems);
+        let target = env.scratch("t2");
+        let e = restore::restore(
+            &env.repo_for(&target),
+            &target,
+            &id,
+            Default::default(),
+            &NoProgress,
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.to_string().contains(says), "{e}");
+        assert!(!target.join("modules").join(MODULE).exists());
+    }
+}
+
+#[test]
+fn times_outside_1970_to_2262_come_back_as_they_were() {
+    let env = Env::new(1);
+    let jar = env.module().join("module.jar");
+    let before_1970 = std::time::UNIX_EPOCH - Duration::from_secs(86_400 * 365);
+    std::fs::File::options()
+        .write(true)
+        .open(&jar)
+        .unwrap()
+        .set_modified(before_1970)
+        .unwrap();
+    let repo = env.repo_for(&env.data);
+    let id = backup::backup(&repo, &env.data, MODULE, &NoProgress)
+        .unwrap()
+        .backup_id;
+    let restored = env.restore_fresh(&id, "restored");
+    let mtime = std::fs::metadata(restored.join("module.jar"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(mtime, before_1970);
+}
