@@ -96,6 +96,8 @@ pub struct SessionState {
     pub id: String,
     /// Sequence numbers of the heartbeat objects present, ascending.
     pub heartbeats: Vec<u64>,
+    /// When the store wrote the newest heartbeat, by the store's clock, if it keeps one.
+    pub newest_written_ms: Option<u64>,
     pub revoked: bool,
 }
 
@@ -124,14 +126,18 @@ async fn list_under(p: &dyn Provider, prefix: &str) -> Result<BTreeMap<String, S
         let state = out.entry(id.to_string()).or_insert_with(|| SessionState {
             id: id.to_string(),
             heartbeats: Vec::new(),
+            newest_written_ms: None,
             revoked: false,
         });
         if name == REVOKED {
             state.revoked = true;
         } else if let Some(seq) = name
             .strip_prefix(HEARTBEAT_PREFIX)
-            .and_then(|s| s.parse().ok())
+            .and_then(|s| s.parse::<u64>().ok())
         {
+            if state.heartbeats.iter().all(|s| *s < seq) {
+                state.newest_written_ms = o.modified_ms;
+            }
             state.heartbeats.push(seq);
         }
     }
@@ -161,6 +167,74 @@ pub async fn last_heartbeat_ms(p: &dyn Provider, s: &SessionState) -> Result<Opt
         Err(e) if e.kind() == ErrorKind::Corrupt => Ok(Some(0)),
         Err(e) => Err(e),
     }
+}
+
+/// The newest heartbeat of `s`, parsed; `None` when it vanished or is not one rbk wrote.
+///
+/// # Errors
+/// Provider errors.
+pub async fn newest_heartbeat(p: &dyn Provider, s: &SessionState) -> Result<Option<Heartbeat>> {
+    let Some(seq) = s.heartbeats.last() else {
+        return Ok(None);
+    };
+    let key = heartbeat_key(&s.id, *seq);
+    match p.get(&key, limits::SESSION_RECORD).await {
+        Ok(bytes) => Ok(Heartbeat::parse(&key, &bytes).ok()),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The store's clock now: the time the store records for an object written just now (a
+/// probe, deleted again). `None` when the provider keeps no write times.
+///
+/// # Errors
+/// Provider errors.
+pub async fn store_clock_ms(p: &dyn Provider) -> Result<Option<u64>> {
+    let key = format!(
+        "{SESSIONS_PREFIX}clock-{:016x}/probe",
+        rand::random::<u64>()
+    );
+    p.put_if_absent(&key, Bytes::from_static(b"{}")).await?;
+    let listed = provider::list_all(p, &key).await;
+    let deleted = p.delete(&key).await;
+    let written = listed?
+        .into_iter()
+        .find(|o| o.key == key)
+        .and_then(|o| o.modified_ms);
+    deleted?;
+    Ok(written)
+}
+
+/// How long ago, in ms, session `s` last proved it was alive, and by whose clock.
+///
+/// By the store's clock when the store keeps write times: the newest heartbeat's write
+/// time against `store_now_ms`. Writers' clocks then play no part, so a writer whose clock
+/// runs a day fast cannot keep a dead session alive, and one running slow is not revoked
+/// while it heartbeats. Otherwise (the in-memory provider) by the heartbeat's own
+/// `heartbeat_ms`, written by the writer's clock, against this process's clock. `None` when
+/// the heartbeat vanished meanwhile (the session replaced it, or ended).
+///
+/// # Errors
+/// Provider errors.
+pub async fn silence_ms(
+    p: &dyn Provider,
+    s: &SessionState,
+    store_now_ms: Option<u64>,
+) -> Result<Option<(u64, Clock)>> {
+    if let (Some(now), Some(written)) = (store_now_ms, s.newest_written_ms) {
+        return Ok(Some((now.saturating_sub(written), Clock::Store)));
+    }
+    Ok(last_heartbeat_ms(p, s)
+        .await?
+        .map(|last| (now_ms().saturating_sub(last), Clock::Writer)))
+}
+
+/// Whose clock measured a session's silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    Store,
+    Writer,
 }
 
 /// Declares `session` dead. Idempotent.
@@ -268,6 +342,21 @@ impl Session {
         let present = sessions.get(&self.id).map(|s| s.heartbeats.as_slice());
         for seq in present.unwrap_or_default().iter().filter(|s| **s <= last) {
             self.provider.delete(&heartbeat_key(&self.id, *seq)).await?;
+        }
+        Ok(())
+    }
+
+    /// Fails, without a request, once the heartbeat loop has seen this session's tombstone:
+    /// cheap enough to ask before every batch of chunks, so a revoked backup stops
+    /// uploading within one heartbeat instead of finishing its work for nothing.
+    ///
+    /// # Errors
+    /// `SessionRevoked`.
+    pub fn check_not_revoked(&self) -> Result<()> {
+        if self.revoked.load(Ordering::SeqCst) {
+            return Err(Error::SessionRevoked {
+                session: self.id.clone(),
+            });
         }
         Ok(())
     }

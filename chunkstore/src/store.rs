@@ -426,7 +426,7 @@ impl ChunkStore {
         let listed = self.block_on(provider::list_all(self.provider.as_ref(), PACKS_PREFIX))?;
         let mut present = HashSet::new();
         let mut report = SyncReport::default();
-        for ObjectMeta { key, size } in listed {
+        for ObjectMeta { key, size, .. } in listed {
             let Some(pack) = pack_id_of_key(&key) else {
                 continue; // not a pack rbk wrote; ignore
             };

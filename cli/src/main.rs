@@ -165,6 +165,11 @@ struct GcFlags {
     /// gc: declare a backup or restore dead after this long without a heartbeat.
     #[arg(long = "lease-seconds", value_name = "SECONDS")]
     lease_seconds: Option<u64>,
+    /// gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc
+    /// --dry-run` lists the sessions). Its backup, if still running, fails and commits
+    /// nothing.
+    #[arg(long = "revoke", value_name = "SESSION")]
+    revoke: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -500,6 +505,7 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
                 repack_threshold: f.repack_threshold,
                 rebind_store: f.rebind_store,
                 now_ms: None,
+                revoke: f.revoke.clone(),
             };
             let r = gc::gc(&repo, &cfg.data_dir, &opts, &bars)?;
             print(cli.json, gc_json(&r), || gc_text(&r));
@@ -638,6 +644,16 @@ fn gc_json(r: &gc::GcReport) -> serde_json::Value {
         "manifests_deleted": r.manifests_deleted.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "manifests_retained": r.manifests_retained,
         "sessions_revoked": r.sessions_revoked,
+        "sessions": r.sessions.iter().map(|s| json!({
+            "id": s.id,
+            "kind": s.heartbeat.as_ref().map(|h| h.kind.clone()),
+            "label": s.heartbeat.as_ref().map(|h| h.label.clone()),
+            "host": s.heartbeat.as_ref().map(|h| h.host.clone()),
+            "pid": s.heartbeat.as_ref().map(|h| h.pid),
+            "silent_seconds": s.silent_ms.map(|ms| ms as f64 / 1000.0),
+            "clock": if s.store_clock { "store" } else { "writer" },
+            "revoke": s.revoke,
+        })).collect::<Vec<_>>(),
         "live_chunks": r.live_chunks,
         "packs_total": r.packs_total,
         "pack_bytes_total": r.pack_bytes_total,
@@ -669,12 +685,27 @@ fn gc_text(r: &gc::GcReport) -> String {
         r.manifests_retained
     )];
     out.extend(r.manifests_deleted.iter().map(|id| format!("  {id}")));
-    if !r.sessions_revoked.is_empty() {
-        out.push(format!(
-            "revoked {} session(s) without heartbeat: {}",
-            r.sessions_revoked.len(),
-            r.sessions_revoked.join(", ")
-        ));
+    for s in &r.sessions {
+        let who = s.heartbeat.as_ref().map_or_else(
+            || "(heartbeat unreadable)".to_string(),
+            |h| format!("{} {} on {} pid {}", h.kind, h.label, h.host, h.pid),
+        );
+        let silent = s.silent_ms.map_or_else(
+            || "heartbeat just replaced".to_string(),
+            |ms| {
+                format!(
+                    "silent {:.0} s by the {} clock",
+                    ms as f64 / 1000.0,
+                    if s.store_clock { "store's" } else { "writer's" }
+                )
+            },
+        );
+        let verdict = match (s.revoke, r.dry_run) {
+            (true, true) => "; would be revoked",
+            (true, false) => "; revoked",
+            (false, _) => "",
+        };
+        out.push(format!("session {} {who}: {silent}{verdict}", s.id));
     }
     out.push(format!(
         "store: {} packs, {:.1} MiB; {} live chunks",

@@ -483,3 +483,161 @@ fn times_outside_1970_to_2262_come_back_as_they_were() {
         .unwrap();
     assert_eq!(mtime, before_1970);
 }
+
+/// Writes a heartbeat of session `id` straight into the local store: `writer_ms` is the
+/// writer's clock, `written` when the store (this file system) wrote it.
+fn plant_heartbeat(store: &Path, id: &str, writer_ms: u64, written: std::time::SystemTime) {
+    let hb = rbk_chunkstore::session::Heartbeat {
+        kind: "backup".into(),
+        label: MODULE.into(),
+        host: "elsewhere".into(),
+        pid: 4242,
+        started_ms: writer_ms,
+        heartbeat_ms: writer_ms,
+    };
+    let path = store.join(format!("sessions/{id}/hb-0000000000"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, serde_json::to_vec(&hb).unwrap()).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(written)
+        .unwrap();
+}
+
+#[test]
+fn session_liveness_is_judged_by_the_stores_clock_not_the_writers() {
+    use rbk_engine::ops::gc::{self, GcOptions};
+    let env = Env::new(1);
+    let repo = env.repo_for(&env.data);
+    backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    let now = std::time::SystemTime::now();
+    let now_ms = rbk_chunkstore::session::now_ms();
+    let day = 86_400_000;
+    // Dead for an hour, but its writer's clock ran a day fast: the old rule kept it alive
+    // (and GC waiting on it) for a day.
+    let fast = "1700000000000-00000000000000fa";
+    plant_heartbeat(
+        &env.store,
+        fast,
+        now_ms + day,
+        now - Duration::from_secs(3600),
+    );
+    // Alive (written just now), but its writer's clock runs a day slow: the old rule revoked
+    // it, failing a healthy backup.
+    let slow = "1700000000000-00000000000000f5";
+    plant_heartbeat(&env.store, slow, now_ms - day, now);
+
+    let dry = gc::gc(
+        &repo,
+        &env.data,
+        &GcOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    let view =
+        |r: &gc::GcReport, id: &str| r.sessions.iter().find(|s| s.id == id).cloned().unwrap();
+    assert!(view(&dry, fast).revoke && view(&dry, fast).store_clock);
+    assert!(view(&dry, fast).silent_ms.unwrap() >= 3_599_000);
+    assert!(!view(&dry, slow).revoke);
+    assert_eq!(view(&dry, slow).heartbeat.unwrap().host, "elsewhere");
+    assert!(dry.sessions_revoked.is_empty());
+    assert!(
+        !env.store.join(format!("sessions/{fast}/revoked")).exists(),
+        "a dry run wrote"
+    );
+
+    let r = gc::gc(&repo, &env.data, &GcOptions::default(), &NoProgress).unwrap();
+    assert_eq!(r.sessions_revoked, vec![fast.to_string()]);
+    assert!(env.store.join(format!("sessions/{fast}/revoked")).exists());
+    assert!(!env.store.join(format!("sessions/{slow}/revoked")).exists());
+
+    // The operator can revoke a session they know is dead; an unknown one is an error.
+    let e = gc::gc(
+        &repo,
+        &env.data,
+        &GcOptions {
+            revoke: vec!["1700000000000-0000000000000000".into()],
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(
+        e.to_string().contains("no running session of that id"),
+        "{e}"
+    );
+    let r = gc::gc(
+        &repo,
+        &env.data,
+        &GcOptions {
+            revoke: vec![slow.to_string()],
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(r.sessions_revoked, vec![slow.to_string()]);
+}
+
+/// On its first progress report, writes the tombstone of every session in the store (as a
+/// GC would) and waits for the heartbeat loop to see it; counts the bytes reported.
+struct RevokeOnFirstAdvance {
+    sessions: PathBuf,
+    total: std::sync::atomic::AtomicU64,
+    advanced: std::sync::atomic::AtomicU64,
+}
+
+impl Progress for RevokeOnFirstAdvance {
+    fn begin(&self, phase: &str, total: u64) {
+        if phase == "backup" {
+            self.total.store(total, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn advance(&self, bytes: u64) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.advanced.fetch_add(bytes, SeqCst) == 0 {
+            for e in std::fs::read_dir(&self.sessions).unwrap() {
+                std::fs::write(e.unwrap().path().join("revoked"), b"{}").unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}
+
+#[test]
+fn a_revoked_backup_stops_uploading_within_a_heartbeat() {
+    let env = Env::new(24);
+    let mut repo = env.repo_for(&env.data);
+    let mut timing = repo.store().session_timing();
+    timing.heartbeat = Duration::from_millis(20);
+    repo.store_mut().set_session_timing(timing);
+    let progress = RevokeOnFirstAdvance {
+        sessions: env.store.join("sessions"),
+        total: Default::default(),
+        advanced: Default::default(),
+    };
+    let e = backup::backup(&repo, &env.data, MODULE, &progress).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Store(rbk_chunkstore::Error::SessionRevoked { .. })
+        ),
+        "{e}"
+    );
+    let (total, advanced) = (
+        progress.total.load(std::sync::atomic::Ordering::SeqCst),
+        progress.advanced.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert!(total > 20 << 20, "{total}");
+    assert!(
+        advanced < total / 2,
+        "read {advanced} of {total} bytes after being revoked"
+    );
+    no_backups(&repo);
+}

@@ -123,12 +123,21 @@ fn walk(dir: &Path, root: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Res
                 walk(&path, root, prefix, out)?;
             }
         } else if ft.is_file() && key.starts_with(prefix) {
-            let size = match entry.metadata() {
-                Ok(md) => md.len(),
+            let md = match entry.metadata() {
+                Ok(md) => md,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(&path, e)),
             };
-            out.push(ObjectMeta { key, size });
+            let modified_ms = md
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64);
+            out.push(ObjectMeta {
+                key,
+                size: md.len(),
+                modified_ms,
+            });
         }
     }
     Ok(())

@@ -95,6 +95,7 @@ impl Provider for MemoryProvider {
             .map(|(k, v)| ObjectMeta {
                 key: k.clone(),
                 size: v.len() as u64,
+                modified_ms: None,
             })
             .collect();
         Ok(page_of(keys, page_token, page_size))

@@ -32,6 +32,11 @@ use crate::{Error, Result};
 pub struct ObjectMeta {
     pub key: String,
     pub size: u64,
+    /// When the store wrote the object, by the store's own clock (a local file's mtime, an
+    /// S3 object's LastModified), in ms since the epoch; `None` where a provider has no
+    /// such clock (the in-memory one). Liveness of sessions is judged by this clock, which
+    /// every GC shares, rather than by the writers' clocks (docs/gc.md, "Clocks").
+    pub modified_ms: Option<u64>,
 }
 
 /// One page of a listing; `next_token` is `None` on the last page.

@@ -720,6 +720,10 @@ impl Provider for S3Provider {
                 Some(ObjectMeta {
                     key: key.to_string(),
                     size: o.size().unwrap_or(0).max(0) as u64,
+                    modified_ms: o
+                        .last_modified()
+                        .and_then(|t| t.to_millis().ok())
+                        .and_then(|ms| u64::try_from(ms).ok()),
                 })
             })
             .collect();

@@ -176,7 +176,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__backup)
-            opts="-q -h --action --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --action --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -215,6 +215,10 @@ _rbk() {
                     return 0
                     ;;
                 --lease-seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revoke)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -306,7 +310,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__delete)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -341,6 +345,10 @@ _rbk() {
                     return 0
                     ;;
                 --lease-seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revoke)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -418,7 +426,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__gc)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -453,6 +461,10 @@ _rbk() {
                     return 0
                     ;;
                 --lease-seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revoke)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -750,7 +762,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__info)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -785,6 +797,10 @@ _rbk() {
                     return 0
                     ;;
                 --lease-seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revoke)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -816,7 +832,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__list)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -851,6 +867,10 @@ _rbk() {
                     return 0
                     ;;
                 --lease-seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revoke)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -916,7 +936,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__repair__subcmd__index)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -951,6 +971,10 @@ _rbk() {
                     return 0
                     ;;
                 --lease-seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revoke)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -982,7 +1006,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__restore)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1017,6 +1041,10 @@ _rbk() {
                     return 0
                     ;;
                 --lease-seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revoke)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1312,7 +1340,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__verify)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1347,6 +1375,10 @@ _rbk() {
                     return 0
                     ;;
                 --lease-seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --revoke)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

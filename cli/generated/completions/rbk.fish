@@ -63,6 +63,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand backup" -l max-age-hours -d 'gc:
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
@@ -86,6 +87,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand list" -l max-age-hours -d 'gc: d
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
+complete -c rbk -n "__fish_rbk_using_subcommand list" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
@@ -109,6 +111,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand info" -l max-age-hours -d 'gc: d
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
+complete -c rbk -n "__fish_rbk_using_subcommand info" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
@@ -132,6 +135,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand restore" -l max-age-hours -d 'gc
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
+complete -c rbk -n "__fish_rbk_using_subcommand restore" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
@@ -155,6 +159,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand delete" -l max-age-hours -d 'gc:
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
+complete -c rbk -n "__fish_rbk_using_subcommand delete" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
@@ -178,6 +183,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand gc" -l max-age-hours -d 'gc: del
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
+complete -c rbk -n "__fish_rbk_using_subcommand gc" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
@@ -201,6 +207,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand verify" -l max-age-hours -d 'gc:
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
+complete -c rbk -n "__fish_rbk_using_subcommand verify" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
@@ -224,6 +231,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l max-age-hours -
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
+complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F

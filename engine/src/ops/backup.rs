@@ -448,6 +448,9 @@ fn backup_in_session(
         let read = store
             .chunker()
             .chunk_reader(reader, |buf, ranges| -> Result<(), ReadError> {
+                session
+                    .check_not_revoked()
+                    .map_err(|e| ReadError::Store(e.into()))?;
                 // Hash and store the batch's chunks on all cores, keeping their order.
                 let ids: Vec<ChunkId> = ranges
                     .par_iter()

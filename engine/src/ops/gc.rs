@@ -30,7 +30,7 @@ use crate::{Error, Progress, Repo, Result};
 /// Packs with more than this fraction of their chunk bytes dead are rewritten.
 pub const DEFAULT_REPACK_THRESHOLD: f64 = 0.3;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GcOptions {
     /// Report what would be done; write and delete nothing.
     pub dry_run: bool,
@@ -40,6 +40,9 @@ pub struct GcOptions {
     pub rebind_store: bool,
     /// The time retention ages are measured against (tests); `None` is now.
     pub now_ms: Option<u64>,
+    /// Sessions to revoke whatever their heartbeats say (`rbk gc --revoke`): a backup the
+    /// operator knows is dead, e.g. on a machine that was switched off.
+    pub revoke: Vec<String>,
 }
 
 impl Default for GcOptions {
@@ -50,8 +53,24 @@ impl Default for GcOptions {
             repack_threshold: DEFAULT_REPACK_THRESHOLD,
             rebind_store: false,
             now_ms: None,
+            revoke: Vec::new(),
         }
     }
+}
+
+/// A running session as a GC sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    pub id: String,
+    /// From its newest heartbeat (`None` when that could not be read).
+    pub heartbeat: Option<session::Heartbeat>,
+    /// How long it has been silent, in ms (`None`: its heartbeat was just replaced).
+    pub silent_ms: Option<u64>,
+    /// Whether `silent_ms` is by the store's clock (else the writer's).
+    pub store_clock: bool,
+    /// Silent for longer than the lease, or named by `--revoke`: revoked by this GC (in a
+    /// dry run: would be).
+    pub revoke: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -61,6 +80,8 @@ pub struct GcReport {
     pub manifests_deleted: Vec<BackupId>,
     pub manifests_retained: u64,
     pub sessions_revoked: Vec<String>,
+    /// Every session that was running when this GC looked, and what it made of it.
+    pub sessions: Vec<SessionView>,
     pub live_chunks: u64,
     pub live_set_bytes: u64,
     pub packs_total: u64,
@@ -144,9 +165,17 @@ pub fn gc(
     }
     let deleted: HashSet<&BackupId> = report.manifests_deleted.iter().collect();
 
-    // 3. Sessions whose heartbeats stopped.
+    // 3. Sessions whose heartbeats stopped, or that the operator names.
+    for id in &opts.revoke {
+        if !running_sessions(repo)?.contains_key(id) {
+            return Err(Error::InvalidInput(format!(
+                "--revoke {id}: no running session of that id in the store; `rbk gc --dry-run` lists them"
+            )));
+        }
+    }
+    report.sessions = session_views(repo, opts)?;
     if !opts.dry_run {
-        report.sessions_revoked = revoke_stale(repo)?;
+        report.sessions_revoked = revoke(repo, &report.sessions)?;
     }
 
     // 4. Mark.
@@ -284,12 +313,40 @@ fn running_sessions(repo: &Repo) -> Result<BTreeMap<String, SessionState>> {
     Ok(all)
 }
 
-/// Revokes sessions whose newest heartbeat is older than the lease, and clears heartbeats
-/// left by sessions revoked earlier. Returns the newly revoked ids.
-fn revoke_stale(repo: &Repo) -> Result<Vec<String>> {
+/// Every running session with how long it has been silent, by the store's clock where the
+/// store keeps one ([`session::silence_ms`]), and whether this GC revokes it: silent longer
+/// than the lease, or named in `opts.revoke`. The store's "now" comes from a probe object
+/// this GC writes; a dry run writes nothing, so it compares the store's write times with
+/// this machine's clock instead.
+fn session_views(repo: &Repo, opts: &GcOptions) -> Result<Vec<SessionView>> {
     let store = repo.store();
     let p = store.provider().clone();
     let lease_ms = store.session_timing().lease.as_millis() as u64;
+    let store_now = if opts.dry_run {
+        Some(now_ms())
+    } else {
+        store.block_on(session::store_clock_ms(p.as_ref()))?
+    };
+    let mut out = Vec::new();
+    for s in running_sessions(repo)?.into_values() {
+        let silence = store.block_on(session::silence_ms(p.as_ref(), &s, store_now))?;
+        let heartbeat = store.block_on(session::newest_heartbeat(p.as_ref(), &s))?;
+        out.push(SessionView {
+            revoke: opts.revoke.contains(&s.id) || silence.is_some_and(|(ms, _)| ms > lease_ms),
+            silent_ms: silence.map(|(ms, _)| ms),
+            store_clock: silence.is_some_and(|(_, c)| c == session::Clock::Store),
+            heartbeat,
+            id: s.id,
+        });
+    }
+    Ok(out)
+}
+
+/// Revokes the sessions `views` marks, and clears heartbeats left by sessions revoked
+/// earlier. Returns the newly revoked ids.
+fn revoke(repo: &Repo, views: &[SessionView]) -> Result<Vec<String>> {
+    let store = repo.store();
+    let p = store.provider().clone();
     let mut revoked = Vec::new();
     for mut s in store
         .block_on(session::list_sessions(p.as_ref()))?
@@ -299,20 +356,23 @@ fn revoke_stale(repo: &Repo) -> Result<Vec<String>> {
             store.block_on(session::clear_revoked(p.as_ref(), &s))?;
             continue;
         }
-        let Some(last) = store.block_on(session::last_heartbeat_ms(p.as_ref(), &s))? else {
+        let Some(v) = views.iter().find(|v| v.id == s.id && v.revoke) else {
             continue;
         };
-        if now_ms().saturating_sub(last) > lease_ms {
-            tracing::warn!(
-                "revoking session {}: no heartbeat for {} s",
-                s.id,
-                (now_ms() - last) / 1000
-            );
-            store.block_on(session::revoke(p.as_ref(), &s.id))?;
-            s.revoked = true;
-            store.block_on(session::clear_revoked(p.as_ref(), &s))?;
-            revoked.push(s.id);
-        }
+        tracing::warn!(
+            "revoking session {}: {}",
+            s.id,
+            match v.silent_ms {
+                Some(ms) if v.store_clock =>
+                    format!("no heartbeat for {} s by the store's clock", ms / 1000),
+                Some(ms) => format!("no heartbeat for {} s by its writer's clock", ms / 1000),
+                None => "as asked (--revoke)".to_string(),
+            }
+        );
+        store.block_on(session::revoke(p.as_ref(), &s.id))?;
+        s.revoked = true;
+        store.block_on(session::clear_revoked(p.as_ref(), &s))?;
+        revoked.push(s.id);
     }
     Ok(revoked)
 }
