@@ -671,6 +671,7 @@ fn gc_json(r: &gc::GcReport) -> serde_json::Value {
         "bytes_freed": s.bytes_freed,
         "bytes_rewritten": s.bytes_rewritten,
         "problems": s.problems,
+        "leftovers_deleted": r.leftovers_deleted,
         "warnings": r.warnings,
         "seconds": r.seconds,
     })

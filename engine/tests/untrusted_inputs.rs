@@ -641,3 +641,37 @@ fn a_revoked_backup_stops_uploading_within_a_heartbeat() {
     );
     no_backups(&repo);
 }
+
+#[test]
+fn gc_collects_temporary_files_of_writes_that_died_after_a_day() {
+    use rbk_engine::ops::gc::{self, GcOptions};
+    let env = Env::new(1);
+    let repo = env.repo_for(&env.data);
+    backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    let tmp = env.store.join(".tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (old, fresh) = (tmp.join("00000000000000aa"), tmp.join("00000000000000bb"));
+    for p in [&old, &fresh] {
+        std::fs::write(p, b"half a pack").unwrap();
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(2 * 86_400))
+        .unwrap();
+    let dry = GcOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        gc::gc(&repo, &env.data, &dry, &NoProgress)
+            .unwrap()
+            .leftovers_deleted,
+        0
+    );
+    assert!(old.exists());
+    let r = gc::gc(&repo, &env.data, &GcOptions::default(), &NoProgress).unwrap();
+    assert_eq!(r.leftovers_deleted, 1);
+    assert!(!old.exists() && fresh.exists());
+}

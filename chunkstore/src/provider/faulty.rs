@@ -229,6 +229,9 @@ impl Provider for FaultyProvider {
         self.call(Op::Get, key, self.inner.get_range(key, offset, len))
             .await
     }
+    async fn collect_leftovers(&self, older_than: std::time::Duration) -> Result<u64> {
+        self.inner.collect_leftovers(older_than).await
+    }
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
         self.call(Op::Put, key, self.inner.put_if_absent(key, body))
             .await

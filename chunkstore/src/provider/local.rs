@@ -261,6 +261,32 @@ impl Provider for LocalProvider {
         .await
     }
 
+    async fn collect_leftovers(&self, older_than: std::time::Duration) -> Result<u64> {
+        self.blocking(move |me| {
+            let dir = me.root.join(TMP_DIR);
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(Error::io(&dir, e)),
+            };
+            let cutoff = std::time::SystemTime::now() - older_than;
+            let mut deleted = 0;
+            for e in entries.flatten() {
+                // An in-flight write takes seconds; anything this old was abandoned by a
+                // process that died between writing and linking it.
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff);
+                if old && fs::remove_file(e.path()).is_ok() {
+                    deleted += 1;
+                }
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path_of(key)?;
         self.blocking(move |me| {

@@ -110,6 +110,14 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 
     async fn exists(&self, key: &str) -> Result<bool>;
 
+    /// Deletes what interrupted writes left behind (a local store's temporary files) that
+    /// is older than `older_than`; returns how many. Stores whose writes are atomic on the
+    /// server side (S3) have nothing of the kind: the default does nothing. Wrappers must
+    /// forward it.
+    async fn collect_leftovers(&self, _older_than: std::time::Duration) -> Result<u64> {
+        Ok(0)
+    }
+
     /// Lists objects whose keys start with `prefix`, sorted by key, at most `page_size` per
     /// page, starting after `page_token` (the token of the previous page).
     async fn list(

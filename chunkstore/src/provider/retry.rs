@@ -180,6 +180,10 @@ impl Provider for RetryingProvider {
         self.run(key, || self.inner.delete(key)).await.0
     }
 
+    async fn collect_leftovers(&self, older_than: std::time::Duration) -> Result<u64> {
+        self.inner.collect_leftovers(older_than).await
+    }
+
     async fn delete_many(&self, keys: &[String]) -> Result<()> {
         let first = keys.first().map_or("", String::as_str);
         self.run(first, || self.inner.delete_many(keys)).await.0

@@ -98,6 +98,8 @@ pub struct GcReport {
     pub records_waiting: u64,
     pub waiting_on: Vec<String>,
     pub sweep: SweepReport,
+    /// Temporary files of interrupted writes deleted (local stores; older than a day).
+    pub leftovers_deleted: u64,
     /// Problems that did not stop the run (e.g. a module's unreadable options).
     pub warnings: Vec<String>,
     pub seconds: f64,
@@ -293,9 +295,14 @@ pub fn gc(
             report.records_swept += 1;
         }
     }
+    // 6. What interrupted writes left behind (a local store's `.tmp/`).
+    report.leftovers_deleted = store.block_on(p.collect_leftovers(LEFTOVER_AGE))?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
+
+/// Temporary files older than this are leftovers of writes whose process died.
+pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Deletes one backup's manifest. The chunks only it used are freed by the next GC.
 ///

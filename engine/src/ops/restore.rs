@@ -157,9 +157,22 @@ fn write_files(
     let plan = store.plan_read(&seqs)?;
     for ((rel, f), &len) in files.iter().zip(plan.lengths()) {
         if let Some(why) = crate::manifest::file_length_problem(f.size, len) {
+            // The lengths come from pack trailers (through the index): either side may be
+            // the damaged one, so name both.
+            let mut packs: Vec<String> = Vec::new();
+            for c in &f.chunks {
+                for loc in store.index().locations(c)? {
+                    packs.push(loc.pack.to_string());
+                }
+            }
+            packs.sort();
+            packs.dedup();
             return Err(Error::CorruptManifest {
                 key: manifest_key.to_string(),
-                detail: format!("file `{rel}`: {why}"),
+                detail: format!(
+                    "file `{rel}`: {why} (chunk lengths from the trailers of pack(s) {}): the manifest or those packs are damaged; `rbk repair-index` rereads the trailers and `rbk verify --read-data` checks the chunks",
+                    packs.join(", ")
+                ),
             });
         }
     }
