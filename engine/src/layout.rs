@@ -74,6 +74,8 @@ pub struct ScannedFile {
     pub mode: u32,
     pub ctime_ns: i64,
     pub nlink: u64,
+    pub uid: u32,
+    pub gid: u32,
     /// `size` is a length captured by a snapshot, not the file's: a live depot segment that
     /// keeps growing past it (so its mtime says nothing about the captured bytes).
     pub capped: bool,
@@ -176,6 +178,31 @@ pub struct ModuleScan {
     pub meta: ModuleMeta,
     pub module_files: Vec<ScannedFile>,
     pub tasks: Vec<ScannedTask>,
+    /// Every directory, the module dir itself (`""`) first, relative to the module dir.
+    pub dirs: Vec<ScannedDir>,
+}
+
+/// A directory found by the scan: its mode and owner are backed up, its empty-ness too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedDir {
+    pub rel: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl ScannedDir {
+    fn new(module_dir: &Path, path: &Path, md: &fs::Metadata) -> ScannedDir {
+        ScannedDir {
+            rel: path
+                .strip_prefix(module_dir)
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+        }
+    }
 }
 
 pub fn module_dir(data_dir: &Path, module: &str) -> PathBuf {
@@ -222,6 +249,8 @@ fn scanned(abs: PathBuf, rel: String, md: &fs::Metadata) -> ScannedFile {
         mode: md.mode() & 0o7777,
         ctime_ns: time_ns(md.ctime(), md.ctime_nsec()),
         nlink: md.nlink(),
+        uid: md.uid(),
+        gid: md.gid(),
         capped: false,
     }
 }
@@ -249,8 +278,14 @@ fn entries(dir: &Path) -> Result<Vec<(PathBuf, String, fs::Metadata)>> {
     Ok(out)
 }
 
-/// Every regular file under `dir`, recursively, with paths relative to `dir`.
-fn files_under(dir: &Path, prefix: &str, out: &mut Vec<ScannedFile>) -> Result<()> {
+/// Every regular file under `dir`, recursively, with paths relative to `dir`; the
+/// directories met on the way go to `dirs`.
+fn files_under(
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<ScannedFile>,
+    dirs: &mut Dirs,
+) -> Result<()> {
     for (path, name, md) in entries(dir)? {
         let rel = if prefix.is_empty() {
             name
@@ -258,7 +293,8 @@ fn files_under(dir: &Path, prefix: &str, out: &mut Vec<ScannedFile>) -> Result<(
             format!("{prefix}/{name}")
         };
         if md.is_dir() {
-            files_under(&path, &rel, out)?;
+            dirs.add(&path, &md);
+            files_under(&path, &rel, out, dirs)?;
         } else {
             out.push(scanned(path, rel, &md));
         }
@@ -266,8 +302,20 @@ fn files_under(dir: &Path, prefix: &str, out: &mut Vec<ScannedFile>) -> Result<(
     Ok(())
 }
 
+/// The directories a scan meets, relative to the module dir.
+struct Dirs {
+    module_dir: PathBuf,
+    found: Vec<ScannedDir>,
+}
+
+impl Dirs {
+    fn add(&mut self, path: &Path, md: &fs::Metadata) {
+        self.found.push(ScannedDir::new(&self.module_dir, path, md));
+    }
+}
+
 /// Subdirectories of `dir` (one per object); a regular file there is a layout error.
-fn objects(dir: &Path, what: &str, depot: bool) -> Result<Vec<ScannedObject>> {
+fn objects(dir: &Path, what: &str, depot: bool, dirs: &mut Dirs) -> Result<Vec<ScannedObject>> {
     if !dir.exists() {
         return Ok(Vec::new());
     }
@@ -279,6 +327,7 @@ fn objects(dir: &Path, what: &str, depot: bool) -> Result<Vec<ScannedObject>> {
                 format!("expected a {what} directory, found a file"),
             ));
         }
+        dirs.add(&path, &md);
         let mut files = Vec::new();
         if depot {
             for (seg, seg_name, md) in entries(&path)? {
@@ -291,7 +340,7 @@ fn objects(dir: &Path, what: &str, depot: bool) -> Result<Vec<ScannedObject>> {
                 files.push(scanned(seg, seg_name, &md));
             }
         } else {
-            files_under(&path, "", &mut files)?;
+            files_under(&path, "", &mut files, dirs)?;
         }
         out.push(ScannedObject { name, files });
     }
@@ -344,6 +393,11 @@ pub fn scan_module(data_dir: &Path, module: &str) -> Result<ModuleScan> {
     }
     let mut module_files = Vec::new();
     let mut tasks = Vec::new();
+    let module_md = fs::symlink_metadata(&dir).map_err(|e| Error::io(&dir, e))?;
+    let mut dirs = Dirs {
+        module_dir: dir.clone(),
+        found: vec![ScannedDir::new(&dir, &dir, &module_md)],
+    };
     for (path, name, md) in entries(&dir)? {
         if md.is_file() {
             module_files.push(scanned(path, name, &md));
@@ -355,6 +409,7 @@ pub fn scan_module(data_dir: &Path, module: &str) -> Result<ModuleScan> {
                 "unexpected directory; a module dir holds only files and `tasks/`",
             ));
         }
+        dirs.add(&path, &md);
         for (tpath, tname, tmd) in entries(&path)? {
             let task: u32 = match tname.parse::<u32>() {
                 Ok(t) if tmd.is_dir() && t < meta.tasks && t.to_string() == tname => t,
@@ -369,6 +424,7 @@ pub fn scan_module(data_dir: &Path, module: &str) -> Result<ModuleScan> {
                     ));
                 }
             };
+            dirs.add(&tpath, &tmd);
             for (sub, sname, smd) in entries(&tpath)? {
                 if !smd.is_dir() || !matches!(sname.as_str(), "depots" | "pstates" | "topologies") {
                     return Err(Error::layout(
@@ -376,12 +432,13 @@ pub fn scan_module(data_dir: &Path, module: &str) -> Result<ModuleScan> {
                         "a task dir holds only `depots/`, `pstates/` and `topologies/`",
                     ));
                 }
+                dirs.add(&sub, &smd);
             }
             tasks.push(ScannedTask {
                 task,
-                depots: objects(&tpath.join("depots"), "depot partition", true)?,
-                pstates: objects(&tpath.join("pstates"), "PState partition", false)?,
-                topologies: objects(&tpath.join("topologies"), "topology", false)?,
+                depots: objects(&tpath.join("depots"), "depot partition", true, &mut dirs)?,
+                pstates: objects(&tpath.join("pstates"), "PState partition", false, &mut dirs)?,
+                topologies: objects(&tpath.join("topologies"), "topology", false, &mut dirs)?,
             });
         }
     }
@@ -391,5 +448,6 @@ pub fn scan_module(data_dir: &Path, module: &str) -> Result<ModuleScan> {
         meta,
         module_files,
         tasks,
+        dirs: dirs.found,
     })
 }

@@ -11,7 +11,9 @@ use crate::wire::{Dec, DecResult, Enc};
 use crate::{Error, Result};
 
 pub const MAGIC: &[u8; 8] = b"RBKMANIF";
-pub const VERSION: u32 = 1;
+/// Written by this rbk. Version 1 (no owners, no directory entries, no session) still
+/// decodes.
+pub const VERSION: u32 = 2;
 const HEADER_LEN: usize = 24;
 const CHECKSUM_LEN: usize = 32;
 /// Manifests larger than this are refused before reading (about 8 million chunk ids).
@@ -29,6 +31,24 @@ pub struct Manifest {
     /// dynamic-options.json, and any other file found there).
     pub module_files: Vec<FileEntry>,
     pub tasks: Vec<TaskEntry>,
+    /// Mode and owner of every directory of the module, the module dir itself (`""`)
+    /// included (version 2; empty in version 1 manifests).
+    pub dir_meta: Vec<DirMeta>,
+}
+
+/// A file's or directory's owner, restored when the restore runs as root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One directory: where (relative to the module dir), its permission bits and owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirMeta {
+    pub path: String,
+    pub mode: u32,
+    pub owner: Option<Owner>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -85,6 +105,8 @@ pub struct FileEntry {
     pub dev: u64,
     pub ino: u64,
     pub mode: u32,
+    /// `None` in version 1 manifests.
+    pub owner: Option<Owner>,
     pub chunks: Vec<ChunkId>,
 }
 
@@ -194,6 +216,12 @@ impl Manifest {
                 enc_files(&mut e, &p.files);
             }
         }
+        e.count(self.dir_meta.len());
+        for d in &self.dir_meta {
+            e.str(&d.path);
+            e.u32(d.mode);
+            enc_owner(&mut e, d.owner);
+        }
         let body_len = (e.0.len() - HEADER_LEN) as u64;
         e.0[16..24].copy_from_slice(&body_len.to_le_bytes());
         let sum = blake3::hash(&e.0);
@@ -217,9 +245,9 @@ impl Manifest {
             ));
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(corrupt(format!(
-                "format version {version} is not supported by this rbk (supports {VERSION}); upgrade rbk to read it"
+                "format version {version} is not supported by this rbk (supports 1 to {VERSION}); upgrade rbk to read it"
             )));
         }
         let body_len = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"));
@@ -239,7 +267,7 @@ impl Manifest {
             return Err(corrupt("unknown flags".into()));
         }
         let mut d = Dec::new(&signed[HEADER_LEN..]);
-        let m = decode_body(&mut d).map_err(corrupt)?;
+        let m = decode_body(&mut d, version).map_err(corrupt)?;
         if d.remaining() != 0 {
             return Err(corrupt(format!(
                 "{} trailing bytes after the body",
@@ -247,6 +275,28 @@ impl Manifest {
             )));
         }
         Ok(m)
+    }
+}
+
+fn enc_owner(e: &mut Enc, owner: Option<Owner>) {
+    match owner {
+        Some(o) => {
+            e.u8(1);
+            e.u32(o.uid);
+            e.u32(o.gid);
+        }
+        None => e.u8(0),
+    }
+}
+
+fn dec_owner(d: &mut Dec) -> DecResult<Option<Owner>> {
+    match d.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(Owner {
+            uid: d.u32()?,
+            gid: d.u32()?,
+        })),
+        t => Err(format!("bad owner tag {t}")),
     }
 }
 
@@ -259,6 +309,7 @@ fn enc_files(e: &mut Enc, files: &[FileEntry]) {
         e.u64(f.dev);
         e.u64(f.ino);
         e.u32(f.mode);
+        enc_owner(e, f.owner);
         e.count(f.chunks.len());
         for c in &f.chunks {
             e.id(c);
@@ -289,7 +340,7 @@ fn check_name(n: &str) -> DecResult<()> {
     }
 }
 
-fn dec_files(d: &mut Dec) -> DecResult<Vec<FileEntry>> {
+fn dec_files(d: &mut Dec, version: u32) -> DecResult<Vec<FileEntry>> {
     // Smallest file entry: empty path (4) + 8 + 8 + 8 + 8 + 4 + chunk count (4).
     let n = d.count(44)?;
     let mut out = Vec::with_capacity(n);
@@ -301,6 +352,7 @@ fn dec_files(d: &mut Dec) -> DecResult<Vec<FileEntry>> {
         let dev = d.u64()?;
         let ino = d.u64()?;
         let mode = d.u32()?;
+        let owner = if version >= 2 { dec_owner(d)? } else { None };
         let nc = d.count(32)?;
         let mut chunks = Vec::with_capacity(nc);
         for _ in 0..nc {
@@ -316,13 +368,14 @@ fn dec_files(d: &mut Dec) -> DecResult<Vec<FileEntry>> {
             dev,
             ino,
             mode,
+            owner,
             chunks,
         });
     }
     Ok(out)
 }
 
-fn decode_body(d: &mut Dec) -> DecResult<Manifest> {
+fn decode_body(d: &mut Dec, version: u32) -> DecResult<Manifest> {
     let id_str = d.str()?;
     let backup_id = BackupId::parse(&id_str).map_err(|e| e.to_string())?;
     validate_module_name(&backup_id.module).map_err(|e| e.to_string())?;
@@ -336,7 +389,7 @@ fn decode_body(d: &mut Dec) -> DecResult<Manifest> {
         new_chunks: d.u64()?,
         new_stored_bytes: d.u64()?,
     };
-    let module_files = dec_files(d)?;
+    let module_files = dec_files(d, version)?;
     let nt = d.count(16)?;
     let mut tasks = Vec::with_capacity(nt);
     for _ in 0..nt {
@@ -357,7 +410,7 @@ fn decode_body(d: &mut Dec) -> DecResult<Manifest> {
                 name,
                 start_offset,
                 end_offset,
-                files: dec_files(d)?,
+                files: dec_files(d, version)?,
             });
         }
         let np = d.count(8)?;
@@ -367,7 +420,7 @@ fn decode_body(d: &mut Dec) -> DecResult<Manifest> {
             check_name(&name)?;
             pstates.push(ObjectEntry {
                 name,
-                files: dec_files(d)?,
+                files: dec_files(d, version)?,
             });
         }
         let ntop = d.count(9)?;
@@ -383,7 +436,7 @@ fn decode_body(d: &mut Dec) -> DecResult<Manifest> {
             topologies.push(TopologyEntry {
                 name,
                 commit_id,
-                files: dec_files(d)?,
+                files: dec_files(d, version)?,
             });
         }
         tasks.push(TaskEntry {
@@ -393,6 +446,23 @@ fn decode_body(d: &mut Dec) -> DecResult<Manifest> {
             topologies,
         });
     }
+    let mut dir_meta = Vec::new();
+    if version >= 2 {
+        // Smallest entry: empty path (4) + mode (4) + owner tag (1).
+        let n = d.count(9)?;
+        dir_meta.reserve(n);
+        for _ in 0..n {
+            let path = d.str()?;
+            if !path.is_empty() {
+                check_rel_path(&path)?;
+            }
+            dir_meta.push(DirMeta {
+                path,
+                mode: d.u32()?,
+                owner: dec_owner(d)?,
+            });
+        }
+    }
     let m = Manifest {
         backup_id,
         created_ms,
@@ -401,6 +471,7 @@ fn decode_body(d: &mut Dec) -> DecResult<Manifest> {
         stats,
         module_files,
         tasks,
+        dir_meta,
     };
     m.check_tree()?;
     Ok(m)
@@ -442,6 +513,7 @@ impl Manifest {
                 end += i + 1;
             }
         }
+        dirs.extend(self.dir_meta.iter().map(|d| d.path.as_str()));
         for d in &dirs {
             if paths.contains(d) {
                 return Err(format!("`{d}` is listed as a file but must be a directory"));
@@ -464,17 +536,21 @@ mod tests {
             any::<u64>(),
             any::<u64>(),
             any::<u32>(),
+            proptest::option::of((any::<u32>(), any::<u32>())),
             proptest::collection::vec(any::<[u8; 32]>(), 1..4),
         )
-            .prop_map(|(path, size, mtime_ns, dev, ino, mode, ids)| FileEntry {
-                path,
-                size,
-                mtime_ns,
-                dev,
-                ino,
-                mode,
-                chunks: ids.into_iter().map(ChunkId).collect(),
-            })
+            .prop_map(
+                |(path, size, mtime_ns, dev, ino, mode, owner, ids)| FileEntry {
+                    path,
+                    size,
+                    mtime_ns,
+                    dev,
+                    ino,
+                    mode,
+                    owner: owner.map(|(uid, gid)| Owner { uid, gid }),
+                    chunks: ids.into_iter().map(ChunkId).collect(),
+                },
+            )
     }
 
     fn manifest() -> impl Strategy<Value = Manifest> {
@@ -519,9 +595,17 @@ mod tests {
             any::<[u64; 5]>(),
             files(),
             proptest::collection::vec(task, 0..4),
+            proptest::collection::vec(
+                (
+                    "(|[a-z]{1,6}(/[a-z]{1,6}){0,2})",
+                    any::<u32>(),
+                    proptest::option::of((any::<u32>(), any::<u32>())),
+                ),
+                0..3,
+            ),
         )
             .prop_map(
-                |(module, millis, suffix, s, module_files, tasks)| Manifest {
+                |(module, millis, suffix, s, module_files, tasks, dirs)| Manifest {
                     backup_id: BackupId {
                         module,
                         millis: millis >> 1,
@@ -539,6 +623,14 @@ mod tests {
                     },
                     module_files,
                     tasks,
+                    dir_meta: dirs
+                        .into_iter()
+                        .map(|(path, mode, owner)| DirMeta {
+                            path,
+                            mode,
+                            owner: owner.map(|(uid, gid)| Owner { uid, gid }),
+                        })
+                        .collect(),
                 },
             )
     }
@@ -577,6 +669,11 @@ mod tests {
                 depots: vec![],
                 pstates: vec![],
                 topologies: vec![],
+            }],
+            dir_meta: vec![DirMeta {
+                path: String::new(),
+                mode: 0o750,
+                owner: Some(Owner { uid: 1, gid: 2 }),
             }],
         };
         let bytes = m.encode();

@@ -5,7 +5,8 @@
 use rbk_chunkstore::ChunkId;
 use rbk_engine::BackupId;
 use rbk_engine::manifest::{
-    BackupStats, DepotEntry, FileEntry, Manifest, ObjectEntry, TaskEntry, TopologyEntry,
+    BackupStats, DepotEntry, DirMeta, FileEntry, Manifest, ObjectEntry, Owner, TaskEntry,
+    TopologyEntry,
 };
 
 fn file(path: &str, size: u64, chunks: &[&[u8]]) -> FileEntry {
@@ -16,6 +17,7 @@ fn file(path: &str, size: u64, chunks: &[&[u8]]) -> FileEntry {
         dev: 2049,
         ino: 42,
         mode: 0o644,
+        owner: None,
         chunks: chunks.iter().map(|c| ChunkId::of(c)).collect(),
     }
 }
@@ -55,20 +57,58 @@ fn fixed() -> Manifest {
                 files: vec![file("progress.json", 40, &[b"e"])],
             }],
         }],
+        dir_meta: Vec::new(),
     }
 }
 
+/// [`fixed`] as this rbk writes it: owners and directory entries (format version 2).
+fn fixed_v2() -> Manifest {
+    let mut m = fixed();
+    let owner = Some(Owner {
+        uid: 1000,
+        gid: 100,
+    });
+    for f in &mut m.module_files {
+        f.owner = owner;
+    }
+    m.dir_meta = vec![
+        DirMeta {
+            path: String::new(),
+            mode: 0o750,
+            owner,
+        },
+        DirMeta {
+            path: "tasks/1/pstates/balances".into(),
+            mode: 0o700,
+            owner: None,
+        },
+    ];
+    m
+}
+
+/// Manifests written by rbk before format version 2 still decode, to the same content.
 #[test]
-fn manifest_v1_encoding_is_stable() {
+fn manifest_v1_still_decodes() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../testdata/golden/manifest-v1.bin"
     );
-    let bytes = fixed().encode();
+    let golden = std::fs::read(path).expect("golden v1 manifest present");
+    assert_eq!(&golden[8..12], &1u32.to_le_bytes());
+    assert_eq!(Manifest::decode("golden", &golden).unwrap(), fixed());
+}
+
+#[test]
+fn manifest_v2_encoding_is_stable() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/golden/manifest-v2.bin"
+    );
+    let bytes = fixed_v2().encode();
     if std::env::var_os("RBK_BLESS").is_some() {
         std::fs::write(path, &bytes).unwrap();
     }
     let golden = std::fs::read(path).expect("golden manifest present (RBK_BLESS=1 writes it)");
     assert_eq!(bytes, golden, "manifest encoding changed");
-    assert_eq!(Manifest::decode("golden", &golden).unwrap(), fixed());
+    assert_eq!(Manifest::decode("golden", &golden).unwrap(), fixed_v2());
 }

@@ -334,9 +334,22 @@ fn modes_come_back_exactly_setid_stripped_and_store_objects_are_private() {
     let set = |name: &str, mode: u32| {
         std::fs::set_permissions(m.join(name), std::fs::Permissions::from_mode(mode)).unwrap();
     };
+    // Owners first: chown clears setuid/setgid.
+    // Directories: modes, an empty one, and (as root) owners of files and directories.
+    let pstate = pstate_dir(0, PSTATE);
+    let empty = format!("{pstate}/archive");
+    std::fs::create_dir(m.join(&empty)).unwrap();
+    let root = rustix::process::geteuid().is_root();
+    if root {
+        std::os::unix::fs::chown(m.join("module.jar"), Some(1234), Some(5678)).unwrap();
+        std::os::unix::fs::chown(m.join(&pstate), Some(4321), Some(8765)).unwrap();
+    }
     set("config-overrides.json", 0o000);
     set("module.jar", 0o4755);
     set("dynamic-options.json", 0o2640);
+    set(&empty, 0o500);
+    set(&pstate, 0o750);
+    set("", 0o710);
     let repo = env.repo_for(&env.data);
     let id = backup::backup(&repo, &env.data, MODULE, &NoProgress)
         .unwrap()
@@ -359,6 +372,21 @@ fn modes_come_back_exactly_setid_stripped_and_store_objects_are_private() {
         assert_eq!(mode_of(&r.join("config-overrides.json")), 0o000);
         assert_eq!(mode_of(&r.join("module.jar")), jar);
         assert_eq!(mode_of(&r.join("dynamic-options.json")), options);
+        assert_eq!(mode_of(&r.join(&empty)), 0o500);
+        assert_eq!(std::fs::read_dir(r.join(&empty)).unwrap().count(), 0);
+        assert_eq!(mode_of(&r.join(&pstate)), 0o750);
+        assert_eq!(mode_of(&r), 0o710);
+        let owner = |p: &Path| {
+            let md = std::fs::metadata(p).unwrap();
+            (md.uid(), md.gid())
+        };
+        if root {
+            assert_eq!(owner(&r.join("module.jar")), (1234, 5678));
+            assert_eq!(owner(&r.join(&pstate)), (4321, 8765));
+        } else {
+            let me = owner(&target);
+            assert_eq!(owner(&r.join("module.jar")), me);
+        }
     }
     // Every object 0600, every directory 0700, whatever the umask.
     let mut checked = 0;

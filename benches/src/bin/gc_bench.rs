@@ -93,6 +93,7 @@ fn main() {
                 dev: 0,
                 ino: 0,
                 mode: 0o644,
+                owner: None,
                 chunks: c.to_vec(),
             })
             .collect();
@@ -108,6 +109,7 @@ fn main() {
             stats: Default::default(),
             module_files,
             tasks: vec![],
+            dir_meta: vec![],
         };
         repo.put_manifest(&m).expect("manifest");
     }

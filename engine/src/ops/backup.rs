@@ -30,8 +30,8 @@ use crate::backup_id::BackupId;
 use crate::depot::{FrameCounter, segment_first_offset};
 use crate::layout::{Growth, ModuleScan, ScannedFile, ScannedObject, scan_module};
 use crate::manifest::{
-    BackupStats, DepotEntry, FileEntry, Manifest, ObjectEntry, TaskEntry, TopologyEntry, depot_dir,
-    pstate_dir, topology_dir,
+    BackupStats, DepotEntry, DirMeta, FileEntry, Manifest, ObjectEntry, Owner, TaskEntry,
+    TopologyEntry, depot_dir, pstate_dir, topology_dir,
 };
 use crate::{Error, ErrorKind, Progress, Repo, Result};
 
@@ -485,6 +485,10 @@ fn backup_in_session(
             dev: f.dev,
             ino: f.ino,
             mode: f.mode,
+            owner: Some(Owner {
+                uid: f.uid,
+                gid: f.gid,
+            }),
             chunks,
         };
         Ok((entry, count_from.map(|_| counter)))
@@ -512,7 +516,16 @@ fn backup_in_session(
             {
                 progress.advance(f.size);
                 return Ok(Ingested {
-                    entry: (*prev).clone(),
+                    // Contents as before; mode and owner as now (chmod and chown do not
+                    // move mtime, so they are taken from the scan, never reused).
+                    entry: FileEntry {
+                        mode: f.mode,
+                        owner: Some(Owner {
+                            uid: f.uid,
+                            gid: f.gid,
+                        }),
+                        ..(*prev).clone()
+                    },
                     records,
                     reused: true,
                     bytes_read: 0,
@@ -652,6 +665,18 @@ fn backup_in_session(
         stats,
         module_files,
         tasks,
+        dir_meta: scan
+            .dirs
+            .iter()
+            .map(|d| DirMeta {
+                path: d.rel.clone(),
+                mode: d.mode,
+                owner: Some(Owner {
+                    uid: d.uid,
+                    gid: d.gid,
+                }),
+            })
+            .collect(),
     };
     // No point committing when a GC already gave up on this session.
     store.check_session(session)?;

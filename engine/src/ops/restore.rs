@@ -44,6 +44,40 @@ pub fn restored_mode(mode: u32, keep_setid: bool) -> u32 {
     if keep_setid { mode } else { mode & !0o6000 }
 }
 
+/// Owners are restored only by root: anyone else can only give files away to themselves.
+fn restores_owners() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Gives the directories of `manifest` under `root` their recorded mode and (as root)
+/// owner, deepest first, after every file is in place: a directory restored read-only
+/// must not stop the restore from writing into it.
+fn apply_dir_meta(
+    root: &Path,
+    manifest: &crate::manifest::Manifest,
+    opts: RestoreOptions,
+) -> Result<()> {
+    let mut dirs: Vec<&crate::manifest::DirMeta> = manifest.dir_meta.iter().collect();
+    dirs.sort_by(|a, b| b.path.cmp(&a.path));
+    for d in dirs {
+        let path = if d.path.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(&d.path)
+        };
+        if let Some(o) = d.owner.filter(|_| restores_owners()) {
+            std::os::unix::fs::lchown(&path, Some(o.uid), Some(o.gid))
+                .map_err(|e| Error::io(&path, e))?;
+        }
+        fs::set_permissions(
+            &path,
+            fs::Permissions::from_mode(restored_mode(d.mode, opts.keep_setid)),
+        )
+        .map_err(|e| Error::io(&path, e))?;
+    }
+    Ok(())
+}
+
 /// A manifest's mtime (ns since the epoch, negative before it) as a time.
 pub fn mtime_of(mtime_ns: i64) -> std::time::SystemTime {
     let d = Duration::from_nanos(mtime_ns.unsigned_abs());
@@ -127,6 +161,11 @@ impl OutFile<'_> {
             .map_err(|e| Error::io(path, e))?;
         f.set_modified(mtime_of(self.entry.mtime_ns))
             .map_err(|e| Error::io(path, e))?;
+        // Owner before mode: chown clears setuid/setgid bits.
+        if let Some(o) = self.entry.owner.filter(|_| restores_owners()) {
+            std::os::unix::fs::fchown(&f, Some(o.uid), Some(o.gid))
+                .map_err(|e| Error::io(path, e))?;
+        }
         f.set_permissions(fs::Permissions::from_mode(restored_mode(
             self.entry.mode,
             opts.keep_setid,
@@ -325,6 +364,14 @@ fn restore_in_session(
     let total: u64 = files.iter().map(|(_, f)| f.size).sum();
     let fill = || -> Result<()> {
         let mut dirs: Vec<PathBuf> = manifest.dirs().iter().map(|d| staging.join(d)).collect();
+        // Directories the backup saw, empty ones included (version 2 manifests).
+        dirs.extend(
+            manifest
+                .dir_meta
+                .iter()
+                .filter(|d| !d.path.is_empty())
+                .map(|d| staging.join(&d.path)),
+        );
         dirs.extend(
             files
                 .iter()
@@ -349,7 +396,10 @@ fn restore_in_session(
         for d in dirs.iter().rev() {
             sync_dir(d, opts)?;
         }
-        sync_dir(&staging, opts)
+        sync_dir(&staging, opts)?;
+        // Last: a directory restored without write or read permission would stop the
+        // writes and fsyncs above.
+        apply_dir_meta(&staging, &manifest, opts)
     };
     if let Err(e) = fill() {
         let _ = fs::remove_dir_all(&staging);
