@@ -99,6 +99,8 @@ pub struct SessionState {
     /// When the store wrote the newest heartbeat, by the store's clock, if it keeps one.
     pub newest_written_ms: Option<u64>,
     pub revoked: bool,
+    /// When the store wrote the tombstone, if there is one and the store keeps write times.
+    pub revoked_written_ms: Option<u64>,
 }
 
 impl SessionState {
@@ -128,9 +130,11 @@ async fn list_under(p: &dyn Provider, prefix: &str) -> Result<BTreeMap<String, S
             heartbeats: Vec::new(),
             newest_written_ms: None,
             revoked: false,
+            revoked_written_ms: None,
         });
         if name == REVOKED {
             state.revoked = true;
+            state.revoked_written_ms = o.modified_ms;
         } else if let Some(seq) = name
             .strip_prefix(HEARTBEAT_PREFIX)
             .and_then(|s| s.parse::<u64>().ok())
@@ -167,6 +171,16 @@ pub async fn last_heartbeat_ms(p: &dyn Provider, s: &SessionState) -> Result<Opt
         Err(e) if e.kind() == ErrorKind::Corrupt => Ok(Some(0)),
         Err(e) => Err(e),
     }
+}
+
+/// Session `id` as the store lists it now (`None`: it has no object left).
+///
+/// # Errors
+/// Provider errors.
+pub async fn session_state(p: &dyn Provider, id: &str) -> Result<Option<SessionState>> {
+    Ok(list_under(p, &format!("{SESSIONS_PREFIX}{id}/"))
+        .await?
+        .remove(id))
 }
 
 /// The newest heartbeat of `s`, parsed; `None` when it vanished or is not one rbk wrote.

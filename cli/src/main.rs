@@ -642,6 +642,7 @@ fn gc_json(r: &gc::GcReport) -> serde_json::Value {
     json!({
         "dry_run": r.dry_run,
         "manifests_deleted": r.manifests_deleted.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "manifests_uncommitted": r.manifests_uncommitted.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "manifests_retained": r.manifests_retained,
         "sessions_revoked": r.sessions_revoked,
         "sessions": r.sessions.iter().map(|s| json!({
@@ -686,6 +687,14 @@ fn gc_text(r: &gc::GcReport) -> String {
         r.manifests_retained
     )];
     out.extend(r.manifests_deleted.iter().map(|id| format!("  {id}")));
+    if !r.manifests_uncommitted.is_empty() {
+        out.push(format!(
+            "{} {} backup(s) that were never committed (their session was revoked before they were written):",
+            if r.dry_run { "would delete" } else { "deleted" },
+            r.manifests_uncommitted.len()
+        ));
+        out.extend(r.manifests_uncommitted.iter().map(|id| format!("  {id}")));
+    }
     for s in &r.sessions {
         let who = s.heartbeat.as_ref().map_or_else(
             || "(heartbeat unreadable)".to_string(),

@@ -37,6 +37,9 @@ pub enum Error {
     #[error("manifest `{key}` is corrupt: {detail}")]
     CorruptManifest { key: String, detail: String },
 
+    #[error("backup `{backup_id}`: {detail}")]
+    Uncommitted { backup_id: String, detail: String },
+
     #[error("I/O error on `{}`: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -80,7 +83,9 @@ impl Error {
             Error::DataDirMissing { .. }
             | Error::ModuleNotFound { .. }
             | Error::BackupNotFound { .. } => ErrorKind::NotFound,
-            Error::CorruptManifest { .. } | Error::Damaged { .. } => ErrorKind::Corrupt,
+            Error::CorruptManifest { .. } | Error::Uncommitted { .. } | Error::Damaged { .. } => {
+                ErrorKind::Corrupt
+            }
             Error::InvalidBackupId { .. }
             | Error::Layout { .. }
             | Error::TargetNotEmpty { .. }

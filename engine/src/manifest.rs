@@ -34,6 +34,9 @@ pub struct Manifest {
     /// Mode and owner of every directory of the module, the module dir itself (`""`)
     /// included (version 2; empty in version 1 manifests).
     pub dir_meta: Vec<DirMeta>,
+    /// The session that wrote it (version 2): a manifest the store wrote after that
+    /// session's tombstone was never committed (docs/gc.md, "The commit window").
+    pub session: Option<String>,
 }
 
 /// A file's or directory's owner, restored when the restore runs as root.
@@ -222,6 +225,7 @@ impl Manifest {
             e.u32(d.mode);
             enc_owner(&mut e, d.owner);
         }
+        e.str(self.session.as_deref().unwrap_or(""));
         let body_len = (e.0.len() - HEADER_LEN) as u64;
         e.0[16..24].copy_from_slice(&body_len.to_le_bytes());
         let sum = blake3::hash(&e.0);
@@ -447,6 +451,7 @@ fn decode_body(d: &mut Dec, version: u32) -> DecResult<Manifest> {
         });
     }
     let mut dir_meta = Vec::new();
+    let mut session = None;
     if version >= 2 {
         // Smallest entry: empty path (4) + mode (4) + owner tag (1).
         let n = d.count(9)?;
@@ -462,6 +467,11 @@ fn decode_body(d: &mut Dec, version: u32) -> DecResult<Manifest> {
                 owner: dec_owner(d)?,
             });
         }
+        let s = d.str()?;
+        if s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!("bad session id `{s}`"));
+        }
+        session = (!s.is_empty()).then_some(s);
     }
     let m = Manifest {
         backup_id,
@@ -472,6 +482,7 @@ fn decode_body(d: &mut Dec, version: u32) -> DecResult<Manifest> {
         module_files,
         tasks,
         dir_meta,
+        session,
     };
     m.check_tree()?;
     Ok(m)
@@ -623,6 +634,7 @@ mod tests {
                     },
                     module_files,
                     tasks,
+                    session: (millis % 2 == 0).then(|| format!("{millis:013}-00000000000000ab")),
                     dir_meta: dirs
                         .into_iter()
                         .map(|(path, mode, owner)| DirMeta {
@@ -675,6 +687,7 @@ mod tests {
                 mode: 0o750,
                 owner: Some(Owner { uid: 1, gid: 2 }),
             }],
+            session: Some("1700000000000-00000000000000ab".into()),
         };
         let bytes = m.encode();
         for cut in 0..bytes.len() {

@@ -191,6 +191,113 @@ impl Repo {
         Ok(m)
     }
 
+    /// Why `m` was never committed, if it was not: the store wrote its session's tombstone
+    /// before the manifest (both by the store's clock). A backup writes its manifest and
+    /// then checks for a tombstone; one that saw none reported success, and its tombstone,
+    /// if any, came later. A manifest written after the tombstone belongs to a backup that
+    /// died (or failed to delete it) before that check, and a GC may already have swept what
+    /// it references (docs/gc.md, "The commit window").
+    ///
+    /// # Errors
+    /// Provider errors.
+    pub fn uncommitted(&self, m: &Manifest) -> Result<Option<String>> {
+        let Some(sid) = &m.session else {
+            return Ok(None);
+        };
+        let p = self.store.provider();
+        let Some(state) = self
+            .store
+            .block_on(rbk_chunkstore::session::session_state(p.as_ref(), sid))?
+        else {
+            return Ok(None);
+        };
+        let Some(revoked_ms) = state.revoked_written_ms.filter(|_| state.revoked) else {
+            return Ok(None);
+        };
+        let key = manifest_key(&m.backup_id);
+        let written_ms = self
+            .store
+            .block_on(provider::list_all(p.as_ref(), &key))?
+            .into_iter()
+            .find(|o| o.key == key)
+            .and_then(|o| o.modified_ms);
+        Ok(written_ms.filter(|w| revoked_ms < *w).map(|_| {
+            format!(
+                "it was never committed: a GC revoked its session {sid} before the store wrote it (its process died, or could not remove it, before it saw the revocation); nothing may be restored from it, and the next `rbk gc` deletes it"
+            )
+        }))
+    }
+
+    /// [`Repo::load_manifest`] of a backup that was committed.
+    ///
+    /// # Errors
+    /// As [`Repo::load_manifest`]; `Uncommitted` for a manifest [`Repo::uncommitted`]
+    /// rejects.
+    pub fn load_committed(&self, id: &BackupId) -> Result<Manifest> {
+        let m = self.load_manifest(id)?;
+        match self.uncommitted(&m)? {
+            Some(detail) => Err(Error::Uncommitted {
+                backup_id: id.to_string(),
+                detail,
+            }),
+            None => Ok(m),
+        }
+    }
+
+    /// Manifests of sessions revoked before the store wrote them ([`Repo::uncommitted`]),
+    /// found without reading every manifest: only those the store wrote after the oldest
+    /// tombstone are read.
+    ///
+    /// # Errors
+    /// Provider errors; a manifest that cannot be read.
+    pub fn uncommitted_backups(&self) -> Result<Vec<BackupId>> {
+        let p = self.store.provider();
+        let sessions = self
+            .store
+            .block_on(rbk_chunkstore::session::list_sessions(p.as_ref()))?;
+        let Some(oldest) = sessions
+            .values()
+            .filter(|s| s.revoked)
+            .filter_map(|s| s.revoked_written_ms)
+            .min()
+        else {
+            return Ok(Vec::new());
+        };
+        let listed = self
+            .store
+            .block_on(provider::list_all(p.as_ref(), MANIFESTS_PREFIX))?;
+        let mut out = Vec::new();
+        for o in listed
+            .iter()
+            .filter(|o| o.modified_ms.is_some_and(|w| w > oldest))
+        {
+            let Some((module, name)) = o.key[MANIFESTS_PREFIX.len()..].split_once('/') else {
+                continue;
+            };
+            let Some(id) = BackupId::parse(name).ok().filter(|id| id.module == module) else {
+                continue;
+            };
+            let m = match self.load_manifest(&id) {
+                Ok(m) => m,
+                Err(Error::BackupNotFound { .. }) => continue, // deleted since the listing
+                Err(e) => return Err(e),
+            };
+            let revoked = m
+                .session
+                .as_ref()
+                .and_then(|sid| sessions.get(sid))
+                .filter(|s| s.revoked)
+                .and_then(|s| s.revoked_written_ms);
+            if let (Some(r), Some(w)) = (revoked, o.modified_ms)
+                && r < w
+            {
+                out.push(id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// All backup ids of `module` in the store, oldest first. Objects under the module's
     /// prefix that are not named like backups are ignored.
     ///

@@ -15,7 +15,7 @@ use rbk_chunkstore::provider::{self, ListPage, Provider};
 use rbk_chunkstore::session::{SessionTiming, now_ms};
 use rbk_chunkstore::{ChunkId, pack};
 use rbk_engine::ops::gc::{self, GcOptions, GcReport};
-use rbk_engine::ops::{backup, restore};
+use rbk_engine::ops::{backup, restore, verify};
 use rbk_engine::retention::PolicyOverride;
 use rbk_engine::{BackupId, Error, ErrorKind, NoProgress, Progress, Repo, repo, testdata};
 
@@ -551,4 +551,134 @@ fn each_modules_own_options_decide_its_retention() {
     assert_eq!(repo.backup_ids(other).unwrap(), ids[other]);
     assert_eq!(repo.backup_ids(broken).unwrap(), ids[broken]);
     assert_eq!(repo.backup_ids(MODULE).unwrap(), ids[MODULE][2..].to_vec());
+}
+
+/// The commit window: a GC revokes the session after the backup's last check before the
+/// manifest and before the manifest is written; the process then dies right after writing
+/// it, before its check after. Its manifest must count as never committed.
+#[derive(Debug)]
+struct RevokeThenDieAtManifest(Arc<dyn Provider>);
+
+#[async_trait::async_trait]
+impl Provider for RevokeThenDieAtManifest {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    async fn get(&self, key: &str, max_len: u64) -> rbk_chunkstore::Result<Bytes> {
+        self.0.get(key, max_len).await
+    }
+    async fn get_range(&self, key: &str, offset: u64, len: u64) -> rbk_chunkstore::Result<Bytes> {
+        self.0.get_range(key, offset, len).await
+    }
+    async fn put_if_absent(&self, key: &str, body: Bytes) -> rbk_chunkstore::Result<bool> {
+        if !key.starts_with("manifests/") {
+            return self.0.put_if_absent(key, body).await;
+        }
+        use rbk_chunkstore::session;
+        for s in session::list_sessions(self.0.as_ref()).await?.values() {
+            session::revoke(self.0.as_ref(), &s.id).await?;
+        }
+        // The store's clock must move on between the tombstone and the manifest.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        self.0.put_if_absent(key, body).await?;
+        // Killed here: after the manifest, before the check that would remove it.
+        std::process::exit(137);
+    }
+    async fn delete(&self, key: &str) -> rbk_chunkstore::Result<()> {
+        self.0.delete(key).await
+    }
+    async fn exists(&self, key: &str) -> rbk_chunkstore::Result<bool> {
+        self.0.exists(key).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        page_token: Option<&str>,
+        page_size: usize,
+    ) -> rbk_chunkstore::Result<ListPage> {
+        self.0.list(prefix, page_token, page_size).await
+    }
+}
+
+const COMMIT_WINDOW_CHILD: &str = "RBK_COMMIT_WINDOW_CHILD";
+
+#[test]
+fn a_manifest_written_after_its_session_was_revoked_was_never_committed() {
+    // The child: back up through the provider that dies in the commit window.
+    if let Some(dir) = std::env::var_os(COMMIT_WINDOW_CHILD) {
+        let dir = std::path::PathBuf::from(dir);
+        let p: Arc<dyn Provider> = Arc::new(RevokeThenDieAtManifest(Arc::new(
+            rbk_chunkstore::provider::LocalProvider::new(dir.join("store")),
+        )));
+        let repo = Repo::open(p, &repo::index_root(&dir.join("data")), true).unwrap();
+        let r = backup::backup(&repo, &dir.join("data"), MODULE, &NoProgress);
+        panic!("the backup should have died in the commit window: {r:?}");
+    }
+    let env = Env::new(2);
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_manifest_written_after_its_session_was_revoked_was_never_committed",
+            "--nocapture",
+        ])
+        .env(COMMIT_WINDOW_CHILD, env.tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let repo = env.repo_for(&env.data);
+    // The manifest is there, over packs a GC may have swept...
+    let ids = repo.backup_ids(MODULE).unwrap();
+    assert_eq!(ids.len(), 1);
+    let id = &ids[0];
+    // ... but nothing may be restored from it, and verify says why.
+    let target = env.scratch("restored");
+    let e = restore::restore(
+        &env.repo_for(&target),
+        &target,
+        id,
+        Default::default(),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Uncommitted { .. }), "{e}");
+    assert_eq!(e.kind(), ErrorKind::Corrupt);
+    assert!(e.to_string().contains("never committed"), "{e}");
+    assert!(!target.join("modules").join(MODULE).exists());
+    let v = verify::verify(&repo, &[], verify::ReadData::None, &NoProgress).unwrap();
+    assert_eq!(v.damaged_backups(), vec![id]);
+    assert!(v.problems[0].detail.contains("never committed"));
+    // A dry run names it; a GC deletes it and counts it for no retention.
+    let dry = gc::gc(
+        &repo,
+        &env.data,
+        &GcOptions {
+            dry_run: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(dry.manifests_uncommitted, vec![id.clone()]);
+    assert_eq!(repo.backup_ids(MODULE).unwrap().len(), 1);
+    let r = gc::gc(&repo, &env.data, &GcOptions::default(), &NoProgress).unwrap();
+    assert_eq!(r.manifests_uncommitted, vec![id.clone()]);
+    assert!(r.manifests_deleted.is_empty());
+    assert_eq!(repo.backup_ids(MODULE).unwrap(), vec![]);
+    // A backup committed normally is not affected, whatever GCs revoke later.
+    let b = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    let m = repo.load_manifest(&b.backup_id).unwrap();
+    let sid = m.session.clone().unwrap();
+    let p = env.provider();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(rbk_chunkstore::session::revoke(p.as_ref(), &sid))
+        .unwrap();
+    assert_eq!(repo.uncommitted(&m).unwrap(), None);
+    let r = gc::gc(&repo, &env.data, &GcOptions::default(), &NoProgress).unwrap();
+    assert!(r.manifests_uncommitted.is_empty());
+    assert_eq!(repo.backup_ids(MODULE).unwrap(), vec![b.backup_id.clone()]);
 }

@@ -58,6 +58,7 @@ fn fixed() -> Manifest {
             }],
         }],
         dir_meta: Vec::new(),
+        session: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn fixed_v2() -> Manifest {
             owner: None,
         },
     ];
+    m.session = Some("1733110000000-5c0f7d1e9a2b3c4d".into());
     m
 }
 

@@ -110,6 +110,7 @@ fn main() {
             module_files,
             tasks: vec![],
             dir_meta: vec![],
+            session: None,
         };
         repo.put_manifest(&m).expect("manifest");
     }

@@ -665,6 +665,7 @@ fn backup_in_session(
         stats,
         module_files,
         tasks,
+        session: Some(session.id().to_string()),
         dir_meta: scan
             .dirs
             .iter()

@@ -78,6 +78,8 @@ pub struct GcReport {
     pub dry_run: bool,
     /// Deleted by policy (or, in a dry run, that would be).
     pub manifests_deleted: Vec<BackupId>,
+    /// Deleted because they were never committed (their session was revoked first).
+    pub manifests_uncommitted: Vec<BackupId>,
     pub manifests_retained: u64,
     pub sessions_revoked: Vec<String>,
     /// Every session that was running when this GC looked, and what it made of it.
@@ -139,8 +141,24 @@ pub fn gc(
         ..Default::default()
     };
 
+    // 1. Manifests that were never committed (docs/gc.md, "The commit window"): deleted,
+    // and counted neither by retention nor in the live set.
+    report.manifests_uncommitted = repo.uncommitted_backups()?;
+    if !opts.dry_run {
+        for id in &report.manifests_uncommitted {
+            tracing::warn!(
+                "deleting {id}: its session was revoked before it was written, so it was never committed"
+            );
+            store.block_on(p.delete(&manifest_key(id)))?;
+        }
+    }
+
     // 2. Retention.
-    let all = repo.all_backup_ids()?;
+    let all: Vec<BackupId> = repo
+        .all_backup_ids()?
+        .into_iter()
+        .filter(|id| !report.manifests_uncommitted.contains(id))
+        .collect();
     let mut by_module: BTreeMap<&str, Vec<BackupId>> = BTreeMap::new();
     for id in &all {
         by_module.entry(&id.module).or_default().push(id.clone());
@@ -165,7 +183,11 @@ pub fn gc(
             store.block_on(p.delete(&manifest_key(id)))?;
         }
     }
-    let deleted: HashSet<&BackupId> = report.manifests_deleted.iter().collect();
+    let deleted: HashSet<&BackupId> = report
+        .manifests_deleted
+        .iter()
+        .chain(&report.manifests_uncommitted)
+        .collect();
 
     // 3. Sessions whose heartbeats stopped, or that the operator names.
     for id in &opts.revoke {

@@ -22,7 +22,7 @@ pub struct BackupInfo {
 /// # Errors
 /// `BackupNotFound`, `CorruptManifest`, store errors (`NotFound` for a chunk no pack holds).
 pub fn info(repo: &Repo, id: &BackupId) -> Result<BackupInfo> {
-    let manifest = repo.load_manifest(id)?;
+    let manifest = repo.load_committed(id)?;
     let files = manifest.files();
     let mut seen: HashSet<ChunkId> = HashSet::new();
     let mut stored_bytes = 0;

@@ -351,7 +351,7 @@ fn restore_in_session(
     opts: RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<(u64, u64)> {
-    let manifest = repo.load_manifest(id)?;
+    let manifest = repo.load_committed(id)?;
     let modules = data_dir.join(MODULES_DIR);
     fs::create_dir_all(&modules).map_err(|e| Error::io(&modules, e))?;
     remove_stale_staging(&modules, &id.module);

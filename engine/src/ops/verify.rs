@@ -154,9 +154,13 @@ fn verify_in_session(
     progress.begin_items("verify", ids.len() as u64);
     for id in ids {
         report.backups += 1;
-        let manifest = match repo.load_manifest(id) {
+        let manifest = match repo.load_committed(id) {
             Ok(m) => m,
-            Err(e @ (Error::CorruptManifest { .. } | Error::BackupNotFound { .. })) => {
+            Err(
+                e @ (Error::CorruptManifest { .. }
+                | Error::Uncommitted { .. }
+                | Error::BackupNotFound { .. }),
+            ) => {
                 report.problems.push(Problem {
                     backup_id: id.clone(),
                     task: None,
