@@ -261,8 +261,38 @@ pub async fn revoke(p: &dyn Provider, session: &str) -> Result<()> {
         .map(|_| ())
 }
 
-/// Removes the heartbeats of a revoked session (its tombstone stays forever, so a process
-/// that wakes up after any pause still learns it was revoked).
+/// How long a tombstone is kept, by the store's clock. A process that wakes up later still
+/// learns it was revoked: its heartbeats are gone (see [`Session::check_alive`]).
+pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// Deletes tombstones the store wrote more than [`TOMBSTONE_RETENTION`] before
+/// `store_now_ms` whose sessions have no heartbeat left, and probes a GC left behind;
+/// returns how many objects it deleted.
+///
+/// # Errors
+/// Provider errors.
+pub async fn collect_tombstones(p: &dyn Provider, store_now_ms: u64) -> Result<u64> {
+    let cutoff = store_now_ms.saturating_sub(TOMBSTONE_RETENTION.as_millis() as u64);
+    let mut deleted = 0;
+    for o in provider::list_all(p, SESSIONS_PREFIX).await? {
+        let Some((id, name)) = o.key[SESSIONS_PREFIX.len()..].split_once('/') else {
+            continue;
+        };
+        let old = o.modified_ms.is_some_and(|w| w < cutoff);
+        let leftover_probe = id.starts_with("clock-") && name == "probe";
+        if old && (name == REVOKED || leftover_probe) {
+            let state = session_state(p, id).await?;
+            if state.is_some_and(|s| s.heartbeats.is_empty()) {
+                p.delete(&o.key).await?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Removes the heartbeats of a revoked session (its tombstone stays for
+/// [`TOMBSTONE_RETENTION`], and the missing heartbeats tell the process the same after).
 ///
 /// # Errors
 /// Provider errors.
@@ -327,7 +357,11 @@ impl Session {
                 _ = tokio::time::sleep(interval) => {}
                 _ = stop.changed() => return seq,
             }
-            if matches!(p.exists(&revoked_key(&id)).await, Ok(true)) {
+            // Revoked: the tombstone says so, or — once old tombstones are collected — the
+            // heartbeat this loop wrote last is gone, because only a revoking GC deletes it.
+            if matches!(p.exists(&revoked_key(&id)).await, Ok(true))
+                || matches!(p.exists(&heartbeat_key(&id, seq)).await, Ok(false))
+            {
                 revoked.store(true, Ordering::SeqCst);
                 return seq;
             }
@@ -377,8 +411,16 @@ impl Session {
 
     /// Fails when a GC has declared this session dead.
     pub(crate) async fn check_alive(&self) -> Result<()> {
+        // A session has a heartbeat until it ends (the loop writes the next one before it
+        // deletes the last); none left means a GC revoked it and cleared them, even if the
+        // tombstone has since been collected.
+        let heartbeats_gone = || async {
+            let mine = session_state(self.provider.as_ref(), &self.id).await?;
+            Ok::<bool, Error>(mine.is_none_or(|s| s.heartbeats.is_empty()))
+        };
         if self.revoked.load(Ordering::SeqCst)
             || self.provider.exists(&revoked_key(&self.id)).await?
+            || heartbeats_gone().await?
         {
             self.revoked.store(true, Ordering::SeqCst);
             return Err(Error::SessionRevoked {

@@ -673,6 +673,7 @@ fn gc_json(r: &gc::GcReport) -> serde_json::Value {
         "bytes_rewritten": s.bytes_rewritten,
         "problems": s.problems,
         "leftovers_deleted": r.leftovers_deleted,
+        "tombstones_deleted": r.tombstones_deleted,
         "warnings": r.warnings,
         "seconds": r.seconds,
     })

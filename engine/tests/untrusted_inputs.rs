@@ -709,3 +709,65 @@ fn gc_collects_temporary_files_of_writes_that_died_after_a_day() {
     assert_eq!(r.leftovers_deleted, 1);
     assert!(!old.exists() && fresh.exists());
 }
+
+#[test]
+fn old_tombstones_are_collected_and_a_session_without_heartbeats_knows_it_was_revoked() {
+    use rbk_engine::ops::gc::{self, GcOptions};
+    let env = Env::new(1);
+    let mut repo = env.repo_for(&env.data);
+    backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    let tombstone = |id: &str, age: Duration| {
+        let path = env.store.join(format!("sessions/{id}/revoked"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"{}").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - age)
+            .unwrap();
+        path
+    };
+    let old = tombstone(
+        "1600000000000-00000000000000aa",
+        Duration::from_secs(31 * 86_400),
+    );
+    let recent = tombstone(
+        "1700000000000-00000000000000bb",
+        Duration::from_secs(29 * 86_400),
+    );
+    let r = gc::gc(&repo, &env.data, &GcOptions::default(), &NoProgress).unwrap();
+    assert_eq!(r.tombstones_deleted, 1);
+    assert!(!old.exists() && recent.exists());
+
+    // With its tombstone gone, a session still learns it was revoked: a revoking GC deleted
+    // its heartbeats, and nothing else does.
+    let mut timing = repo.store().session_timing();
+    timing.heartbeat = Duration::from_millis(20);
+    repo.store_mut().set_session_timing(timing);
+    let s = repo.store().begin_session("backup", MODULE).unwrap();
+    repo.store().check_session(&s).unwrap();
+    let dir = env.store.join("sessions").join(s.id());
+    for e in std::fs::read_dir(&dir).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    // The heartbeat loop notices by itself, within a heartbeat...
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        s.check_not_revoked().is_err(),
+        "the heartbeat loop did not notice"
+    );
+    let _ = repo.store().end_session(s);
+    // ... and the commit check does without it.
+    let s = repo.store().begin_session("backup", MODULE).unwrap();
+    let dir = env.store.join("sessions").join(s.id());
+    for e in std::fs::read_dir(&dir).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let e = repo.store().check_session(&s).unwrap_err();
+    assert!(
+        matches!(e, rbk_chunkstore::Error::SessionRevoked { .. }),
+        "{e}"
+    );
+    let _ = repo.store().end_session(s);
+}

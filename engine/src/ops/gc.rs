@@ -102,6 +102,8 @@ pub struct GcReport {
     pub sweep: SweepReport,
     /// Temporary files of interrupted writes deleted (local stores; older than a day).
     pub leftovers_deleted: u64,
+    /// Tombstones of sessions revoked more than 30 days ago deleted.
+    pub tombstones_deleted: u64,
     /// Problems that did not stop the run (e.g. a module's unreadable options).
     pub warnings: Vec<String>,
     pub seconds: f64,
@@ -317,8 +319,12 @@ pub fn gc(
             report.records_swept += 1;
         }
     }
-    // 6. What interrupted writes left behind (a local store's `.tmp/`).
+    // 6. What interrupted writes left behind (a local store's `.tmp/`), and tombstones old
+    // enough that no process can still need them.
     report.leftovers_deleted = store.block_on(p.collect_leftovers(LEFTOVER_AGE))?;
+    if let Some(now) = store.block_on(session::store_clock_ms(p.as_ref()))? {
+        report.tombstones_deleted = store.block_on(session::collect_tombstones(p.as_ref(), now))?;
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
