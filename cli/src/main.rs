@@ -1043,8 +1043,11 @@ fn main() -> ExitCode {
     };
     // Warnings (a damaged pack skipped, an index rebuilt) reach stderr by default; RBK_LOG
     // (e.g. `debug`) shows more.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RBK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = std::env::var("RBK_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

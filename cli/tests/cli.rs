@@ -41,7 +41,13 @@ impl Env {
     /// [`Env::rbk`] with these environment variables (and no RBK_* from the caller's).
     fn rbk_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbk"));
-        for var in ["RBK_CONFIG", "RBK_DATA_DIR", "RBK_PROVIDER", "RBK_MIRROR"] {
+        for var in [
+            "RBK_CONFIG",
+            "RBK_DATA_DIR",
+            "RBK_PROVIDER",
+            "RBK_MIRROR",
+            "RBK_LOG",
+        ] {
             cmd.env_remove(var);
         }
         cmd.envs(vars.iter().copied())
@@ -1051,5 +1057,25 @@ fn completions_and_man_pages_match_the_checked_in_files() {
         String::from_utf8(std::fs::read(pages.join("rbk.1")).unwrap())
             .unwrap()
             .trim_end()
+    );
+}
+
+/// Warnings reach stderr without RBK_LOG: a backup whose previous backup is damaged reads
+/// every file, and says so.
+#[test]
+fn warnings_are_on_stderr_by_default() {
+    let env = Env::new();
+    let id = env.ok(&["backup", "--module", MODULE]).trim().to_string();
+    let manifest = env.dir().join("store/manifests").join(MODULE).join(&id);
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&manifest, bytes).unwrap();
+    let out = env.rbk_with(&["backup", "--module", MODULE], &[("RBK_LOG", "")]);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("WARN") && stderr.contains("previous backup unusable, reading every file"),
+        "{stderr}"
     );
 }
