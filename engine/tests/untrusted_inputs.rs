@@ -771,3 +771,43 @@ fn old_tombstones_are_collected_and_a_session_without_heartbeats_knows_it_was_re
     );
     let _ = repo.store().end_session(s);
 }
+
+#[test]
+fn a_length_mismatch_names_the_packs_whose_trailers_gave_the_lengths() {
+    let env = Env::new(1);
+    let repo = env.repo_for(&env.data);
+    let id = backup::backup(&repo, &env.data, MODULE, &NoProgress)
+        .unwrap()
+        .backup_id;
+    let m = repo.load_manifest(&id).unwrap();
+    let f = m
+        .module_files
+        .iter()
+        .find(|f| f.path == "config-overrides.json")
+        .unwrap()
+        .clone();
+    let chunk = f.chunks[0];
+    let pack = repo.store().index().locations(&chunk).unwrap()[0].pack;
+    let index_dir = repo.store().index().path().to_path_buf();
+    drop(repo);
+    // Damage the index's record of the chunk's length (as a damaged trailer would).
+    {
+        let db = rocksdb::DB::open(&rocksdb::Options::default(), &index_dir).unwrap();
+        let mut key = vec![b'c'];
+        key.extend_from_slice(&chunk.0);
+        key.extend_from_slice(&pack.0);
+        let mut v = db.get(&key).unwrap().expect("index entry");
+        let raw = u32::from_le_bytes(v[12..16].try_into().unwrap()) + 1;
+        v[12..16].copy_from_slice(&raw.to_le_bytes());
+        db.put(&key, v).unwrap();
+    }
+    let repo = env.repo_for(&env.data);
+    let target = env.scratch("t");
+    let e = restore::restore(&repo, &target, &id, Default::default(), &NoProgress).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("file `config-overrides.json`") && msg.contains(&pack.to_string()),
+        "{msg}"
+    );
+    assert!(!target.join("modules").join(MODULE).exists());
+}
