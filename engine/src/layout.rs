@@ -92,6 +92,13 @@ pub enum Growth {
 }
 
 impl ScannedFile {
+    pub fn owner(&self) -> crate::manifest::Owner {
+        crate::manifest::Owner {
+            uid: self.uid,
+            gid: self.gid,
+        }
+    }
+
     /// Opens the file the scan saw, and only that one: not a symlink or FIFO put in its
     /// place since (never followed, never blocked on), not another file renamed over it
     /// (dev/inode checked on the opened descriptor), not one changed since the scan.

@@ -485,10 +485,7 @@ fn backup_in_session(
             dev: f.dev,
             ino: f.ino,
             mode: f.mode,
-            owner: Some(Owner {
-                uid: f.uid,
-                gid: f.gid,
-            }),
+            owner: Some(f.owner()),
             chunks,
         };
         Ok((entry, count_from.map(|_| counter)))
@@ -520,10 +517,7 @@ fn backup_in_session(
                     // move mtime, so they are taken from the scan, never reused).
                     entry: FileEntry {
                         mode: f.mode,
-                        owner: Some(Owner {
-                            uid: f.uid,
-                            gid: f.gid,
-                        }),
+                        owner: Some(f.owner()),
                         ..(*prev).clone()
                     },
                     records,
