@@ -172,7 +172,7 @@ run_fuzz() {
   for t in manifest_decode pack_parse store_config chunk_codec model data_dir_scan; do
     cp -r "testdata/fuzz/$t" "$scratch/$t"
     (cd fuzz && RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$target_dir" \
-      cargo fuzz run -O "$t" "$scratch/$t" -- -max_total_time="$secs" -rss_limit_mb=4096 2>&1 \
+      cargo fuzz run -O "$t" "$scratch/$t" -- -max_total_time="$secs" -timeout=60 -rss_limit_mb=4096 2>&1 \
       | grep -E "^(Done|==|SUMMARY|artifact_prefix|Test unit written)" ) || true
     if [ -n "$(ls -A fuzz/artifacts/"$t" 2>/dev/null)" ]; then
       echo "fuzz target $t found a crash: fuzz/artifacts/$t/"; rm -rf "$scratch"; return 1
