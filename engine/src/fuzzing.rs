@@ -264,7 +264,10 @@ pub fn data_dir_scan(data: &[u8]) {
         }
         let size = op.get(7).copied().unwrap_or(0) as usize * 61;
         // Writing to a FIFO made by an earlier op would block this harness itself.
-        if path.symlink_metadata().is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        if path
+            .symlink_metadata()
+            .is_ok_and(|m| !m.is_file() && !m.is_dir())
+        {
             continue;
         }
         let _ = match op[0] % 5 {
