@@ -359,8 +359,9 @@ impl Session {
             }
             // Revoked: the tombstone says so, or — once old tombstones are collected — the
             // heartbeat this loop wrote last is gone, because only a revoking GC deletes it.
-            if matches!(p.exists(&revoked_key(&id)).await, Ok(true))
-                || matches!(p.exists(&heartbeat_key(&id, seq)).await, Ok(false))
+            // One listing of the session's own objects answers both.
+            if let Ok(mine) = session_state(p.as_ref(), &id).await
+                && mine.is_none_or(|s| s.revoked || !s.heartbeats.contains(&seq))
             {
                 revoked.store(true, Ordering::SeqCst);
                 return seq;
@@ -411,16 +412,14 @@ impl Session {
 
     /// Fails when a GC has declared this session dead.
     pub(crate) async fn check_alive(&self) -> Result<()> {
-        // A session has a heartbeat until it ends (the loop writes the next one before it
-        // deletes the last); none left means a GC revoked it and cleared them, even if the
-        // tombstone has since been collected.
-        let heartbeats_gone = || async {
-            let mine = session_state(self.provider.as_ref(), &self.id).await?;
-            Ok::<bool, Error>(mine.is_none_or(|s| s.heartbeats.is_empty()))
-        };
+        // Revoked: the tombstone says so, or a session that has not ended has no heartbeat
+        // left (the loop writes the next one before it deletes the last), which means a GC
+        // revoked it and cleared them, even if the tombstone has since been collected. One
+        // listing of the session's own objects answers both.
         if self.revoked.load(Ordering::SeqCst)
-            || self.provider.exists(&revoked_key(&self.id)).await?
-            || heartbeats_gone().await?
+            || session_state(self.provider.as_ref(), &self.id)
+                .await?
+                .is_none_or(|s| s.revoked || s.heartbeats.is_empty())
         {
             self.revoked.store(true, Ordering::SeqCst);
             return Err(Error::SessionRevoked {

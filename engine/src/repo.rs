@@ -249,7 +249,7 @@ impl Repo {
     /// tombstone are read.
     ///
     /// # Errors
-    /// Provider errors; a manifest that cannot be read.
+    /// Provider errors.
     pub fn uncommitted_backups(&self) -> Result<Vec<BackupId>> {
         let p = self.store.provider();
         let sessions = self
@@ -279,7 +279,9 @@ impl Repo {
             };
             let m = match self.load_manifest(&id) {
                 Ok(m) => m,
-                Err(Error::BackupNotFound { .. }) => continue, // deleted since the listing
+                // Deleted since the listing; or unreadable, which its reader reports (verify
+                // as a damaged backup; GC stops when it builds the live set).
+                Err(Error::BackupNotFound { .. } | Error::CorruptManifest { .. }) => continue,
                 Err(e) => return Err(e),
             };
             let revoked = m

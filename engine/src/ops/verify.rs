@@ -151,10 +151,19 @@ fn verify_in_session(
             (x % 1_000_000) as f64 / 10_000.0 < pct
         }
     };
+    // Which manifests were never committed, found once for the whole store rather than
+    // with two listings per backup.
+    let uncommitted: std::collections::HashSet<BackupId> =
+        repo.uncommitted_backups()?.into_iter().collect();
     progress.begin_items("verify", ids.len() as u64);
     for id in ids {
         report.backups += 1;
-        let manifest = match repo.load_committed(id) {
+        let loaded = if uncommitted.contains(id) {
+            repo.load_committed(id)
+        } else {
+            repo.load_manifest(id)
+        };
+        let manifest = match loaded {
             Ok(m) => m,
             Err(
                 e @ (Error::CorruptManifest { .. }
