@@ -120,6 +120,7 @@ fn ingest(c: &mut Criterion) {
             },
             |(dir, store, data)| {
                 use rayon::prelude::*;
+                let session = store.begin_session("backup", "bench").unwrap();
                 let r: Result<u64, std::io::Error> =
                     store
                         .chunker()
@@ -127,14 +128,15 @@ fn ingest(c: &mut Criterion) {
                         .chunk_reader(&data[..], |buf, ranges| {
                             ranges.par_iter().for_each(|r| {
                                 let d = &buf[r.clone()];
-                                store
+                                session
                                     .put_chunk_as(ChunkId::of(d), d, Content::FramedLog)
                                     .unwrap();
                             });
                             Ok(())
                         });
                 r.unwrap();
-                store.flush().unwrap();
+                session.flush().unwrap();
+                session.end().unwrap();
                 drop(store);
                 drop(dir);
             },

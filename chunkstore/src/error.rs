@@ -1,21 +1,57 @@
-//! Errors of the chunk store. Every variant names the object it concerns.
+//! Errors of the chunk store.
+//!
+//! Policy:
+//! - every error names the object it concerns (key, path, pack, session) and, where there is
+//!   one, what the user can do about it;
+//! - [`Error::kind`] says *what happened*, in classes a caller can act on (exit codes, messages);
+//!   [`Error::status`] says *whether trying again can help*: `Temporary` errors are retried by
+//!   the retry layer, and come out as `Persistent` once it gave up; everything else is
+//!   `Permanent`;
+//! - a provider classifies its own failures (an S3 403 is `PermissionDenied`, a 503
+//!   `Unavailable` and temporary); layers above never guess from message text;
+//! - the kind set grows (`#[non_exhaustive]`): match with a fallback arm.
 
 use std::path::PathBuf;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Broad classes of failure, used by callers to pick exit codes and by retry layers to decide
-/// whether trying again can help.
+/// What happened, broadly enough to pick an exit code and a message by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// The named object does not exist.
     NotFound,
     /// Bytes were read but fail a checksum, a hash or a structural check.
     Corrupt,
-    /// The caller asked for something malformed (bad key, bad config).
+    /// The caller asked for something malformed (bad key, bad argument).
     InvalidInput,
-    /// The local filesystem or the provider failed.
+    /// A configuration cannot work as written (a provider string, a missing bucket).
+    ConfigInvalid,
+    /// The store or the operating system refused: credentials, policies, file modes.
+    PermissionDenied,
+    /// The store asked us to slow down.
+    RateLimited,
+    /// The store did not answer, or answered with a server failure.
+    Unavailable,
+    /// A local database (the chunk index, a PState) failed.
+    Database,
+    /// Something is held by another process: the local index, a running module.
+    Busy,
+    /// A GC declared the session dead; nothing was committed.
+    Revoked,
+    /// The local filesystem or a provider failed in some other way.
     Io,
+}
+
+/// Whether trying the same request again may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Trying again cannot help.
+    Permanent,
+    /// Trying again may help (throttling, server errors, timeouts, dropped connections).
+    Temporary,
+    /// Was temporary, and stayed so through every retry.
+    Persistent,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +77,8 @@ pub enum Error {
         provider: String,
         key: String,
         detail: String,
-        temporary: bool,
+        kind: ErrorKind,
+        status: Status,
     },
 
     #[error(
@@ -62,24 +99,47 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::InvalidInput(_) => ErrorKind::InvalidInput,
-            Error::Io { .. }
-            | Error::Provider { .. }
-            | Error::Index { .. }
-            | Error::IndexBusy { .. }
-            | Error::SessionRevoked { .. } => ErrorKind::Io,
+            Error::Io { source, .. } => io_kind(source),
+            Error::Provider { kind, .. } => *kind,
+            Error::Index { .. } => ErrorKind::Database,
+            Error::IndexBusy { .. } => ErrorKind::Busy,
+            Error::SessionRevoked { .. } => ErrorKind::Revoked,
         }
     }
 
-    /// Whether trying the same request again may succeed: throttling, server errors,
-    /// timeouts and dropped connections of a provider.
+    pub fn status(&self) -> Status {
+        match self {
+            Error::Provider { status, .. } => *status,
+            _ => Status::Permanent,
+        }
+    }
+
+    /// Whether the failure is of a kind that passes (throttling, server errors, timeouts,
+    /// dropped connections of a provider), even if retries already gave up on it
+    /// (`Persistent`). Only `Temporary` ones are worth another attempt.
     pub fn is_temporary(&self) -> bool {
-        matches!(
-            self,
-            Error::Provider {
-                temporary: true,
-                ..
-            }
-        )
+        matches!(self.status(), Status::Temporary | Status::Persistent)
+    }
+
+    /// A provider failure. `kind` says what happened; the status follows from it: rate
+    /// limits and unavailability are temporary, the rest permanent.
+    pub fn provider(
+        provider: impl Into<String>,
+        key: impl Into<String>,
+        detail: impl Into<String>,
+        kind: ErrorKind,
+    ) -> Self {
+        let status = match kind {
+            ErrorKind::RateLimited | ErrorKind::Unavailable => Status::Temporary,
+            _ => Status::Permanent,
+        };
+        Error::Provider {
+            provider: provider.into(),
+            key: key.into(),
+            detail: detail.into(),
+            kind,
+            status,
+        }
     }
 
     /// An object larger than anything rbk writes under its key: read no further.
@@ -104,5 +164,13 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// What a local I/O error says happened.
+pub fn io_kind(e: &std::io::Error) -> ErrorKind {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
+        _ => ErrorKind::Io,
     }
 }

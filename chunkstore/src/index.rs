@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch};
 
 use crate::pack::PackEntry;
-use crate::{ChunkId, Error, Result};
+use crate::{ChunkId, Error, PackId, Result};
 
 const SCHEMA_VERSION: u32 = 3;
 const SCHEMA_KEY: &[u8] = b"v";
@@ -25,7 +25,7 @@ const SCHEMA_KEY: &[u8] = b"v";
 /// Where a chunk is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkLocation {
-    pub pack: ChunkId,
+    pub pack: PackId,
     pub offset: u64,
     pub stored_len: u32,
     pub raw_len: u32,
@@ -39,12 +39,12 @@ fn encode_entry(offset: u64, stored_len: u32, raw_len: u32) -> [u8; 16] {
     v
 }
 
-fn key(prefix: u8, a: &ChunkId, b: Option<&ChunkId>) -> Vec<u8> {
+fn key(prefix: u8, a: &[u8; 32], b: Option<&[u8; 32]>) -> Vec<u8> {
     let mut k = Vec::with_capacity(65);
     k.push(prefix);
-    k.extend_from_slice(&a.0);
+    k.extend_from_slice(a);
     if let Some(b) = b {
-        k.extend_from_slice(&b.0);
+        k.extend_from_slice(b);
     }
     k
 }
@@ -228,10 +228,10 @@ impl RocksChunkIndex {
     /// `Index` on a RocksDB failure or a malformed entry.
     pub fn locations(&self, id: &ChunkId) -> Result<Vec<ChunkLocation>> {
         Ok(self
-            .entries_under(&key(b'c', id, None))?
+            .entries_under(&key(b'c', &id.0, None))?
             .into_iter()
             .map(|e| ChunkLocation {
-                pack: e.id,
+                pack: PackId(e.id.0),
                 offset: e.offset,
                 stored_len: e.stored_len,
                 raw_len: e.raw_len,
@@ -249,10 +249,10 @@ impl RocksChunkIndex {
 
     /// # Errors
     /// `Index` on a RocksDB failure.
-    pub fn has_pack(&self, pack: &ChunkId) -> Result<bool> {
+    pub fn has_pack(&self, pack: &PackId) -> Result<bool> {
         Ok(self
             .db
-            .get_pinned(key(b'p', pack, None))
+            .get_pinned(key(b'p', &pack.0, None))
             .map_err(|e| self.err(e))?
             .is_some())
     }
@@ -261,10 +261,10 @@ impl RocksChunkIndex {
     ///
     /// # Errors
     /// `Index` on a RocksDB failure or a malformed entry.
-    pub fn pack_size(&self, pack: &ChunkId) -> Result<Option<u64>> {
+    pub fn pack_size(&self, pack: &PackId) -> Result<Option<u64>> {
         match self
             .db
-            .get_pinned(key(b'p', pack, None))
+            .get_pinned(key(b'p', &pack.0, None))
             .map_err(|e| self.err(e))?
         {
             Some(v) => Ok(Some(self.decode_size(&v)?)),
@@ -285,14 +285,14 @@ impl RocksChunkIndex {
     ///
     /// # Errors
     /// `Index` on a RocksDB failure.
-    pub fn add_pack(&self, pack: &ChunkId, size: u64, entries: &[PackEntry]) -> Result<()> {
+    pub fn add_pack(&self, pack: &PackId, size: u64, entries: &[PackEntry]) -> Result<()> {
         let mut batch = WriteBatch::default();
         for e in entries {
             let v = encode_entry(e.offset, e.stored_len, e.raw_len);
-            batch.put(key(b'c', &e.id, Some(pack)), v);
-            batch.put(key(b'r', pack, Some(&e.id)), v);
+            batch.put(key(b'c', &e.id.0, Some(&pack.0)), v);
+            batch.put(key(b'r', &pack.0, Some(&e.id.0)), v);
         }
-        batch.put(key(b'p', pack, None), size.to_le_bytes());
+        batch.put(key(b'p', &pack.0, None), size.to_le_bytes());
         self.db.write(batch).map_err(|e| self.err(e))
     }
 
@@ -300,15 +300,15 @@ impl RocksChunkIndex {
     ///
     /// # Errors
     /// `Index` on a RocksDB failure.
-    pub fn remove_pack(&self, pack: &ChunkId) -> Result<()> {
+    pub fn remove_pack(&self, pack: &PackId) -> Result<()> {
         let mut batch = WriteBatch::default();
-        self.scan(&key(b'r', pack, None), |k, _| {
+        self.scan(&key(b'r', &pack.0, None), |k, _| {
             let chunk = ChunkId::from_slice(&k[33..])?;
-            batch.delete(key(b'c', &chunk, Some(pack)));
+            batch.delete(key(b'c', &chunk.0, Some(&pack.0)));
             batch.delete(k);
             Ok(())
         })?;
-        batch.delete(key(b'p', pack, None));
+        batch.delete(key(b'p', &pack.0, None));
         self.db.write(batch).map_err(|e| self.err(e))
     }
 
@@ -316,8 +316,8 @@ impl RocksChunkIndex {
     ///
     /// # Errors
     /// `Index` on a RocksDB failure or a malformed entry.
-    pub fn pack_entries(&self, pack: &ChunkId) -> Result<Vec<PackEntry>> {
-        self.entries_under(&key(b'r', pack, None))
+    pub fn pack_entries(&self, pack: &PackId) -> Result<Vec<PackEntry>> {
+        self.entries_under(&key(b'r', &pack.0, None))
     }
 
     /// Forgets every pack and chunk (the schema marker stays).
@@ -336,10 +336,10 @@ impl RocksChunkIndex {
     ///
     /// # Errors
     /// `Index` on a RocksDB failure or a malformed entry.
-    pub fn packs(&self) -> Result<Vec<(ChunkId, u64)>> {
+    pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
         let mut out = Vec::new();
         self.scan(b"p", |k, v| {
-            out.push((ChunkId::from_slice(&k[1..])?, self.decode_size(v)?));
+            out.push((PackId::from_slice(&k[1..])?, self.decode_size(v)?));
             Ok(())
         })?;
         Ok(out)

@@ -19,12 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::keys::{self, HEARTBEAT_PREFIX, REVOKED};
 use crate::provider::{self, Provider, limits};
 use crate::{Error, ErrorKind, Result};
 
-pub const SESSIONS_PREFIX: &str = "sessions/";
-const REVOKED: &str = "revoked";
-const HEARTBEAT_PREFIX: &str = "hb-";
 /// Heartbeat objects are tiny JSON; anything larger is not one of ours.
 const MAX_HEARTBEAT_LEN: usize = 4096;
 
@@ -82,14 +80,6 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn heartbeat_key(session: &str, seq: u64) -> String {
-    format!("{SESSIONS_PREFIX}{session}/{HEARTBEAT_PREFIX}{seq:010}")
-}
-
-fn revoked_key(session: &str) -> String {
-    format!("{SESSIONS_PREFIX}{session}/{REVOKED}")
-}
-
 /// A session as seen in a listing of the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionState {
@@ -115,14 +105,14 @@ impl SessionState {
 /// # Errors
 /// Provider errors.
 pub async fn list_sessions(p: &dyn Provider) -> Result<BTreeMap<String, SessionState>> {
-    list_under(p, SESSIONS_PREFIX).await
+    list_under(p, keys::SESSIONS).await
 }
 
 /// Sessions with an object under `prefix` (all of them, or one session's own prefix).
 async fn list_under(p: &dyn Provider, prefix: &str) -> Result<BTreeMap<String, SessionState>> {
     let mut out: BTreeMap<String, SessionState> = BTreeMap::new();
     for o in provider::list_all(p, prefix).await? {
-        let Some((id, name)) = o.key[SESSIONS_PREFIX.len()..].split_once('/') else {
+        let Some((id, name)) = keys::parse_session(&o.key) else {
             continue;
         };
         let state = out.entry(id.to_string()).or_insert_with(|| SessionState {
@@ -160,7 +150,7 @@ pub async fn last_heartbeat_ms(p: &dyn Provider, s: &SessionState) -> Result<Opt
     let Some(seq) = s.heartbeats.last() else {
         return Ok(None);
     };
-    let key = heartbeat_key(&s.id, *seq);
+    let key = keys::heartbeat(&s.id, *seq);
     match p.get(&key, limits::SESSION_RECORD).await {
         // An unreadable heartbeat proves nothing about liveness: treat it as very old.
         Ok(bytes) => Ok(Some(
@@ -178,9 +168,7 @@ pub async fn last_heartbeat_ms(p: &dyn Provider, s: &SessionState) -> Result<Opt
 /// # Errors
 /// Provider errors.
 pub async fn session_state(p: &dyn Provider, id: &str) -> Result<Option<SessionState>> {
-    Ok(list_under(p, &format!("{SESSIONS_PREFIX}{id}/"))
-        .await?
-        .remove(id))
+    Ok(list_under(p, &keys::session_objects(id)).await?.remove(id))
 }
 
 /// The newest heartbeat of `s`, parsed; `None` when it vanished or is not one rbk wrote.
@@ -191,7 +179,7 @@ pub async fn newest_heartbeat(p: &dyn Provider, s: &SessionState) -> Result<Opti
     let Some(seq) = s.heartbeats.last() else {
         return Ok(None);
     };
-    let key = heartbeat_key(&s.id, *seq);
+    let key = keys::heartbeat(&s.id, *seq);
     match p.get(&key, limits::SESSION_RECORD).await {
         Ok(bytes) => Ok(Heartbeat::parse(&key, &bytes).ok()),
         Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => Ok(None),
@@ -205,10 +193,7 @@ pub async fn newest_heartbeat(p: &dyn Provider, s: &SessionState) -> Result<Opti
 /// # Errors
 /// Provider errors.
 pub async fn store_clock_ms(p: &dyn Provider) -> Result<Option<u64>> {
-    let key = format!(
-        "{SESSIONS_PREFIX}clock-{:016x}/probe",
-        rand::random::<u64>()
-    );
+    let key = keys::clock_probe();
     p.put_if_absent(&key, Bytes::from_static(b"{}")).await?;
     let listed = provider::list_all(p, &key).await;
     let deleted = p.delete(&key).await;
@@ -256,7 +241,7 @@ pub enum Clock {
 /// # Errors
 /// Provider errors.
 pub async fn revoke(p: &dyn Provider, session: &str) -> Result<()> {
-    p.put_if_absent(&revoked_key(session), Bytes::from_static(b"{}"))
+    p.put_if_absent(&keys::revoked(session), Bytes::from_static(b"{}"))
         .await
         .map(|_| ())
 }
@@ -274,12 +259,12 @@ pub const TOMBSTONE_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 pub async fn collect_tombstones(p: &dyn Provider, store_now_ms: u64) -> Result<u64> {
     let cutoff = store_now_ms.saturating_sub(TOMBSTONE_RETENTION.as_millis() as u64);
     let mut deleted = 0;
-    for o in provider::list_all(p, SESSIONS_PREFIX).await? {
-        let Some((id, name)) = o.key[SESSIONS_PREFIX.len()..].split_once('/') else {
+    for o in provider::list_all(p, keys::SESSIONS).await? {
+        let Some((id, name)) = keys::parse_session(&o.key) else {
             continue;
         };
         let old = o.modified_ms.is_some_and(|w| w < cutoff);
-        let leftover_probe = id.starts_with("clock-") && name == "probe";
+        let leftover_probe = keys::is_clock_probe(id, name);
         if old && (name == REVOKED || leftover_probe) {
             let state = session_state(p, id).await?;
             if state.is_some_and(|s| s.heartbeats.is_empty()) {
@@ -299,109 +284,100 @@ pub async fn collect_tombstones(p: &dyn Provider, store_now_ms: u64) -> Result<u
 pub async fn clear_revoked(p: &dyn Provider, s: &SessionState) -> Result<()> {
     debug_assert!(s.revoked);
     for seq in &s.heartbeats {
-        p.delete(&heartbeat_key(&s.id, *seq)).await?;
+        p.delete(&keys::heartbeat(&s.id, *seq)).await?;
     }
     Ok(())
 }
 
-/// A running session, owned by the operation that began it. Created by
-/// [`crate::ChunkStore::begin_session`].
+/// A running session, owned by the operation that began it (inside a
+/// [`crate::WriteSession`]).
 #[derive(Debug)]
-pub struct Session {
-    pub(crate) id: String,
-    pub(crate) provider: Arc<dyn Provider>,
-    pub(crate) stop: Option<tokio::sync::watch::Sender<bool>>,
-    pub(crate) task: Option<tokio::task::JoinHandle<u64>>,
-    pub(crate) revoked: Arc<AtomicBool>,
+pub(crate) struct Session {
+    id: String,
+    provider: Arc<dyn Provider>,
+    kind: String,
+    label: String,
+    started_ms: u64,
+    stop: Option<tokio::sync::watch::Sender<bool>>,
+    task: Option<tokio::task::JoinHandle<u64>>,
+    revoked: Arc<AtomicBool>,
 }
 
 impl Session {
-    pub fn id(&self) -> &str {
+    /// Writes the session's first heartbeat. Nothing heartbeats yet: see
+    /// [`Session::start_heartbeats`].
+    pub(crate) async fn begin(
+        provider: Arc<dyn Provider>,
+        kind: &str,
+        label: &str,
+    ) -> Result<Self> {
+        let session = Session {
+            id: format!("{:013}-{:016x}", now_ms(), rand::random::<u64>()),
+            provider,
+            kind: kind.into(),
+            label: label.into(),
+            started_ms: now_ms(),
+            stop: None,
+            task: None,
+            revoked: Arc::new(AtomicBool::new(false)),
+        };
+        let body = heartbeat_body(kind, label, session.started_ms);
+        session
+            .provider
+            .put_if_absent(&keys::heartbeat(&session.id, 0), body)
+            .await?;
+        Ok(session)
+    }
+
+    /// Starts the heartbeat loop on `rt`, one heartbeat every `interval`.
+    pub(crate) fn start_heartbeats(
+        mut self,
+        rt: &tokio::runtime::Handle,
+        interval: Duration,
+    ) -> Self {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        self.stop = Some(stop_tx);
+        self.task = Some(rt.spawn(heartbeat_loop(
+            self.provider.clone(),
+            self.id.clone(),
+            self.kind.clone(),
+            self.label.clone(),
+            self.started_ms,
+            interval,
+            stop_rx,
+            self.revoked.clone(),
+        )));
+        self
+    }
+
+    pub(crate) fn id(&self) -> &str {
         &self.id
     }
 
-    pub(crate) fn new_id() -> String {
-        format!("{:013}-{:016x}", now_ms(), rand::random::<u64>())
-    }
-
-    pub(crate) fn heartbeat_body(kind: &str, label: &str, started_ms: u64) -> Bytes {
-        let hb = Heartbeat {
-            kind: kind.into(),
-            label: label.into(),
-            host: hostname(),
-            pid: std::process::id(),
-            started_ms,
-            heartbeat_ms: now_ms(),
-        };
-        Bytes::from(serde_json::to_vec(&hb).expect("heartbeat serializes"))
-    }
-
-    /// The heartbeat loop: every `interval`, stop if revoked, else write heartbeat `seq + 1`
-    /// and delete `seq`. Returns the last sequence number written. It also ends when the
-    /// session is dropped without being ended (its stop sender goes away), so a session lost
-    /// on an error path or a panic ages past the lease instead of living as long as the process.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn heartbeat_loop(
-        p: Arc<dyn Provider>,
-        id: String,
-        kind: String,
-        label: String,
-        started_ms: u64,
-        interval: Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-        revoked: Arc<AtomicBool>,
-    ) -> u64 {
-        let mut seq = 0u64;
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = stop.changed() => return seq,
-            }
-            // Revoked: the tombstone says so, or — once old tombstones are collected — the
-            // heartbeat this loop wrote last is gone, because only a revoking GC deletes it.
-            // One listing of the session's own objects answers both.
-            if let Ok(mine) = session_state(p.as_ref(), &id).await
-                && mine.is_none_or(|s| s.revoked || !s.heartbeats.contains(&seq))
-            {
-                revoked.store(true, Ordering::SeqCst);
-                return seq;
-            }
-            // A failed heartbeat is retried at the next tick; if they keep failing, a GC may
-            // revoke the session and the commit check fails it cleanly.
-            let body = Self::heartbeat_body(&kind, &label, started_ms);
-            if p.put_if_absent(&heartbeat_key(&id, seq + 1), body)
-                .await
-                .is_ok()
-            {
-                let _ = p.delete(&heartbeat_key(&id, seq)).await;
-                seq += 1;
-            }
+    /// Ends the session: stops its heartbeats and deletes them. Everything it wrote must be
+    /// committed (or abandoned) before.
+    pub(crate) async fn end(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(true);
         }
-    }
-
-    pub(crate) fn first_heartbeat_key(&self) -> String {
-        heartbeat_key(&self.id, 0)
-    }
-
-    /// Deletes heartbeats `0..=last` (all this session wrote).
-    pub(crate) async fn delete_heartbeats(&self, last: u64) -> Result<()> {
+        let last = match self.task.take() {
+            Some(task) => task.await.unwrap_or(u64::MAX),
+            None => 0,
+        };
         // Normally only `last` exists; an earlier one is left when a delete failed.
-        let prefix = format!("{SESSIONS_PREFIX}{}/", self.id);
+        let prefix = keys::session_objects(&self.id);
         let sessions = list_under(self.provider.as_ref(), &prefix).await?;
         let present = sessions.get(&self.id).map(|s| s.heartbeats.as_slice());
         for seq in present.unwrap_or_default().iter().filter(|s| **s <= last) {
-            self.provider.delete(&heartbeat_key(&self.id, *seq)).await?;
+            self.provider
+                .delete(&keys::heartbeat(&self.id, *seq))
+                .await?;
         }
         Ok(())
     }
 
-    /// Fails, without a request, once the heartbeat loop has seen this session's tombstone:
-    /// cheap enough to ask before every batch of chunks, so a revoked backup stops
-    /// uploading within one heartbeat instead of finishing its work for nothing.
-    ///
-    /// # Errors
-    /// `SessionRevoked`.
-    pub fn check_not_revoked(&self) -> Result<()> {
+    /// Fails, without a request, once the heartbeat loop has seen this session's tombstone.
+    pub(crate) fn check_not_revoked(&self) -> Result<()> {
         if self.revoked.load(Ordering::SeqCst) {
             return Err(Error::SessionRevoked {
                 session: self.id.clone(),
@@ -427,6 +403,61 @@ impl Session {
             });
         }
         Ok(())
+    }
+}
+
+fn heartbeat_body(kind: &str, label: &str, started_ms: u64) -> Bytes {
+    let hb = Heartbeat {
+        kind: kind.into(),
+        label: label.into(),
+        host: hostname(),
+        pid: std::process::id(),
+        started_ms,
+        heartbeat_ms: now_ms(),
+    };
+    Bytes::from(serde_json::to_vec(&hb).expect("heartbeat serializes"))
+}
+
+/// The heartbeat loop: every `interval`, stop if revoked, else write heartbeat `seq + 1` and
+/// delete `seq`. Returns the last sequence number written. It also ends when the session is
+/// dropped without being ended (its stop sender goes away), so a session lost on an error
+/// path or a panic ages past the lease instead of living as long as the process.
+#[allow(clippy::too_many_arguments)]
+async fn heartbeat_loop(
+    p: Arc<dyn Provider>,
+    id: String,
+    kind: String,
+    label: String,
+    started_ms: u64,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    revoked: Arc<AtomicBool>,
+) -> u64 {
+    let mut seq = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return seq,
+        }
+        // Revoked: the tombstone says so, or — once old tombstones are collected — the
+        // heartbeat this loop wrote last is gone, because only a revoking GC deletes it.
+        // One listing of the session's own objects answers both.
+        if let Ok(mine) = session_state(p.as_ref(), &id).await
+            && mine.is_none_or(|s| s.revoked || !s.heartbeats.contains(&seq))
+        {
+            revoked.store(true, Ordering::SeqCst);
+            return seq;
+        }
+        // A failed heartbeat is retried at the next tick; if they keep failing, a GC may
+        // revoke the session and the commit check fails it cleanly.
+        let body = heartbeat_body(&kind, &label, started_ms);
+        if p.put_if_absent(&keys::heartbeat(&id, seq + 1), body)
+            .await
+            .is_ok()
+        {
+            let _ = p.delete(&keys::heartbeat(&id, seq)).await;
+            seq += 1;
+        }
     }
 }
 

@@ -92,7 +92,7 @@ fn bad_settings_give_errors_that_say_what_to_check_and_are_not_retried() {
     let location = S3Location::parse(garage.provider_spec("x").trim_start_matches("s3 ")).unwrap();
     let p = retrying(S3Provider::new(location.clone(), wrong));
     let err = rt.block_on(p.get("config", u64::MAX)).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Io);
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
     assert!(!err.is_temporary());
     let msg = err.to_string();
     assert!(

@@ -231,10 +231,10 @@ pub fn run(a: &DemoArgs, json_out: bool) -> Result<()> {
     say(format!(
         "gc keeping the newest 2: deleted {} backups, {} packs deleted and {} rewritten in {:.2}s ({:.1} MiB unreferenced stays in packs under the repack threshold); store {:.1} MiB -> {:.1} MiB; {newest} still restores consistently",
         g.manifests_deleted.len(),
-        g.sweep.packs_deleted,
-        g.sweep.packs_rewritten,
+        g.store.sweep.packs_deleted,
+        g.store.sweep.packs_rewritten,
         g.seconds,
-        mib(g.dead_bytes_kept),
+        mib(g.store.dead_bytes_kept),
         mib(stored),
         mib(after_gc)
     ));
@@ -242,7 +242,7 @@ pub fn run(a: &DemoArgs, json_out: bool) -> Result<()> {
         outln!(
             "{}",
             json!({"backups": rows, "transfers": appended, "max_pause_ms": pauses.max.as_secs_f64() * 1000.0, "restore_seconds": restore_secs, "store_bytes": stored, "logical_bytes_total": logical_total, "ratio": ratio,
-                   "gc": {"backups_deleted": g.manifests_deleted.len(), "packs_deleted": g.sweep.packs_deleted, "packs_rewritten": g.sweep.packs_rewritten, "dead_bytes_kept": g.dead_bytes_kept, "store_bytes_after": after_gc, "seconds": g.seconds}})
+                   "gc": {"backups_deleted": g.manifests_deleted.len(), "packs_deleted": g.store.sweep.packs_deleted, "packs_rewritten": g.store.sweep.packs_rewritten, "dead_bytes_kept": g.store.dead_bytes_kept, "store_bytes_after": after_gc, "seconds": g.seconds}})
         );
     }
     if !a.keep {

@@ -38,6 +38,7 @@ pub const EXIT_FAILURE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NOT_FOUND: u8 = 3;
 pub const EXIT_CORRUPT: u8 = 4;
+pub const EXIT_DENIED: u8 = 5;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -265,8 +266,11 @@ fn exit_code_of(e: &anyhow::Error) -> u8 {
     match kind {
         Some(ErrorKind::NotFound) => EXIT_NOT_FOUND,
         Some(ErrorKind::Corrupt) => EXIT_CORRUPT,
-        Some(ErrorKind::InvalidInput) => EXIT_USAGE,
-        Some(ErrorKind::Io) | None => EXIT_FAILURE,
+        Some(ErrorKind::InvalidInput | ErrorKind::ConfigInvalid) => EXIT_USAGE,
+        Some(ErrorKind::PermissionDenied) => EXIT_DENIED,
+        // I/O, an unavailable or throttling store, a failing RocksDB, a busy index, a revoked
+        // session: the command failed, and running it again (after the cause) may succeed.
+        _ => EXIT_FAILURE,
     }
 }
 
@@ -545,9 +549,9 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
             // into an empty directory, whatever the old one holds. Opening it first checks
             // that no other rbk process is using it.
             let repo = open_repo(cfg, false)?;
-            let old = repo.store().index().path().to_path_buf();
+            let old = repo.store().index_path().to_path_buf();
             drop(repo);
-            let aside = rbk_chunkstore::index::RocksChunkIndex::set_aside(&old, "replaced")?;
+            let aside = rbk_chunkstore::RocksChunkIndex::set_aside(&old, "replaced")?;
             let repo = open_repo(cfg, false)?;
             let r = verify::repair_index(&repo)?;
             if let Err(e) = std::fs::remove_dir_all(&aside) {
@@ -556,7 +560,7 @@ fn run_action(cli: &Cli, cfg: &Config, action: Action, t: &Target) -> Result<()>
                     aside.display()
                 );
             }
-            let path = repo.store().index().path().display().to_string();
+            let path = repo.store().index_path().display().to_string();
             print(
                 cli.json,
                 json!({"index": path, "packs": r.packs, "damaged_packs": r.damaged.iter().map(|(k, why)| json!({"key": k, "detail": why})).collect::<Vec<_>>()}),
@@ -638,14 +642,14 @@ fn verify_text(r: &verify::VerifyReport) -> String {
 }
 
 fn gc_json(r: &gc::GcReport) -> serde_json::Value {
-    let s = &r.sweep;
+    let s = &r.store.sweep;
     json!({
         "dry_run": r.dry_run,
         "manifests_deleted": r.manifests_deleted.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "manifests_uncommitted": r.manifests_uncommitted.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "manifests_retained": r.manifests_retained,
-        "sessions_revoked": r.sessions_revoked,
-        "sessions": r.sessions.iter().map(|s| json!({
+        "sessions_revoked": r.store.sessions_revoked,
+        "sessions": r.store.sessions.iter().map(|s| json!({
             "id": s.id,
             "kind": s.heartbeat.as_ref().map(|h| h.kind.clone()),
             "label": s.heartbeat.as_ref().map(|h| h.label.clone()),
@@ -655,16 +659,16 @@ fn gc_json(r: &gc::GcReport) -> serde_json::Value {
             "clock": if s.store_clock { "store" } else { "writer" },
             "revoke": s.revoke,
         })).collect::<Vec<_>>(),
-        "live_chunks": r.live_chunks,
-        "packs_total": r.packs_total,
-        "pack_bytes_total": r.pack_bytes_total,
-        "packs_condemned": r.packs_condemned,
-        "bytes_condemned": r.bytes_condemned,
-        "packs_dead": r.packs_dead,
-        "dead_bytes_kept": r.dead_bytes_kept,
-        "records_swept": r.records_swept,
-        "records_waiting": r.records_waiting,
-        "waiting_on_sessions": r.waiting_on,
+        "live_chunks": r.store.live_chunks,
+        "packs_total": r.store.packs_total,
+        "pack_bytes_total": r.store.pack_bytes_total,
+        "packs_condemned": r.store.packs_condemned,
+        "bytes_condemned": r.store.bytes_condemned,
+        "packs_dead": r.store.packs_dead,
+        "dead_bytes_kept": r.store.dead_bytes_kept,
+        "records_swept": r.store.records_swept,
+        "records_waiting": r.store.records_waiting,
+        "waiting_on_sessions": r.store.waiting_on,
         "packs_deleted": s.packs_deleted,
         "packs_rewritten": s.packs_rewritten,
         "packs_reprieved": s.packs_reprieved,
@@ -672,15 +676,15 @@ fn gc_json(r: &gc::GcReport) -> serde_json::Value {
         "bytes_freed": s.bytes_freed,
         "bytes_rewritten": s.bytes_rewritten,
         "problems": s.problems,
-        "leftovers_deleted": r.leftovers_deleted,
-        "tombstones_deleted": r.tombstones_deleted,
+        "leftovers_deleted": r.store.leftovers_deleted,
+        "tombstones_deleted": r.store.tombstones_deleted,
         "warnings": r.warnings,
         "seconds": r.seconds,
     })
 }
 
 fn gc_text(r: &gc::GcReport) -> String {
-    let s = &r.sweep;
+    let s = &r.store.sweep;
     let would = if r.dry_run { "would delete" } else { "deleted" };
     let mut out = vec![format!(
         "{would} {} backup(s) by retention policy; {} retained",
@@ -696,7 +700,7 @@ fn gc_text(r: &gc::GcReport) -> String {
         ));
         out.extend(r.manifests_uncommitted.iter().map(|id| format!("  {id}")));
     }
-    for s in &r.sessions {
+    for s in &r.store.sessions {
         let who = s.heartbeat.as_ref().map_or_else(
             || "(heartbeat unreadable)".to_string(),
             |h| format!("{} {} on {} pid {}", h.kind, h.label, h.host, h.pid),
@@ -720,9 +724,9 @@ fn gc_text(r: &gc::GcReport) -> String {
     }
     out.push(format!(
         "store: {} packs, {:.1} MiB; {} live chunks",
-        r.packs_total,
-        mib(r.pack_bytes_total),
-        r.live_chunks
+        r.store.packs_total,
+        mib(r.store.pack_bytes_total),
+        r.store.live_chunks
     ));
     let verb = if r.dry_run {
         "would condemn"
@@ -731,16 +735,16 @@ fn gc_text(r: &gc::GcReport) -> String {
     };
     out.push(format!(
         "{verb} {} pack(s), {:.1} MiB: {} unreferenced, {} to rewrite; {:.1} MiB unreferenced stays in packs under the repack threshold",
-        r.packs_condemned,
-        mib(r.bytes_condemned),
-        r.packs_dead,
-        r.packs_condemned - r.packs_dead,
-        mib(r.dead_bytes_kept)
+        r.store.packs_condemned,
+        mib(r.store.bytes_condemned),
+        r.store.packs_dead,
+        r.store.packs_condemned - r.store.packs_dead,
+        mib(r.store.dead_bytes_kept)
     ));
     if !r.dry_run {
         out.push(format!(
             "swept {} record(s): deleted {} pack(s), rewrote {} ({:.1} MiB copied), reprieved {}; freed {:.1} MiB",
-            r.records_swept,
+            r.store.records_swept,
             s.packs_deleted,
             s.packs_rewritten,
             mib(s.bytes_rewritten),
@@ -748,11 +752,11 @@ fn gc_text(r: &gc::GcReport) -> String {
             mib(s.bytes_freed)
         ));
     }
-    if r.records_waiting > 0 {
+    if r.store.records_waiting > 0 {
         out.push(format!(
             "{} record(s) wait for running session(s) {}; a later gc sweeps them",
-            r.records_waiting,
-            r.waiting_on.join(", ")
+            r.store.records_waiting,
+            r.store.waiting_on.join(", ")
         ));
     }
     out.extend(s.problems.iter().map(|p| format!("problem: {p}")));

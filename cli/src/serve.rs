@@ -160,11 +160,11 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
                 match gc::gc(repo, &cfg.data_dir, &gc::GcOptions::default(), &NoProgress) {
                     Ok(r) => log(
                         json_out,
-                        serde_json::json!({"event": "gc", "backups_deleted": r.manifests_deleted.len(), "packs_condemned": r.packs_condemned}),
+                        serde_json::json!({"event": "gc", "backups_deleted": r.manifests_deleted.len(), "packs_condemned": r.store.packs_condemned}),
                         format!(
                             "gc: deleted {} backup(s), condemned {} pack(s)",
                             r.manifests_deleted.len(),
-                            r.packs_condemned
+                            r.store.packs_condemned
                         ),
                     ),
                     Err(e) => eprintln!("periodic gc failed: {e}"),

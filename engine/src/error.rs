@@ -1,5 +1,13 @@
-//! Errors of the engine. Each names the module, backup or path involved and, where there is
-//! one, what the user can do.
+//! Errors of the engine.
+//!
+//! Policy:
+//! - each error names the module, backup or path involved and, where there is one, what the
+//!   user can do;
+//! - store errors pass through unchanged ([`Error::Store`]): their kind and status are the
+//!   chunk store's (`rbk_chunkstore::error`);
+//! - [`Error::kind`] is what callers branch on (the CLI's exit codes): a user's mistake is
+//!   `InvalidInput`, a failing RocksDB is `Database`, a refused file is `PermissionDenied` —
+//!   never a generic class when a precise one applies.
 
 use std::path::PathBuf;
 
@@ -72,6 +80,9 @@ pub enum Error {
     )]
     FileChanged { path: PathBuf, detail: String },
 
+    #[error("RocksDB failed on {what}: {detail}")]
+    Database { what: String, detail: String },
+
     #[error("{0}")]
     InvalidInput(String),
 }
@@ -92,7 +103,17 @@ impl Error {
             | Error::ForeignStore { .. }
             | Error::ModuleRunning { .. }
             | Error::InvalidInput(_) => ErrorKind::InvalidInput,
-            Error::Io { .. } | Error::FileChanged { .. } => ErrorKind::Io,
+            Error::Io { source, .. } => rbk_chunkstore::error::io_kind(source),
+            Error::FileChanged { .. } => ErrorKind::Io,
+            Error::Database { .. } => ErrorKind::Database,
+        }
+    }
+
+    /// A RocksDB failure on `what` (a PState, a module's database).
+    pub fn database(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Self {
+        Error::Database {
+            what: what.to_string(),
+            detail: e.to_string(),
         }
     }
 

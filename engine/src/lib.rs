@@ -11,17 +11,18 @@
 //! - [`ops`]: one file per user-level operation (backup, restore, list, info, gc);
 //! - [`host`]: the module host — runs modules, takes consistent snapshots of running ones;
 //! - [`testdata`]: a generator of realistic module state with real RocksDB PStates;
-//! - [`fuzzing`]: the properties the fuzz targets check, shared with the corpus replay test.
+//! - `fuzzing` (feature `fuzzing`): the properties the fuzz targets check, shared with the
+//!   corpus replay test.
 
 pub mod backup_id;
 pub mod depot;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod host;
 pub mod layout;
 pub mod manifest;
 pub mod ops;
-pub mod progress;
 pub mod repo;
 pub mod retention;
 pub mod testdata;
@@ -29,5 +30,5 @@ mod wire;
 
 pub use backup_id::BackupId;
 pub use error::{Error, ErrorKind, Result};
-pub use progress::{NoProgress, Progress};
+pub use rbk_chunkstore::progress::{NoProgress, Progress};
 pub use repo::Repo;

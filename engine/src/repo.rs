@@ -1,20 +1,15 @@
-//! A repository: the chunk store plus the manifests kept in it.
-//!
-//! Object keys: `config` (store config), `packs/<2 hex>/<pack id>` (packs),
-//! `manifests/<module>/<backup id>` (one manifest per backup).
+//! A repository: the chunk store plus the manifests kept in it, one per backup, under
+//! `manifests/<module>/<backup id>` (every key: `rbk_chunkstore::keys`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use rbk_chunkstore::provider::{self, Provider, limits};
-use rbk_chunkstore::{ChunkStore, ErrorKind};
+use rbk_chunkstore::provider::Provider;
+use rbk_chunkstore::{ChunkStore, ErrorKind, keys};
 
 use crate::backup_id::{BackupId, validate_module_name};
 use crate::manifest::{MAX_MANIFEST_LEN, Manifest};
 use crate::{Error, Result};
-
-pub const MANIFESTS_PREFIX: &str = "manifests/";
 
 #[derive(Debug)]
 pub struct Repo {
@@ -57,8 +52,9 @@ pub fn bind_store(data_dir: &Path, store_id: &str) -> Result<()> {
     std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
 }
 
+/// The object key of a backup's manifest, for messages.
 pub fn manifest_key(id: &BackupId) -> String {
-    format!("{MANIFESTS_PREFIX}{}/{id}", id.module)
+    keys::manifest(&id.module, &id.to_string())
 }
 
 impl Repo {
@@ -106,7 +102,7 @@ impl Repo {
                 data_dir: data_dir.into(),
                 bound: b,
                 store: ours.clone(),
-                provider: self.store.provider().describe(),
+                provider: self.store.describe(),
             }),
             _ if write => bind_store(data_dir, ours),
             _ => Ok(()),
@@ -118,15 +114,14 @@ impl Repo {
     /// # Errors
     /// `BackupNotFound`, provider errors.
     pub fn delete_manifest(&self, id: &BackupId) -> Result<()> {
-        let key = manifest_key(id);
-        let p = self.store.provider();
-        if !self.store.block_on(p.exists(&key))? {
+        let name = id.to_string();
+        if !self.store.manifest_exists(&id.module, &name)? {
             return Err(Error::BackupNotFound {
-                backup_id: id.to_string(),
+                backup_id: name,
                 module: id.module.clone(),
             });
         }
-        Ok(self.store.block_on(p.delete(&key))?)
+        Ok(self.store.delete_manifest(&id.module, &name)?)
     }
 
     /// Every backup in the store, of every module, oldest first per module. Objects under
@@ -135,21 +130,7 @@ impl Repo {
     /// # Errors
     /// Provider errors.
     pub fn all_backup_ids(&self) -> Result<Vec<BackupId>> {
-        self.ids_under(MANIFESTS_PREFIX)
-    }
-
-    /// Writes a manifest: the commit point of a backup. Call only after the chunk store was
-    /// flushed. Returns false when a manifest with that id already exists.
-    ///
-    /// # Errors
-    /// Provider errors.
-    pub fn put_manifest(&self, m: &Manifest) -> Result<bool> {
-        let key = manifest_key(&m.backup_id);
-        Ok(self.store.block_on(
-            self.store
-                .provider()
-                .put_if_absent(&key, Bytes::from(m.encode())),
-        )?)
+        self.ids_under(None)
     }
 
     /// # Errors
@@ -158,7 +139,7 @@ impl Repo {
         let key = manifest_key(id);
         let bytes = self
             .store
-            .block_on(self.store.provider().get(&key, limits::MANIFEST))
+            .get_manifest(&id.module, &id.to_string())
             .map_err(|e| match e.kind() {
                 ErrorKind::NotFound => Error::BackupNotFound {
                     backup_id: id.to_string(),
@@ -204,23 +185,16 @@ impl Repo {
         let Some(sid) = &m.session else {
             return Ok(None);
         };
-        let p = self.store.provider();
-        let Some(state) = self
-            .store
-            .block_on(rbk_chunkstore::session::session_state(p.as_ref(), sid))?
-        else {
+        let Some(state) = self.store.session_state(sid)? else {
             return Ok(None);
         };
         let Some(revoked_ms) = state.revoked_written_ms.filter(|_| state.revoked) else {
             return Ok(None);
         };
-        let key = manifest_key(&m.backup_id);
+        let id = &m.backup_id;
         let written_ms = self
             .store
-            .block_on(provider::list_all(p.as_ref(), &key))?
-            .into_iter()
-            .find(|o| o.key == key)
-            .and_then(|o| o.modified_ms);
+            .manifest_written_ms(&id.module, &id.to_string())?;
         Ok(written_ms.filter(|w| revoked_ms < *w).map(|_| {
             format!(
                 "it was never committed: a GC revoked its session {sid} before the store wrote it (its process died, or could not remove it, before it saw the revocation); nothing may be restored from it, and the next `rbk gc` deletes it"
@@ -251,10 +225,7 @@ impl Repo {
     /// # Errors
     /// Provider errors.
     pub fn uncommitted_backups(&self) -> Result<Vec<BackupId>> {
-        let p = self.store.provider();
-        let sessions = self
-            .store
-            .block_on(rbk_chunkstore::session::list_sessions(p.as_ref()))?;
+        let sessions = self.store.sessions()?;
         let Some(oldest) = sessions
             .values()
             .filter(|s| s.revoked)
@@ -263,18 +234,13 @@ impl Repo {
         else {
             return Ok(Vec::new());
         };
-        let listed = self
-            .store
-            .block_on(provider::list_all(p.as_ref(), MANIFESTS_PREFIX))?;
+        let listed = self.store.list_manifests(None)?;
         let mut out = Vec::new();
         for o in listed
             .iter()
-            .filter(|o| o.modified_ms.is_some_and(|w| w > oldest))
+            .filter(|o| o.written_ms.is_some_and(|w| w > oldest))
         {
-            let Some((module, name)) = o.key[MANIFESTS_PREFIX.len()..].split_once('/') else {
-                continue;
-            };
-            let Some(id) = BackupId::parse(name).ok().filter(|id| id.module == module) else {
+            let Some(id) = backup_id_of(o) else {
                 continue;
             };
             let m = match self.load_manifest(&id) {
@@ -290,7 +256,7 @@ impl Repo {
                 .and_then(|sid| sessions.get(sid))
                 .filter(|s| s.revoked)
                 .and_then(|s| s.revoked_written_ms);
-            if let (Some(r), Some(w)) = (revoked, o.modified_ms)
+            if let (Some(r), Some(w)) = (revoked, o.written_ms)
                 && r < w
             {
                 out.push(id);
@@ -307,23 +273,26 @@ impl Repo {
     /// Provider errors.
     pub fn backup_ids(&self, module: &str) -> Result<Vec<BackupId>> {
         validate_module_name(module)?;
-        self.ids_under(&format!("{MANIFESTS_PREFIX}{module}/"))
+        self.ids_under(Some(module))
     }
 
-    /// Backup ids of manifests under `prefix`, sorted. A manifest key must be
-    /// `manifests/<module>/<id of that module>`; anything else is not rbk's and ignored.
-    fn ids_under(&self, prefix: &str) -> Result<Vec<BackupId>> {
-        let objects = self
+    /// Backup ids of the manifests of `module` (or every module), sorted.
+    fn ids_under(&self, module: Option<&str>) -> Result<Vec<BackupId>> {
+        let mut ids: Vec<BackupId> = self
             .store
-            .block_on(provider::list_all(self.store.provider().as_ref(), prefix))?;
-        let mut ids: Vec<BackupId> = objects
+            .list_manifests(module)?
             .iter()
-            .filter_map(|o| {
-                let (module, name) = o.key[MANIFESTS_PREFIX.len()..].split_once('/')?;
-                BackupId::parse(name).ok().filter(|id| id.module == module)
-            })
+            .filter_map(backup_id_of)
             .collect();
         ids.sort();
         Ok(ids)
     }
+}
+
+/// The backup a stored manifest records: its name must be an id of the module it is stored
+/// under (`manifests/<module>/<id of that module>`); anything else is not rbk's and ignored.
+fn backup_id_of(m: &rbk_chunkstore::StoredManifest) -> Option<BackupId> {
+    BackupId::parse(&m.name)
+        .ok()
+        .filter(|id| id.module == m.group)
 }

@@ -111,7 +111,7 @@ fn rocks_opts() -> Options {
 }
 
 fn rerr(path: &Path, e: rocksdb::Error) -> Error {
-    Error::InvalidInput(format!("RocksDB at `{}`: {e}", path.display()))
+    Error::database(format_args!("`{}`", path.display()), e)
 }
 
 fn write_json(path: &Path, v: &serde_json::Value) -> Result<()> {
@@ -128,7 +128,7 @@ fn budgets(spec_mib: u64, tasks: u32) -> (u64, u64) {
 /// Writes a new module under `<data_dir>/modules/<module>`.
 ///
 /// # Errors
-/// `InvalidInput` when the module already exists or RocksDB fails; I/O errors.
+/// `InvalidInput` when the module already exists, `Database` when RocksDB fails; I/O errors.
 pub fn generate(data_dir: &Path, spec: &GenSpec) -> Result<()> {
     let dir = module_dir(data_dir, &spec.module);
     if dir.exists() {

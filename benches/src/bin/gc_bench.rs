@@ -11,9 +11,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use rbk_chunkstore::pack::PackBuilder;
 use rbk_chunkstore::provider::{LocalProvider, Provider};
-use rbk_chunkstore::{ChunkId, compress};
+use rbk_chunkstore::{ChunkId, PackId, compress, keys};
 use rbk_engine::manifest::{FileEntry, Manifest};
 use rbk_engine::ops::gc::{self, GcOptions};
 use rbk_engine::retention::PolicyOverride;
@@ -59,7 +60,8 @@ fn main() {
     let data = tmp.path().join("data");
     std::fs::create_dir_all(&data).expect("data dir");
     let provider: Arc<dyn Provider> = Arc::new(LocalProvider::new(tmp.path().join("store")));
-    let repo = Repo::open(provider, &repo::index_root(&data), true).expect("store");
+    let repo = Repo::open(provider.clone(), &repo::index_root(&data), true).expect("store");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
 
     let t = Instant::now();
     let ids: Vec<ChunkId> = (0..chunks).map(|i| ChunkId::of(&chunk(i))).collect();
@@ -73,7 +75,12 @@ fn main() {
                 &compress::compress(&data, 1).unwrap(),
             );
         }
-        repo.store().write_pack(b).expect("pack");
+        // Straight into the store, as another machine would have written them: the index
+        // learns them from their trailers when the first session syncs it.
+        let (bytes, _) = b.finish();
+        let key = keys::pack(&PackId::of(&bytes));
+        rt.block_on(provider.put_if_absent(&key, Bytes::from(bytes)))
+            .expect("pack");
         if n % 16 == 0 {
             eprint!(".");
         }
@@ -81,6 +88,10 @@ fn main() {
     // Backup b references chunks [b·w/backups, b·w/backups + w) with w = chunks/2.
     let window = chunks / 2;
     let step = window / backups.max(1);
+    let session = repo
+        .store()
+        .begin_session("backup", "bench")
+        .expect("session");
     for b in 0..backups {
         let refs = &ids[b * step..b * step + window];
         let module_files = refs
@@ -112,8 +123,14 @@ fn main() {
             dir_meta: vec![],
             session: None,
         };
-        repo.put_manifest(&m).expect("manifest");
+        let name = m.backup_id.to_string();
+        session
+            .write_manifest(&m.backup_id.module, |_| {
+                (name.clone(), Bytes::from(m.encode()))
+            })
+            .expect("manifest");
     }
+    session.end().expect("end session");
     eprintln!();
     println!(
         "store: {chunks} chunks in {} packs, {backups} backups of {window} chunks each; built in {:.1}s",
@@ -139,12 +156,12 @@ fn main() {
             peak_rss_mib(),
             before,
             r.manifests_deleted.len(),
-            r.live_chunks,
-            r.live_set_bytes as f64 / (1 << 20) as f64,
-            r.packs_condemned,
-            r.sweep.packs_deleted,
-            r.sweep.packs_rewritten,
-            r.sweep.bytes_freed as f64 / (1 << 20) as f64,
+            r.store.live_chunks,
+            r.store.live_set_bytes as f64 / (1 << 20) as f64,
+            r.store.packs_condemned,
+            r.store.sweep.packs_deleted,
+            r.store.sweep.packs_rewritten,
+            r.store.sweep.bytes_freed as f64 / (1 << 20) as f64,
         );
     }
 }

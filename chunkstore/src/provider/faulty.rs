@@ -22,8 +22,8 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{ListPage, Provider};
-use crate::{Error, Result};
+use super::{ListPage, Provider, layer};
+use crate::{Error, ErrorKind, Result};
 
 /// A provider operation, as seen by [`FaultyProvider`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,12 +179,12 @@ impl FaultyProvider {
 
     fn injected_error(&self, key: &str, n: u64, what: &str) -> Error {
         self.injected.fetch_add(1, Ordering::SeqCst);
-        Error::Provider {
-            provider: self.describe(),
-            key: key.into(),
-            detail: format!("injected fault: call {n} {what}"),
-            temporary: true,
-        }
+        Error::provider(
+            Provider::describe(self),
+            key,
+            format!("injected fault: call {n} {what}"),
+            ErrorKind::Unavailable,
+        )
     }
 
     async fn call<T>(
@@ -214,14 +214,15 @@ impl FaultyProvider {
 }
 
 #[async_trait]
-impl Provider for FaultyProvider {
+impl layer::Layer for FaultyProvider {
+    fn inner(&self) -> &dyn Provider {
+        self.inner.as_ref()
+    }
+
     fn describe(&self) -> String {
         format!("faulty {}", self.inner.describe())
     }
 
-    fn is_remote(&self) -> bool {
-        self.inner.is_remote()
-    }
     async fn get(&self, key: &str, max_len: u64) -> Result<Bytes> {
         self.call(Op::Get, key, self.inner.get(key, max_len)).await
     }
@@ -229,8 +230,19 @@ impl Provider for FaultyProvider {
         self.call(Op::Get, key, self.inner.get_range(key, offset, len))
             .await
     }
-    async fn collect_leftovers(&self, older_than: std::time::Duration) -> Result<u64> {
-        self.inner.collect_leftovers(older_than).await
+    async fn get_range_into(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        buf: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        self.call(
+            Op::Get,
+            key,
+            self.inner.get_range_into(key, offset, len, buf),
+        )
+        .await
     }
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
         self.call(Op::Put, key, self.inner.put_if_absent(key, body))

@@ -3,10 +3,12 @@
 //! The trait is modelled on Rama's `BackupProvider`: get, ranged get, put-if-absent, delete,
 //! exists and a paginated, sorted listing by prefix. Implementations: [`LocalProvider`] (a
 //! directory), [`S3Provider`] (S3 and S3-compatible servers) and [`MemoryProvider`] (tests).
-//! Wrappers implement the same trait: [`RetryingProvider`] (backoff on temporary failures,
-//! around every remote provider) and [`FaultyProvider`] (fault injection for tests).
+//! Wrappers are [`Layer`]s, which forward every method they do not override:
+//! [`RetryingProvider`] (backoff on temporary failures, around every remote provider) and
+//! [`FaultyProvider`] (fault injection for tests).
 
 mod faulty;
+mod layer;
 mod local;
 mod memory;
 mod retry;
@@ -19,6 +21,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use faulty::{FaultyProvider, Op};
+pub use layer::Layer;
 pub use local::LocalProvider;
 pub use memory::MemoryProvider;
 pub use retry::{RetryPolicy, RetryingProvider};
@@ -112,8 +115,7 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 
     /// Deletes what interrupted writes left behind (a local store's temporary files) that
     /// is older than `older_than`; returns how many. Stores whose writes are atomic on the
-    /// server side (S3) have nothing of the kind: the default does nothing. Wrappers must
-    /// forward it.
+    /// server side (S3) have nothing of the kind: the default does nothing.
     async fn collect_leftovers(&self, _older_than: std::time::Duration) -> Result<u64> {
         Ok(0)
     }

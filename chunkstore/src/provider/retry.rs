@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rand::Rng;
 
-use super::{ListPage, Provider};
-use crate::{Error, Result};
+use super::{ListPage, Provider, layer};
+use crate::{Error, ErrorKind, Result, Status};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -93,15 +93,15 @@ impl RetryingProvider {
         loop {
             let result = match tokio::time::timeout(timeout, attempt()).await {
                 Ok(result) => result,
-                Err(_) => Err(Error::Provider {
-                    provider: self.inner.describe(),
-                    key: key.to_string(),
-                    detail: format!("no answer within {} s", timeout.as_secs_f64()),
-                    temporary: true,
-                }),
+                Err(_) => Err(Error::provider(
+                    self.inner.describe(),
+                    key,
+                    format!("no answer within {} s", timeout.as_secs_f64()),
+                    ErrorKind::Unavailable,
+                )),
             };
             match result {
-                Err(e) if e.is_temporary() => {
+                Err(e) if e.status() == Status::Temporary => {
                     failures += 1;
                     if failures >= self.policy.max_attempts {
                         return (Err(gave_up(e, failures, started.elapsed())), true);
@@ -122,7 +122,8 @@ fn gave_up(e: Error, attempts: u32, elapsed: Duration) -> Error {
             provider,
             key,
             detail,
-            temporary,
+            kind,
+            status: _,
         } => Error::Provider {
             provider,
             key,
@@ -130,20 +131,17 @@ fn gave_up(e: Error, attempts: u32, elapsed: Duration) -> Error {
                 "{detail} (gave up after {attempts} attempts in {:.1} s)",
                 elapsed.as_secs_f64()
             ),
-            temporary,
+            kind,
+            status: Status::Persistent,
         },
         other => other,
     }
 }
 
 #[async_trait]
-impl Provider for RetryingProvider {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-
-    fn is_remote(&self) -> bool {
-        self.inner.is_remote()
+impl layer::Layer for RetryingProvider {
+    fn inner(&self) -> &dyn Provider {
+        self.inner.as_ref()
     }
 
     async fn get(&self, key: &str, max_len: u64) -> Result<Bytes> {
@@ -154,6 +152,28 @@ impl Provider for RetryingProvider {
         self.run_sized(key, len, || self.inner.get_range(key, offset, len))
             .await
             .0
+    }
+
+    async fn get_range_into(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        buf: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        // The first attempt reads into `buf`; a retry (its buffer went with the failed
+        // attempt) into a new one.
+        let buf = std::sync::Mutex::new(Some(buf));
+        self.run_sized(key, len, || {
+            let b = buf
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+                .unwrap_or_default();
+            self.inner.get_range_into(key, offset, len, b)
+        })
+        .await
+        .0
     }
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
@@ -178,10 +198,6 @@ impl Provider for RetryingProvider {
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.run(key, || self.inner.delete(key)).await.0
-    }
-
-    async fn collect_leftovers(&self, older_than: std::time::Duration) -> Result<u64> {
-        self.inner.collect_leftovers(older_than).await
     }
 
     async fn delete_many(&self, keys: &[String]) -> Result<()> {

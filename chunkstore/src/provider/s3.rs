@@ -36,7 +36,7 @@ use bytes::Bytes;
 use tokio::sync::{OnceCell, Semaphore, SemaphorePermit};
 
 use super::{ListPage, ObjectMeta, Provider, validate_key};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result, Status};
 
 /// Where the objects live: an optional endpoint (S3-compatible servers), a bucket and a key
 /// prefix (empty, or ending in `/`).
@@ -356,44 +356,50 @@ impl S3Provider {
         let status = err.raw_response().map(|r| r.status().as_u16());
         let code = err.code().unwrap_or("").to_string();
         let chain = error_chain(&err);
-        let (temporary, detail) = match &err {
+        let (kind, detail) = match &err {
             // The SDK reports a credential chain that found nothing as a dispatch failure;
             // no retry can fix that.
             SdkError::DispatchFailure(_) if chain.contains("no credentials found") => (
-                false,
+                ErrorKind::PermissionDenied,
                 "no AWS credentials found (tried the environment, profile files, web identity, \
                  ECS and EC2 instance metadata): set AWS_ACCESS_KEY_ID and \
                  AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"
                     .to_string(),
             ),
-            SdkError::TimeoutError(_) => {
-                (true, format!("request to {} timed out", self.endpoint()))
-            }
+            SdkError::TimeoutError(_) => (
+                ErrorKind::Unavailable,
+                format!("request to {} timed out", self.endpoint()),
+            ),
             SdkError::DispatchFailure(d) if !d.is_user() => (
-                true,
+                ErrorKind::Unavailable,
                 format!(
                     "cannot reach {} ({chain}): check the endpoint and that the server is running",
                     self.endpoint()
                 ),
             ),
-            SdkError::ResponseError(_) => (true, format!("unreadable response: {chain}")),
+            SdkError::ResponseError(_) => (
+                ErrorKind::Unavailable,
+                format!("unreadable response: {chain}"),
+            ),
             SdkError::ServiceError(_) => self.classify_status(status, &code, &chain),
-            _ => (false, chain),
+            _ => (ErrorKind::Io, chain),
         };
-        Error::Provider {
-            provider: self.describe(),
-            key: key.to_string(),
-            detail,
-            temporary,
-        }
+        Error::provider(self.describe(), key, detail, kind)
     }
 
-    fn classify_status(&self, status: Option<u16>, code: &str, context: &str) -> (bool, String) {
+    /// What an S3 error response means: its kind (which also says whether a retry can
+    /// help) and a message saying what to check.
+    fn classify_status(
+        &self,
+        status: Option<u16>,
+        code: &str,
+        context: &str,
+    ) -> (ErrorKind, String) {
         let status_text = status.map_or(String::new(), |s| format!("HTTP {s} "));
         let what = format!("{status_text}{code}");
         match (status, code) {
             (_, "NoSuchBucket") => (
-                false,
+                ErrorKind::ConfigInvalid,
                 format!(
                     "bucket `{}` does not exist at {}: create it, or fix backup.provider",
                     self.bucket(),
@@ -408,7 +414,7 @@ impl S3Provider {
                 | "SignatureDoesNotMatch"
                 | "AuthorizationHeaderMalformed",
             ) => (
-                false,
+                ErrorKind::PermissionDenied,
                 format!(
                     "access denied ({what}): check the credentials (AWS_ACCESS_KEY_ID and \
                      AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), the region (AWS_REGION) and that \
@@ -416,12 +422,19 @@ impl S3Provider {
                     self.bucket()
                 ),
             ),
-            (Some(429 | 500..=599), _)
-            | (_, "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable") => (
-                true,
+            (Some(429), _) | (_, "SlowDown") => (
+                ErrorKind::RateLimited,
                 format!("the server is busy or failing ({what}): {context}"),
             ),
-            _ => (false, format!("request refused ({what}): {context}")),
+            (Some(500..=599), _)
+            | (_, "RequestTimeout" | "InternalError" | "ServiceUnavailable") => (
+                ErrorKind::Unavailable,
+                format!("the server is busy or failing ({what}): {context}"),
+            ),
+            _ => (
+                ErrorKind::Io,
+                format!("request refused ({what}): {context}"),
+            ),
         }
     }
 
@@ -437,11 +450,13 @@ impl S3Provider {
 
     async fn read_body(&self, key: &str, mut body: ByteStream, max_len: u64) -> Result<Bytes> {
         let mut out = bytes::BytesMut::new();
-        while let Some(piece) = body.try_next().await.map_err(|e| Error::Provider {
-            provider: self.describe(),
-            key: key.to_string(),
-            detail: format!("download interrupted: {}", error_chain(&e)),
-            temporary: true,
+        while let Some(piece) = body.try_next().await.map_err(|e| {
+            Error::provider(
+                self.describe(),
+                key,
+                format!("download interrupted: {}", error_chain(&e)),
+                ErrorKind::Unavailable,
+            )
         })? {
             if (out.len() + piece.len()) as u64 > max_len {
                 return Err(Error::too_large(
@@ -490,7 +505,8 @@ impl S3Provider {
                 provider: self.describe(),
                 key: key.to_string(),
                 detail: "the server started a multipart upload without an upload id".into(),
-                temporary: true,
+                kind: ErrorKind::Unavailable,
+                status: Status::Temporary,
             });
         };
         let result = self.upload_parts(key, &full_key, &upload_id, body).await;
@@ -550,7 +566,8 @@ impl S3Provider {
                 provider: self.describe(),
                 key: key.to_string(),
                 detail: format!("upload task failed: {e}"),
-                temporary: true,
+                kind: ErrorKind::Io,
+                status: Status::Temporary,
             })?;
             let out = out.map_err(|e| self.error(key, e))?;
             parts.push(
@@ -671,7 +688,17 @@ impl Provider for S3Provider {
                         out.errors().len(),
                         batch.len()
                     ),
-                    temporary: matches!(code, "InternalError" | "SlowDown" | "ServiceUnavailable"),
+                    kind: match code {
+                        "SlowDown" => ErrorKind::RateLimited,
+                        "InternalError" | "ServiceUnavailable" => ErrorKind::Unavailable,
+                        "AccessDenied" => ErrorKind::PermissionDenied,
+                        _ => ErrorKind::Io,
+                    },
+                    status: if matches!(code, "InternalError" | "SlowDown" | "ServiceUnavailable") {
+                        Status::Temporary
+                    } else {
+                        Status::Permanent
+                    },
                 });
             }
         }
@@ -768,7 +795,12 @@ mod tests {
             S3Location::parse("http://127.0.0.1:9/bucket").unwrap(),
             S3Options::default(),
         );
-        let temporary = |status, code| p.classify_status(Some(status), code, "").0;
+        let temporary = |status, code| {
+            matches!(
+                p.classify_status(Some(status), code, "").0,
+                ErrorKind::RateLimited | ErrorKind::Unavailable
+            )
+        };
         assert!(temporary(503, "SlowDown"));
         assert!(temporary(429, ""));
         assert!(temporary(500, "InternalError"));

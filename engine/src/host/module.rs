@@ -78,7 +78,7 @@ pub(crate) fn progress_key(topology: &str) -> Vec<u8> {
 }
 
 fn rerr(what: impl std::fmt::Display, e: rocksdb::Error) -> Error {
-    Error::InvalidInput(format!("RocksDB, {what}: {e}"))
+    Error::database(what, e)
 }
 
 pub(crate) fn rocks_options() -> Options {
@@ -244,8 +244,8 @@ impl RunningModule {
     /// starts its topologies.
     ///
     /// # Errors
-    /// `ModuleNotFound`, `Layout`, `InvalidInput` (no known definition, RocksDB errors —
-    /// e.g. a PState locked by another process), I/O errors.
+    /// `ModuleNotFound`, `Layout`, `InvalidInput` (no known definition), `Database` (RocksDB
+    /// errors — e.g. a PState locked by another process), I/O errors.
     pub fn open(data_dir: &Path, name: &str, opts: &HostOptions) -> Result<Arc<Self>> {
         let dir = module_dir(data_dir, name);
         if !dir.is_dir() {

@@ -73,7 +73,7 @@ impl RunningModule {
     /// Takes a consistent snapshot under `<data_dir>/.rbk/snapshots/` (see the module doc).
     ///
     /// # Errors
-    /// RocksDB checkpoint errors (`InvalidInput`), I/O errors. Nothing is left behind.
+    /// RocksDB checkpoint errors (`Database`), I/O errors. Nothing is left behind.
     pub fn snapshot(&self, data_dir: &Path) -> Result<Snapshot> {
         let parent = snapshots_dir(data_dir);
         std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;

@@ -21,10 +21,11 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 use std::time::Instant;
 
+use bytes::Bytes;
 use rayon::prelude::*;
 use rbk_chunkstore::compress::Content;
-use rbk_chunkstore::session::{Session, now_ms};
-use rbk_chunkstore::{ChunkId, ChunkStore};
+use rbk_chunkstore::session::now_ms;
+use rbk_chunkstore::{ChunkId, WriteSession};
 
 use crate::backup_id::BackupId;
 use crate::depot::{FrameCounter, segment_first_offset};
@@ -110,19 +111,16 @@ fn append_only(key: &str) -> bool {
 /// was only where the file happened to end, not a content-defined boundary). `None` unless
 /// the index knows every kept chunk's length and the first and last kept chunks still hash
 /// to their ids — cheap evidence that the prefix is the one backed up before.
-fn resume_offset(store: &ChunkStore, f: &ScannedFile, prev: &FileEntry) -> Result<Option<u64>> {
+fn resume_offset(session: &WriteSession, f: &ScannedFile, prev: &FileEntry) -> Result<Option<u64>> {
     let keep = prev.chunks.len().saturating_sub(1);
     if keep == 0 {
         return Ok(None);
     }
     let kept = &prev.chunks[..keep];
-    if !store.contains_many(kept)?.iter().all(|k| *k) {
-        return Ok(None);
-    }
     let mut lens = Vec::with_capacity(keep);
     for id in kept {
-        match store.index().get(id)? {
-            Some(loc) => lens.push(u64::from(loc.raw_len)),
+        match session.stored_len(id)? {
+            Some(len) => lens.push(u64::from(len)),
             None => return Ok(None),
         }
     }
@@ -297,25 +295,12 @@ fn backup_from(
     if check_lock {
         refuse_if_running(&scan)?;
     }
-    let store = repo.store();
     // The session tells concurrent GCs that this backup may still reference packs they
     // condemn, and tells this backup which packs not to deduplicate against (docs/gc.md).
-    let session = store.begin_session("backup", module)?;
-    let committed =
-        backup_in_session(repo, &session, module, &scan, start_ms, progress).and_then(|m| {
-            // A GC that revoked this session may sweep chunks the manifest references: then
-            // the manifest must not stay (the check after the write closes the race).
-            if let Err(e) = store.check_session(&session) {
-                let _ = store.block_on(store.provider().delete(&crate::repo::manifest_key(&m.0)));
-                return Err(e.into());
-            }
-            Ok(m)
-        });
-    if let Err(e) = store.end_session(session) {
-        // Harmless: the session looks alive until its lease runs out, delaying GC a little.
-        tracing::warn!("could not end backup session: {e}");
-    }
-    let (backup_id, stats, packs_written, bytes_read) = committed?;
+    // It ends with the commit, whether that succeeds or not.
+    let session = repo.store().begin_session("backup", module)?;
+    let (backup_id, stats, packs_written, bytes_read) =
+        backup_in_session(repo, session, module, &scan, start_ms, progress)?;
     repo.bind_if_unbound(data_dir)?;
     Ok(BackupReport {
         backup_id,
@@ -326,18 +311,17 @@ fn backup_from(
     })
 }
 
-/// Stores every file of `scan` and writes the manifest; returns its id, stats, packs written
-/// and bytes read.
+/// Stores every file of `scan` in `session` and commits the manifest (which ends the
+/// session); returns its id, stats, packs written and bytes read.
 fn backup_in_session(
     repo: &Repo,
-    session: &Session,
+    session: WriteSession,
     module: &str,
     scan: &ModuleScan,
     start_ms: u64,
     progress: &dyn Progress,
 ) -> Result<(BackupId, BackupStats, u64, u64)> {
     let store = repo.store();
-    let stats_before = store.write_stats();
 
     let ids = repo.backup_ids(module)?;
     // The newest backup tells which files need not be read again. A damaged one must not
@@ -457,7 +441,7 @@ fn backup_in_session(
                     .map(|r| {
                         let data = &buf[r.clone()];
                         let id = ChunkId::of(data);
-                        store.put_chunk_as(id, data, content).map(|_| id)
+                        session.put_chunk_as(id, data, content).map(|_| id)
                     })
                     .collect::<rbk_chunkstore::Result<_>>()
                     .map_err(|e| ReadError::Store(e.into()))?;
@@ -509,7 +493,7 @@ fn backup_in_session(
             };
             if same
                 && (!job.count_records || records.is_some())
-                && store.contains_many(&prev.chunks)?.iter().all(|k| *k)
+                && session.contains_many(&prev.chunks)?.iter().all(|k| *k)
             {
                 progress.advance(f.size);
                 return Ok(Ingested {
@@ -533,7 +517,7 @@ fn backup_in_session(
                 && prev.ino == f.ino
                 && (f.size > prev.size || (f.capped && f.size == prev.size))
                 && (!job.count_records || records.is_some())
-                && let Some(offset) = resume_offset(store, f, prev)?
+                && let Some(offset) = resume_offset(&session, f, prev)?
             {
                 let kept = prev.chunks[..prev.chunks.len() - 1].to_vec();
                 // Records are counted from where the previous backup's count ended.
@@ -566,7 +550,7 @@ fn backup_in_session(
     };
     let results: Vec<Ingested> = jobs.par_iter().map(ingest).collect::<Result<_>>()?;
     let bytes_read = results.iter().map(|r| r.bytes_read).sum();
-    store.flush()?;
+    session.flush()?;
     progress.end();
 
     // Reassemble the per-object structure in scan order.
@@ -638,7 +622,7 @@ fn backup_in_session(
             topologies,
         });
     }
-    let ws = store.write_stats() - stats_before;
+    let ws = session.stats();
     stats.new_chunks = ws.new_chunks;
     stats.new_stored_bytes = ws.new_stored_bytes;
 
@@ -673,11 +657,17 @@ fn backup_in_session(
             })
             .collect(),
     };
-    // No point committing when a GC already gave up on this session.
-    store.check_session(session)?;
-    while !repo.put_manifest(&manifest)? {
-        manifest.backup_id.suffix = rand::random();
-    }
+    // The commit point. Another backup of the module may have taken the id in the same
+    // millisecond: then try another suffix.
+    session.commit(module, |attempt| {
+        if attempt > 0 {
+            manifest.backup_id.suffix = rand::random();
+        }
+        (
+            manifest.backup_id.to_string(),
+            Bytes::from(manifest.encode()),
+        )
+    })?;
     Ok((manifest.backup_id, stats, ws.packs_written, bytes_read))
 }
 

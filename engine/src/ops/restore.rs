@@ -200,7 +200,7 @@ fn write_files(
             // the damaged one, so name both.
             let mut packs: Vec<String> = Vec::new();
             for c in &f.chunks {
-                for loc in store.index().locations(c)? {
+                for loc in store.chunk_locations(c)? {
                     packs.push(loc.pack.to_string());
                 }
             }
@@ -329,7 +329,7 @@ pub fn restore(
         }
     };
     let result = restore_in_session(repo, data_dir, id, &target, opts, progress);
-    if let Some(Err(e)) = session.map(|s| store.end_session(s)) {
+    if let Some(Err(e)) = session.map(|s| s.end()) {
         tracing::warn!("could not end restore session: {e}");
     }
     let (files, total) = result?;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use rbk_chunkstore::ChunkId;
-use rbk_chunkstore::store::SyncReport;
+use rbk_chunkstore::SyncReport;
 
 use crate::backup_id::BackupId;
 use crate::{Error, Progress, Repo, Result};
@@ -125,7 +125,7 @@ pub fn verify(
     }
     let result = verify_in_session(repo, &ids, read, progress);
     if let Some(s) = session {
-        let _ = store.end_session(s);
+        let _ = s.end();
     }
     let mut report = result?;
     report.seconds = started.elapsed().as_secs_f64();
@@ -192,8 +192,7 @@ fn verify_in_session(
             let mut chunk_bytes = Some(0u64);
             for c in &f.chunks {
                 let raw_len = store
-                    .index()
-                    .locations(c)?
+                    .chunk_locations(c)?
                     .first()
                     .map(|l| u64::from(l.raw_len));
                 chunk_bytes = chunk_bytes.zip(raw_len).and_then(|(a, b)| a.checked_add(b));

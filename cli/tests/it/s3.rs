@@ -156,7 +156,8 @@ fn bad_s3_settings_fail_with_messages_that_say_what_to_check_and_write_nothing()
         })
         .collect();
     let m = Machine::with_module(&spec, wrong);
-    let err = m.fails(&["backup", "--module", MODULE], 1);
+    // Refused, not failed: its own exit code (5), so scripts can tell a key problem apart.
+    let err = m.fails(&["backup", "--module", MODULE], 5);
     assert!(err.contains("access denied"), "{err}");
     assert!(err.contains("AWS_SECRET_ACCESS_KEY"), "{err}");
     assert!(err.contains(&garage.endpoint()), "{err}");
@@ -168,7 +169,7 @@ fn bad_s3_settings_fail_with_messages_that_say_what_to_check_and_write_nothing()
         .cloned()
         .collect();
     let m = Machine::with_module(&spec, none);
-    let err = m.fails(&["backup", "--module", MODULE], 1);
+    let err = m.fails(&["backup", "--module", MODULE], 5);
     assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
 
     // A bucket that does not exist.
@@ -176,7 +177,8 @@ fn bad_s3_settings_fail_with_messages_that_say_what_to_check_and_write_nothing()
         &format!("s3 {}/no-such-bucket", garage.endpoint()),
         good.clone(),
     );
-    let err = m.fails(&["backup", "--module", MODULE], 1);
+    // A configuration that cannot work: a usage error.
+    let err = m.fails(&["backup", "--module", MODULE], 2);
     assert!(
         err.contains("bucket `no-such-bucket` does not exist"),
         "{err}"

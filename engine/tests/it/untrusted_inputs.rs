@@ -3,14 +3,12 @@
 //! manifests that verify must reject because restore would. Each test asserts the exact
 //! outcome: the error kind and the object it names, and that nothing was committed or lost.
 
-mod common;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{Env, MODULE, digest};
+use crate::common::{Env, MODULE, digest};
 use rbk_engine::manifest::pstate_dir;
 use rbk_engine::ops::{backup, list, restore, verify};
 use rbk_engine::testdata::PSTATE;
@@ -262,7 +260,9 @@ fn a_module_name_too_long_for_a_restore_is_refused_before_the_store_is_touched()
         "{e}"
     );
     // No manifest, no pack: only the empty store's config (created by `repo_for`).
-    let objects: Vec<String> = common::store_listing(&env.store).into_keys().collect();
+    let objects: Vec<String> = crate::common::store_listing(&env.store)
+        .into_keys()
+        .collect();
     assert_eq!(objects, vec!["config".to_string()]);
     // Names of rbk's own staging dirs are reserved.
     let e = backup::backup(
@@ -282,7 +282,7 @@ fn a_damaged_index_is_set_aside_and_rebuilt_not_reported_busy() {
     let id = backup::backup(&repo, &env.data, MODULE, &NoProgress)
         .unwrap()
         .backup_id;
-    let index_dir = repo.store().index().path().to_path_buf();
+    let index_dir = repo.store().index_for_tests().path().to_path_buf();
     drop(repo);
     // Flush the index into an SST (it may all be in the WAL still).
     {
@@ -573,20 +573,26 @@ fn session_liveness_is_judged_by_the_stores_clock_not_the_writers() {
         &NoProgress,
     )
     .unwrap();
-    let view =
-        |r: &gc::GcReport, id: &str| r.sessions.iter().find(|s| s.id == id).cloned().unwrap();
+    let view = |r: &gc::GcReport, id: &str| {
+        r.store
+            .sessions
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .unwrap()
+    };
     assert!(view(&dry, fast).revoke && view(&dry, fast).store_clock);
     assert!(view(&dry, fast).silent_ms.unwrap() >= 3_599_000);
     assert!(!view(&dry, slow).revoke);
     assert_eq!(view(&dry, slow).heartbeat.unwrap().host, "elsewhere");
-    assert!(dry.sessions_revoked.is_empty());
+    assert!(dry.store.sessions_revoked.is_empty());
     assert!(
         !env.store.join(format!("sessions/{fast}/revoked")).exists(),
         "a dry run wrote"
     );
 
     let r = gc::gc(&repo, &env.data, &GcOptions::default(), &NoProgress).unwrap();
-    assert_eq!(r.sessions_revoked, vec![fast.to_string()]);
+    assert_eq!(r.store.sessions_revoked, vec![fast.to_string()]);
     assert!(env.store.join(format!("sessions/{fast}/revoked")).exists());
     assert!(!env.store.join(format!("sessions/{slow}/revoked")).exists());
 
@@ -616,7 +622,7 @@ fn session_liveness_is_judged_by_the_stores_clock_not_the_writers() {
         &NoProgress,
     )
     .unwrap();
-    assert_eq!(r.sessions_revoked, vec![slow.to_string()]);
+    assert_eq!(r.store.sessions_revoked, vec![slow.to_string()]);
 }
 
 /// On its first progress report, writes the tombstone of every session in the store (as a
@@ -701,12 +707,13 @@ fn gc_collects_temporary_files_of_writes_that_died_after_a_day() {
     assert_eq!(
         gc::gc(&repo, &env.data, &dry, &NoProgress)
             .unwrap()
+            .store
             .leftovers_deleted,
         0
     );
     assert!(old.exists());
     let r = gc::gc(&repo, &env.data, &GcOptions::default(), &NoProgress).unwrap();
-    assert_eq!(r.leftovers_deleted, 1);
+    assert_eq!(r.store.leftovers_deleted, 1);
     assert!(!old.exists() && fresh.exists());
 }
 
@@ -737,7 +744,7 @@ fn old_tombstones_are_collected_and_a_session_without_heartbeats_knows_it_was_re
         Duration::from_secs(29 * 86_400),
     );
     let r = gc::gc(&repo, &env.data, &GcOptions::default(), &NoProgress).unwrap();
-    assert_eq!(r.tombstones_deleted, 1);
+    assert_eq!(r.store.tombstones_deleted, 1);
     assert!(!old.exists() && recent.exists());
 
     // With its tombstone gone, a session still learns it was revoked: a revoking GC deleted
@@ -746,7 +753,7 @@ fn old_tombstones_are_collected_and_a_session_without_heartbeats_knows_it_was_re
     timing.heartbeat = Duration::from_millis(20);
     repo.store_mut().set_session_timing(timing);
     let s = repo.store().begin_session("backup", MODULE).unwrap();
-    repo.store().check_session(&s).unwrap();
+    s.check_alive().unwrap();
     let dir = env.store.join("sessions").join(s.id());
     for e in std::fs::read_dir(&dir).unwrap() {
         std::fs::remove_file(e.unwrap().path()).unwrap();
@@ -757,19 +764,19 @@ fn old_tombstones_are_collected_and_a_session_without_heartbeats_knows_it_was_re
         s.check_not_revoked().is_err(),
         "the heartbeat loop did not notice"
     );
-    let _ = repo.store().end_session(s);
+    let _ = s.end();
     // ... and the commit check does without it.
     let s = repo.store().begin_session("backup", MODULE).unwrap();
     let dir = env.store.join("sessions").join(s.id());
     for e in std::fs::read_dir(&dir).unwrap() {
         std::fs::remove_file(e.unwrap().path()).unwrap();
     }
-    let e = repo.store().check_session(&s).unwrap_err();
+    let e = s.check_alive().unwrap_err();
     assert!(
         matches!(e, rbk_chunkstore::Error::SessionRevoked { .. }),
         "{e}"
     );
-    let _ = repo.store().end_session(s);
+    let _ = s.end();
 }
 
 #[test]
@@ -787,8 +794,8 @@ fn a_length_mismatch_names_the_packs_whose_trailers_gave_the_lengths() {
         .unwrap()
         .clone();
     let chunk = f.chunks[0];
-    let pack = repo.store().index().locations(&chunk).unwrap()[0].pack;
-    let index_dir = repo.store().index().path().to_path_buf();
+    let pack = repo.store().index_for_tests().locations(&chunk).unwrap()[0].pack;
+    let index_dir = repo.store().index_for_tests().path().to_path_buf();
     drop(repo);
     // Damage the index's record of the chunk's length (as a damaged trailer would).
     {

@@ -1,12 +1,10 @@
 //! Backups on a real S3 server: Garage on loopback, one node or a 3-node cluster, with and
 //! without injected faults.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{Env, MODULE, digest};
+use crate::common::{Env, MODULE, digest};
 use rbk_chunkstore::provider::{
     FaultyProvider, Provider, RetryPolicy, RetryingProvider, S3Options,
 };

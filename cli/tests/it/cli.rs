@@ -260,7 +260,7 @@ fn a_second_process_on_the_same_index_waits_for_it_or_gets_a_clear_error() {
         cfg["store_id"].as_str().unwrap().to_string()
     };
     let index = env.dir().join("data/.rbk/index").join(store_id);
-    let held = rbk_chunkstore::index::RocksChunkIndex::open(&index).unwrap();
+    let held = rbk_chunkstore::RocksChunkIndex::open(&index).unwrap();
     env.fails(
         &["backup", "--module", MODULE, "--index-wait", "0"],
         1,
@@ -1006,7 +1006,7 @@ fn completions_and_man_pages_match_the_checked_in_files() {
             .unwrap_or_else(|e| panic!("{}: {e}; run with RBK_BLESS=1", path.display()));
         assert!(
             want == bytes,
-            "{} is stale: run `RBK_BLESS=1 cargo test -p rbk-cli --test cli completions`",
+            "{} is stale: run `RBK_BLESS=1 cargo test -p rbk-cli --test it completions`",
             path.display()
         );
     };

@@ -1,16 +1,14 @@
 //! Retention and garbage collection: what GC deletes, what it must never delete, and the
 //! interleavings with concurrent backups that the protocol in docs/gc.md is built for.
 
-mod common;
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::common::{Env, MODULE, digest, store_listing};
 use bytes::Bytes;
-use common::{Env, MODULE, digest, store_listing};
 use rbk_chunkstore::provider::{self, ListPage, Provider};
 use rbk_chunkstore::session::{SessionTiming, now_ms};
 use rbk_chunkstore::{ChunkId, pack};
@@ -109,13 +107,13 @@ fn gc_deletes_expired_backups_and_shrinks_the_store_to_what_remains_need() {
     let expired: Vec<BackupId> = backups[..2].iter().map(|b| b.0.clone()).collect();
     assert_eq!(r.manifests_deleted, expired);
     assert_eq!(r.manifests_retained, 2);
-    assert_eq!((r.records_swept, r.records_waiting), (1, 0));
-    assert!(r.packs_condemned > 0);
+    assert_eq!((r.store.records_swept, r.store.records_waiting), (1, 0));
+    assert!(r.store.packs_condemned > 0);
     assert_eq!(
-        r.sweep.packs_deleted + r.sweep.packs_rewritten + r.sweep.packs_reprieved,
-        r.packs_condemned
+        r.store.sweep.packs_deleted + r.store.sweep.packs_rewritten + r.store.sweep.packs_reprieved,
+        r.store.packs_condemned
     );
-    assert!(r.sweep.bytes_freed > 0, "{r:?}");
+    assert!(r.store.sweep.bytes_freed > 0, "{r:?}");
 
     // Every pack left is at least 70% referenced (the repack threshold is 30%).
     let after = pack_liveness(&p, &repo);
@@ -129,7 +127,7 @@ fn gc_deletes_expired_backups_and_shrinks_the_store_to_what_remains_need() {
     assert!(after_bytes < before, "{after_bytes} >= {before}");
     assert_eq!(
         before_objects - pack_object_bytes(&p),
-        r.sweep.bytes_freed,
+        r.store.sweep.bytes_freed,
         "bytes freed is exactly what left the store"
     );
 
@@ -143,7 +141,10 @@ fn gc_deletes_expired_backups_and_shrinks_the_store_to_what_remains_need() {
     // A second run finds nothing to do.
     let again = run_gc(&repo, &env.data, &keep_newest(2));
     assert_eq!(again.manifests_deleted, Vec::<BackupId>::new());
-    assert_eq!((again.packs_condemned, again.records_swept), (0, 0));
+    assert_eq!(
+        (again.store.packs_condemned, again.store.records_swept),
+        (0, 0)
+    );
 }
 
 #[test]
@@ -168,13 +169,13 @@ fn dry_run_changes_nothing_and_predicts_the_real_run() {
         binding
     );
     assert_eq!(dry.manifests_deleted.len(), 3);
-    assert!(dry.packs_condemned > 0);
-    assert_eq!(dry.records_swept, 0);
+    assert!(dry.store.packs_condemned > 0);
+    assert_eq!(dry.store.records_swept, 0);
 
     let real = run_gc(&repo, &env.data, &keep_newest(1));
     assert_eq!(real.manifests_deleted, dry.manifests_deleted);
-    assert_eq!(real.packs_condemned, dry.packs_condemned);
-    assert_eq!(real.bytes_condemned, dry.bytes_condemned);
+    assert_eq!(real.store.packs_condemned, dry.store.packs_condemned);
+    assert_eq!(real.store.bytes_condemned, dry.store.bytes_condemned);
     assert_ne!(store_listing(&env.store), listing);
 }
 
@@ -215,17 +216,26 @@ fn gc_waits_for_a_running_backup_that_reuses_condemned_chunks() {
         "b1 saw no condemnation, so it deduplicates"
     );
     let first = first.into_inner().unwrap().unwrap();
-    assert!(first.packs_condemned > 0);
-    assert_eq!(first.packs_dead, first.packs_condemned);
-    assert_eq!((first.records_swept, first.records_waiting), (0, 1));
-    assert_eq!(first.waiting_on.len(), 1, "waits for b1's session");
-    assert_eq!(first.sweep.packs_deleted, 0);
+    assert!(first.store.packs_condemned > 0);
+    assert_eq!(first.store.packs_dead, first.store.packs_condemned);
+    assert_eq!(
+        (first.store.records_swept, first.store.records_waiting),
+        (0, 1)
+    );
+    assert_eq!(first.store.waiting_on.len(), 1, "waits for b1's session");
+    assert_eq!(first.store.sweep.packs_deleted, 0);
 
     // After b1 committed, the next GC sweeps and finds every pack needed again.
     let second = run_gc(&gc_repo, &gc_dir, &GcOptions::default());
-    assert_eq!(second.records_swept, 1);
-    assert_eq!(second.sweep.packs_reprieved, first.packs_condemned);
-    assert_eq!(second.sweep.packs_deleted + second.sweep.packs_rewritten, 0);
+    assert_eq!(second.store.records_swept, 1);
+    assert_eq!(
+        second.store.sweep.packs_reprieved,
+        first.store.packs_condemned
+    );
+    assert_eq!(
+        second.store.sweep.packs_deleted + second.store.sweep.packs_rewritten,
+        0
+    );
     let restored = env.restore_fresh(&b1.backup_id, "restored");
     assert_eq!(digest(&restored), digest(&env.module()));
 }
@@ -250,9 +260,9 @@ fn a_backup_that_starts_after_a_condemnation_stores_those_chunks_again() {
     std::fs::create_dir_all(&gc_dir).unwrap();
     let gc_repo = env.repo_for(&gc_dir);
     let first = run_gc(&gc_repo, &gc_dir, &GcOptions::default());
-    assert_eq!(first.records_waiting, 1);
-    assert_eq!(first.waiting_on, vec![stuck.id().to_string()]);
-    other.store().end_session(stuck).unwrap();
+    assert_eq!(first.store.records_waiting, 1);
+    assert_eq!(first.store.waiting_on, vec![stuck.id().to_string()]);
+    stuck.end().unwrap();
 
     // b1 begins after the condemnation, so it must not rely on condemned packs, and a GC
     // that sweeps them while b1 is still running must not break it.
@@ -265,8 +275,8 @@ fn a_backup_that_starts_after_a_condemnation_stores_those_chunks_again() {
     assert_eq!(b1.stats.files_reused, 0);
     assert_eq!(b1.stats.new_chunks, b0.stats.new_chunks);
     let second = second.into_inner().unwrap().unwrap();
-    assert_eq!(second.records_swept, 1);
-    assert_eq!(second.sweep.packs_deleted as usize, old_packs.len());
+    assert_eq!(second.store.records_swept, 1);
+    assert_eq!(second.store.sweep.packs_deleted as usize, old_packs.len());
     let now: HashSet<String> = keys_under(&p, "packs/").into_iter().collect();
     assert!(old_packs.iter().all(|k| !now.contains(k)));
     let restored = env.restore_fresh(&b1.backup_id, "restored");
@@ -322,7 +332,7 @@ fn a_revoked_backup_removes_its_manifest_and_a_retry_succeeds() {
     let faulty: Arc<dyn Provider> = Arc::new(RevokingAfterManifest(env.provider()));
     let repo = Repo::open(faulty, &repo::index_root(&env.data), true).unwrap();
     let e = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Io);
+    assert_eq!(e.kind(), ErrorKind::Revoked);
     assert!(e.to_string().contains("declared dead by a GC"), "{e}");
     assert_eq!(repo.backup_ids(MODULE).unwrap(), vec![]);
     drop(repo);
@@ -348,19 +358,16 @@ fn packs_of_a_crashed_backup_are_freed_once_its_lease_runs_out() {
         let session = crashed.store().begin_session("backup", MODULE).unwrap();
         for i in 0..50u32 {
             let data = format!("orphan chunk {i}").repeat(2000).into_bytes();
-            crashed
-                .store()
-                .put_chunk(ChunkId::of(&data), &data)
-                .unwrap();
+            session.put_chunk(ChunkId::of(&data), &data).unwrap();
         }
-        crashed.store().flush().unwrap();
+        session.flush().unwrap();
         std::mem::forget(session);
     }
     assert_eq!(keys_under(&p, "packs/").len(), packs_before + 1);
     // Within the lease, the crashed session holds the sweep back.
     let r = run_gc(&repo, &env.data, &GcOptions::default());
-    assert!(r.sessions_revoked.is_empty());
-    assert_eq!((r.packs_condemned, r.records_waiting), (1, 1));
+    assert!(r.store.sessions_revoked.is_empty());
+    assert_eq!((r.store.packs_condemned, r.store.records_waiting), (1, 1));
     assert_eq!(keys_under(&p, "packs/").len(), packs_before + 1);
     // Past it, GC revokes the session and sweeps the orphan pack.
     repo.store_mut().set_session_timing(SessionTiming {
@@ -369,8 +376,8 @@ fn packs_of_a_crashed_backup_are_freed_once_its_lease_runs_out() {
     });
     std::thread::sleep(Duration::from_millis(100));
     let r = run_gc(&repo, &env.data, &GcOptions::default());
-    assert_eq!(r.sessions_revoked.len(), 1);
-    assert_eq!((r.records_swept, r.sweep.packs_deleted), (1, 1));
+    assert_eq!(r.store.sessions_revoked.len(), 1);
+    assert_eq!((r.store.records_swept, r.store.sweep.packs_deleted), (1, 1));
     assert_eq!(keys_under(&p, "packs/").len(), packs_before);
     // The revoked session leaves only its tombstone.
     let sessions = keys_under(&p, "sessions/");
@@ -462,9 +469,9 @@ fn a_damaged_gc_record_costs_deduplication_not_data_and_gc_removes_it() {
     // order happened to be the same, the pack (named by its content) is the same object and
     // there is nothing to drop.
     match packs.len() {
-        1 => assert_eq!((r.records_swept, after), (0, before)),
+        1 => assert_eq!((r.store.records_swept, after), (0, before)),
         _ => {
-            assert_eq!(r.records_swept, 1);
+            assert_eq!(r.store.records_swept, 1);
             assert!(after < before, "{after} >= {before}");
         }
     }
@@ -618,7 +625,7 @@ fn a_manifest_written_after_its_session_was_revoked_was_never_committed() {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_manifest_written_after_its_session_was_revoked_was_never_committed",
+            "gc::a_manifest_written_after_its_session_was_revoked_was_never_committed",
             "--nocapture",
         ])
         .env(COMMIT_WINDOW_CHILD, env.tmp.path())

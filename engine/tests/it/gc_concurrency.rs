@@ -8,15 +8,13 @@
 //! `RBK_GC_SEEDS=N` runs N more in-memory seeds in `more_seeds_from_env`,
 //! `RBK_GC_GARAGE_SEEDS=N` N more seeds on Garage.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::digest;
+use crate::common::digest;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rbk_chunkstore::provider::{FaultyProvider, MemoryProvider, Provider};
@@ -161,7 +159,7 @@ fn gc_worker(
             match gc::gc(&r, &machine, &gc_options(now_ms()), &NoProgress) {
                 Ok(report) => {
                     swept.fetch_add(
-                        report.sweep.packs_deleted + report.sweep.packs_rewritten,
+                        report.store.sweep.packs_deleted + report.store.sweep.packs_rewritten,
                         Ordering::SeqCst,
                     );
                 }
@@ -241,10 +239,10 @@ fn run(seed: u64, store: &Shared) {
     for _ in 0..2 {
         let report = gc::gc(&r, &final_dir, &gc_options(now_ms()), &NoProgress).unwrap();
         swept.fetch_add(
-            report.sweep.packs_deleted + report.sweep.packs_rewritten,
+            report.store.sweep.packs_deleted + report.store.sweep.packs_rewritten,
             Ordering::SeqCst,
         );
-        assert_eq!(report.records_waiting, 0, "seed {seed}: {report:?}");
+        assert_eq!(report.store.records_waiting, 0, "seed {seed}: {report:?}");
     }
     assert!(
         swept.load(Ordering::SeqCst) > 0,

@@ -25,9 +25,9 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::MAX_SPAN;
 use crate::index::ChunkLocation;
-use crate::store::{MAX_SPAN, pack_key};
-use crate::{ChunkId, ChunkStore, Error, ErrorKind, Result, compress};
+use crate::{ChunkId, ChunkStore, Error, ErrorKind, PackId, Result, compress, keys};
 
 /// Ranged reads in flight during a [`ChunkStore::read_plan`] from a remote store: enough to
 /// hide its round trips (Garage on loopback: 2.0 s with 4, 1.7 s with 8 for a 221 MiB restore).
@@ -66,7 +66,7 @@ impl ReadPlan {
 /// Chunks of one pack fetched with one ranged read: positions `first..end` of the sequence
 /// the spans were built over, bytes `[start, start + len)` of `pack`.
 pub(crate) struct Span {
-    pub(crate) pack: ChunkId,
+    pub(crate) pack: PackId,
     pub(crate) start: u64,
     pub(crate) len: u64,
     pub(crate) first: usize,
@@ -271,7 +271,7 @@ impl ChunkStore {
             let driven: Result<()> = self.block_on(async {
                 let fetches = spans.iter().map(|span| {
                     let provider = self.provider().clone();
-                    let key = pack_key(&span.pack);
+                    let key = keys::pack(&span.pack);
                     let (start, len) = (span.start, span.len);
                     let buf = spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
                     // A task of its own, so a remote read progresses while this thread waits
@@ -335,7 +335,7 @@ impl Drop for Recycled<'_> {
 }
 
 /// Names the pack in a chunk's `Corrupt` error, so an operator knows which object is damaged.
-pub(crate) fn in_pack(e: Error, pack: &ChunkId) -> Error {
+pub(crate) fn in_pack(e: Error, pack: &PackId) -> Error {
     match e {
         Error::Corrupt { object, detail } => Error::Corrupt {
             object: format!("{object} in pack {pack}"),
@@ -355,7 +355,6 @@ mod tests {
     use super::*;
     use crate::StoreConfig;
     use crate::provider::{MemoryProvider, Provider};
-    use crate::store::CONFIG_KEY;
 
     /// A store with 1 MiB packs, so a few incompressible chunks fill several packs.
     fn small_pack_store(p: &Arc<dyn Provider>, idx: &std::path::Path) -> ChunkStore {
@@ -363,7 +362,7 @@ mod tests {
         config.pack_target_size = 1 << 20;
         let body = serde_json::to_vec(&config).unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(p.put_if_absent(CONFIG_KEY, Bytes::from(body)))
+        rt.block_on(p.put_if_absent(keys::CONFIG, Bytes::from(body)))
             .unwrap();
         ChunkStore::open(p.clone(), idx, false).unwrap()
     }
@@ -399,7 +398,7 @@ mod tests {
 
     #[test]
     fn spans_join_chunks_of_a_pack_across_small_gaps_only() {
-        let (a, b) = (ChunkId::of(b"a"), ChunkId::of(b"b"));
+        let (a, b) = (PackId::of(b"a"), PackId::of(b"b"));
         let at = |pack, offset, stored_len| ChunkLocation {
             pack,
             offset,
@@ -446,12 +445,14 @@ mod tests {
         // Two sessions' worth: after the first flush every upload is done, so the second
         // fills buffers of uploaded packs.
         for half in [0..20, 20..40] {
+            let w = s.begin_session("backup", "test").unwrap();
             for i in half {
-                s.put_chunk(ids[i], &chunks[i]).unwrap();
+                w.put_chunk(ids[i], &chunks[i]).unwrap();
             }
-            s.flush().unwrap();
+            w.flush().unwrap();
+            w.end().unwrap();
         }
-        let packs = s.index().packs().unwrap();
+        let packs = s.packs().unwrap();
         assert!(packs.len() >= 8, "{} packs", packs.len());
         // A reused buffer holds nothing of the pack it held before.
         let stored: u64 = packs.iter().map(|(_, size)| size).sum();
@@ -499,10 +500,12 @@ mod tests {
         let s = small_pack_store(&p, d1.path());
         let chunks = random_chunks(12, 2);
         let ids: Vec<ChunkId> = chunks.iter().map(|c| ChunkId::of(c)).collect();
+        let w = s.begin_session("backup", "test").unwrap();
         for (id, c) in ids.iter().zip(&chunks) {
-            s.put_chunk(*id, c).unwrap();
+            w.put_chunk(*id, c).unwrap();
         }
-        s.flush().unwrap();
+        w.flush().unwrap();
+        w.end().unwrap();
         let plan = s.plan_read(&[&ids]).unwrap();
         // Another machine stores chunk 5 again elsewhere and deletes its old pack, as a GC
         // repack would; the plan still points at the old pack.
@@ -514,13 +517,15 @@ mod tests {
         drop(other);
         let fresh = tempfile::tempdir().unwrap();
         let other = ChunkStore::open(p.clone(), fresh.path(), false).unwrap();
-        other.put_chunk(ChunkId::of(b"marker"), b"marker").unwrap();
-        for &i in &moved {
-            // Not deduplicated: this store's index does not know the chunk yet.
-            assert!(other.put_chunk(ids[i], &chunks[i]).unwrap());
+        // As a repack writes it: the moved chunks with a neighbour, in a pack of their own.
+        let mut b = crate::pack::PackBuilder::new();
+        for (id, c) in std::iter::once((ChunkId::of(b"marker"), &b"marker"[..]))
+            .chain(moved.iter().map(|&i| (ids[i], &chunks[i][..])))
+        {
+            b.add(id, c.len() as u32, &compress::compress(c, 1).unwrap());
         }
-        other.flush().unwrap();
-        other.block_on(p.delete(&pack_key(&old))).unwrap();
+        other.write_pack(b).unwrap();
+        other.block_on(p.delete(&keys::pack(&old))).unwrap();
 
         let (got, calls) = read_into(&s, plan, 2).unwrap();
         assert_eq!(calls, 12, "each chunk exactly once");
@@ -535,10 +540,12 @@ mod tests {
         let s = small_pack_store(&p, dir.path());
         let chunks = random_chunks(10, 3);
         let ids: Vec<ChunkId> = chunks.iter().map(|c| ChunkId::of(c)).collect();
+        let w = s.begin_session("backup", "test").unwrap();
         for (id, c) in ids.iter().zip(&chunks) {
-            s.put_chunk(*id, c).unwrap();
+            w.put_chunk(*id, c).unwrap();
         }
-        s.flush().unwrap();
+        w.flush().unwrap();
+        w.end().unwrap();
 
         // The sink's own error comes back as is, and nothing is delivered after it.
         let plan = s.plan_read(&[&ids]).unwrap();
@@ -561,7 +568,7 @@ mod tests {
 
         // One flipped bit in a stored chunk: `Corrupt`, naming the chunk and its pack.
         let loc = s.locate(&ids[4]).unwrap();
-        let key = pack_key(&loc.pack);
+        let key = keys::pack(&loc.pack);
         let mut bytes = s.block_on(p.get(&key, u64::MAX)).unwrap().to_vec();
         bytes[loc.offset as usize + loc.stored_len as usize / 2] ^= 0x10;
         s.block_on(p.delete(&key)).unwrap();

@@ -2,12 +2,10 @@
 //! files whose names are not UTF-8. Each is refused with an error naming the object, and
 //! nothing is written outside (or into) the target.
 
-mod common;
-
 use std::os::unix::ffi::OsStrExt;
 
+use crate::common::{Env, MODULE, digest, store_listing};
 use bytes::Bytes;
-use common::{Env, MODULE, digest, store_listing};
 use rbk_engine::manifest::Manifest;
 use rbk_engine::ops::{backup, restore};
 use rbk_engine::{BackupId, ErrorKind, NoProgress, repo};

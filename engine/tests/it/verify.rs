@@ -1,14 +1,12 @@
 //! `verify`: what it finds, what it reads, and how it names what is broken.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::{Env, MODULE, store_listing};
-use rbk_chunkstore::ChunkId;
+use crate::common::{Env, MODULE, store_listing};
+use rbk_chunkstore::keys::pack as pack_key;
 use rbk_chunkstore::provider::Provider;
-use rbk_chunkstore::store::pack_key;
+use rbk_chunkstore::{ChunkId, PackId};
 use rbk_engine::ops::backup;
 use rbk_engine::ops::verify::{ReadData, repair_index, verify};
 use rbk_engine::{BackupId, NoProgress, Repo, repo, testdata};
@@ -174,14 +172,16 @@ fn repair_index_rebuilds_from_the_store_and_reports_damaged_trailers() {
     };
     let keys = packs_in_store(&env);
     // The index believes in a pack that does not exist.
-    let bogus = ChunkId::of(b"no such pack");
-    repo.store().index().add_pack(&bogus, 100, &[]).unwrap();
+    let bogus = PackId::of(b"no such pack");
+    repo.store()
+        .index_for_tests()
+        .add_pack(&bogus, 100, &[])
+        .unwrap();
     let r = repair_index(&repo).unwrap();
     assert_eq!(r.packs, keys.len());
     assert!(r.damaged.is_empty());
     let indexed: HashSet<String> = repo
         .store()
-        .index()
         .packs()
         .unwrap()
         .into_iter()
@@ -227,7 +227,7 @@ fn a_backup_stores_again_what_a_vanished_pack_held_instead_of_trusting_the_index
     let pack = repo.store().locate(&jar_chunk).unwrap().pack;
     // Deleted behind rbk's back; this machine's index still lists it.
     std::fs::remove_file(env.store.join(pack_key(&pack))).unwrap();
-    assert!(repo.store().index().has_pack(&pack).unwrap());
+    assert!(repo.store().index_for_tests().has_pack(&pack).unwrap());
     let b1 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
     assert!(b1.stats.new_chunks > 0);
     assert!(b1.stats.files_reused < b1.stats.files);
@@ -240,7 +240,7 @@ fn a_backup_stores_again_what_a_vanished_pack_held_instead_of_trusting_the_index
     .unwrap();
     assert!(v.problems.is_empty(), "{:?}", v.problems);
     assert_eq!(
-        common::digest(&env.restore_fresh(&b1.backup_id, "restored")),
-        common::digest(&env.module())
+        crate::common::digest(&env.restore_fresh(&b1.backup_id, "restored")),
+        crate::common::digest(&env.module())
     );
 }

@@ -1,5 +1,5 @@
 //! Golden files: the encoding of a fixed manifest must not change silently. A format change
-//! needs a new version number; regenerate with `RBK_BLESS=1 cargo test -p rbk-engine --test golden`
+//! needs a new version number; regenerate with `RBK_BLESS=1 cargo test -p rbk-engine --test it golden`
 //! only together with that.
 
 use rbk_chunkstore::ChunkId;

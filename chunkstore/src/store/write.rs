@@ -1,0 +1,404 @@
+//! The write path: one [`WriteSession`] per backup (or any operation that must hold GC back).
+//!
+//! [`ChunkStore::begin_session`] announces the session to concurrent GCs (its first
+//! heartbeat), learns which packs they condemned and syncs the index, in that order
+//! (docs/gc.md). The session then owns everything its writes need and nothing outlives it:
+//!
+//! - [`WriteSession::put_chunk`] skips chunks the index (outside condemned packs) or this
+//!   session already has, compresses the rest into the open pack, and uploads the pack in
+//!   the background when it reaches the target size;
+//! - [`WriteSession::flush`] uploads the last partial pack and waits for every upload;
+//! - [`WriteSession::commit`] flushes, writes the manifest (the commit point), re-checks that
+//!   no GC revoked the session meanwhile — deleting the manifest again if one did — and ends
+//!   the session.
+//!
+//! Ordering for crash safety: a pack is uploaded first and recorded in the index only after
+//! the upload succeeded; a manifest is written only after every pack it needs is in the store.
+//! A session dropped without `commit` or `end` stops heartbeating, so a GC revokes it once its
+//! lease runs out; the packs it uploaded are garbage for that GC.
+
+use std::cell::RefCell;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::{ChunkStore, lock};
+use crate::compress::{self, Content};
+use crate::gc::records::{self, Condemned};
+use crate::index::ChunkLocation;
+use crate::pack::PackBuilder;
+use crate::session::Session;
+use crate::{ChunkId, Error, PackId, Result, keys};
+
+/// Sealed packs being uploaded while chunking goes on.
+pub(super) const MAX_UPLOADS_IN_FLIGHT: usize = 2;
+
+/// Counters of one session's writes.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    pub new_chunks: u64,
+    pub new_raw_bytes: u64,
+    pub new_stored_bytes: u64,
+    pub packs_written: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    new_chunks: AtomicU64,
+    new_raw_bytes: AtomicU64,
+    new_stored_bytes: AtomicU64,
+    packs_written: AtomicU64,
+}
+
+/// A running session and the state of its writes. Created by [`ChunkStore::begin_session`].
+#[derive(Debug)]
+pub struct WriteSession<'s> {
+    store: &'s ChunkStore,
+    session: Session,
+    /// Created on the first chunk: sessions that only read (restore, verify) never need one.
+    open_pack: Mutex<Option<PackBuilder>>,
+    /// Uploads of sealed packs still in flight, oldest first. At most
+    /// [`MAX_UPLOADS_IN_FLIGHT`] are kept, which bounds the memory held by sealed packs.
+    uploads: Mutex<VecDeque<tokio::task::JoinHandle<Result<()>>>>,
+    /// Chunks added by this session (in the open pack or already uploaded).
+    added: Mutex<HashSet<ChunkId>>,
+    /// Set when an upload failed: chunks claimed by the session may be missing from the
+    /// store, so nothing may be committed on top of them.
+    failed: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    /// Packs condemned by a GC when the session began: chunks in them are not deduplicated
+    /// against but stored again (docs/gc.md).
+    condemned: Condemned,
+}
+
+impl ChunkStore {
+    /// Begins a session (docs/gc.md): writes its first heartbeat, then learns which packs are
+    /// condemned (chunks in them will be stored again rather than deduplicated against), then
+    /// brings the index in line with the store. The order matters: a GC either sees this
+    /// session when it arms a condemnation, or this session sees the condemnation. `kind`
+    /// (`backup`, `restore`, ...) and `label` (the module) are for the operator's view.
+    ///
+    /// # Errors
+    /// Provider and index errors.
+    pub fn begin_session(&self, kind: &str, label: &str) -> Result<WriteSession<'_>> {
+        let session = self.block_on(Session::begin(self.provider.clone(), kind, label))?;
+        let prepared = self
+            .block_on(records::list(self.provider.as_ref()))
+            .map(|r| r.condemned())
+            .and_then(|condemned| self.sync_index().map(|_| condemned));
+        let condemned = match prepared {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.block_on(session.end());
+                return Err(e);
+            }
+        };
+        let session = session.start_heartbeats(self.runtime(), self.timing.heartbeat);
+        Ok(WriteSession {
+            store: self,
+            session,
+            open_pack: Mutex::new(None),
+            uploads: Mutex::new(VecDeque::new()),
+            added: Mutex::new(HashSet::new()),
+            failed: Arc::new(AtomicBool::new(false)),
+            counters: Arc::default(),
+            condemned,
+        })
+    }
+}
+
+impl WriteSession<'_> {
+    pub fn id(&self) -> &str {
+        self.session.id()
+    }
+
+    /// Fails, without a request, once the heartbeat loop has seen this session's tombstone:
+    /// cheap enough to ask before every batch of chunks, so a revoked backup stops uploading
+    /// within one heartbeat instead of finishing its work for nothing.
+    ///
+    /// # Errors
+    /// `SessionRevoked`.
+    pub fn check_not_revoked(&self) -> Result<()> {
+        self.session.check_not_revoked()
+    }
+
+    /// Fails with `SessionRevoked` when a GC declared this session dead (asks the store).
+    ///
+    /// # Errors
+    /// `SessionRevoked`, provider errors.
+    pub fn check_alive(&self) -> Result<()> {
+        self.store.block_on(self.session.check_alive())
+    }
+
+    /// Whether the index may be trusted for `id`: it knows a copy of the chunk in a pack that
+    /// was not condemned when the session began.
+    fn usable(&self, id: &ChunkId) -> Result<bool> {
+        Ok(self.usable_location(id)?.is_some())
+    }
+
+    fn usable_location(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
+        let locs = self.store.index.locations(id)?;
+        Ok(locs.into_iter().find(|l| self.condemned.allows(l)))
+    }
+
+    /// Which of `ids` the store already holds (per the index, outside condemned packs) or this
+    /// session has added.
+    ///
+    /// # Errors
+    /// `Index` errors.
+    pub fn contains_many(&self, ids: &[ChunkId]) -> Result<Vec<bool>> {
+        let usable = ids
+            .iter()
+            .map(|id| self.usable(id))
+            .collect::<Result<Vec<bool>>>()?;
+        let added = lock(&self.added);
+        Ok(usable
+            .into_iter()
+            .zip(ids)
+            .map(|(u, id)| u || added.contains(id))
+            .collect())
+    }
+
+    /// The uncompressed length of chunk `id` where the store holds a copy this session may
+    /// rely on (outside condemned packs); `None` otherwise.
+    ///
+    /// # Errors
+    /// `Index` errors.
+    pub fn stored_len(&self, id: &ChunkId) -> Result<Option<u32>> {
+        Ok(self.usable_location(id)?.map(|l| l.raw_len))
+    }
+
+    /// Adds a chunk unless the store or this session already has it. Returns whether it was
+    /// new. `data` must hash to `id`.
+    ///
+    /// # Errors
+    /// Provider errors when a full pack is uploaded; `Index` errors.
+    pub fn put_chunk(&self, id: ChunkId, data: &[u8]) -> Result<bool> {
+        self.put_chunk_as(id, data, Content::Opaque)
+    }
+
+    /// [`Self::put_chunk`] for a chunk whose content is known, so it can be stored smaller
+    /// (in a version 1 store, which older rbk versions must still read, it is stored plain).
+    ///
+    /// # Errors
+    /// As [`Self::put_chunk`].
+    pub fn put_chunk_as(&self, id: ChunkId, data: &[u8], content: Content) -> Result<bool> {
+        if !lock(&self.added).insert(id) {
+            return Ok(false);
+        }
+        if self.usable(&id)? {
+            return Ok(false);
+        }
+        thread_local! {
+            static STORED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        let config = &self.store.config;
+        let (full, stored_len) = STORED.with(|cell| -> Result<_> {
+            let mut stored = cell.borrow_mut();
+            let content = if config.version >= 2 {
+                content
+            } else {
+                Content::Opaque
+            };
+            compress::compress_into(data, config.zstd_level, content, &mut stored)?;
+            let mut slot = lock(&self.open_pack);
+            let open = slot.get_or_insert_with(|| self.store.new_pack());
+            open.add(id, data.len() as u32, &stored);
+            let full = (open.len() as u64 >= config.pack_target_size)
+                .then(|| slot.take())
+                .flatten();
+            Ok((full, stored.len()))
+        })?;
+        let c = &self.counters;
+        c.new_chunks.fetch_add(1, Ordering::Relaxed);
+        c.new_raw_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        c.new_stored_bytes
+            .fetch_add(stored_len as u64, Ordering::Relaxed);
+        if let Some(builder) = full {
+            self.upload_pack(builder)?;
+        }
+        Ok(true)
+    }
+
+    /// Seals `builder` and starts its upload in the background, so chunking continues while
+    /// the pack is written and fsynced. Waits for the oldest upload when too many are in
+    /// flight. A pack enters the index only after its upload succeeded.
+    fn upload_pack(&self, builder: PackBuilder) -> Result<()> {
+        let (bytes, entries) = builder.finish();
+        let pack = PackId::of(&bytes);
+        let size = bytes.len() as u64;
+        let store = self.store;
+        let (provider, index, counters, failed, spare) = (
+            store.provider.clone(),
+            store.index.clone(),
+            self.counters.clone(),
+            self.failed.clone(),
+            store.spare_packs.clone(),
+        );
+        let task = store.spawn(async move {
+            let body = Bytes::from(bytes);
+            let r = provider
+                .put_if_absent(&keys::pack(&pack), body.clone())
+                .await;
+            // Hand the buffer back for the next pack unless the provider still holds on to it.
+            if let Ok(buf) = body.try_into_mut() {
+                let mut spare = lock(&spare);
+                if spare.len() < MAX_UPLOADS_IN_FLIGHT + 1 {
+                    spare.push(Vec::from(buf));
+                }
+            }
+            let r = r.and_then(|_| index.add_pack(&pack, size, &entries));
+            match &r {
+                Ok(()) => {
+                    counters.packs_written.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => failed.store(true, Ordering::SeqCst),
+            }
+            r
+        });
+        let oldest = {
+            let mut uploads = lock(&self.uploads);
+            uploads.push_back(task);
+            if uploads.len() > MAX_UPLOADS_IN_FLIGHT {
+                uploads.pop_front()
+            } else {
+                None
+            }
+        };
+        match oldest {
+            Some(t) => self.join_upload(t),
+            None => Ok(()),
+        }
+    }
+
+    fn join_upload(&self, task: tokio::task::JoinHandle<Result<()>>) -> Result<()> {
+        self.store.block_on(task).unwrap_or_else(|e| {
+            self.failed.store(true, Ordering::SeqCst);
+            Err(Error::InvalidInput(format!("pack upload task failed: {e}")))
+        })
+    }
+
+    /// Uploads the open pack. After `flush` returns, every chunk `put_chunk` accepted is in the
+    /// store and the index.
+    ///
+    /// # Errors
+    /// Provider errors, or an earlier failed upload in this session.
+    pub fn flush(&self) -> Result<()> {
+        let builder = lock(&self.open_pack).take();
+        if let Some(builder) = builder.filter(|b| !b.is_empty()) {
+            self.upload_pack(builder)?;
+        }
+        let in_flight: Vec<_> = lock(&self.uploads).drain(..).collect();
+        for task in in_flight {
+            self.join_upload(task)?;
+        }
+        if !self.failed.load(Ordering::SeqCst) {
+            // Everything added is now in the index, which GC keeps true; the set is not.
+            lock(&self.added).clear();
+        } else {
+            return Err(Error::Provider {
+                provider: self.store.provider.describe(),
+                key: keys::PACKS.into(),
+                detail: "an earlier pack upload failed in this session; nothing was committed"
+                    .into(),
+                kind: crate::ErrorKind::Io,
+                status: crate::Status::Temporary,
+            });
+        }
+        Ok(())
+    }
+
+    /// What this session wrote so far.
+    pub fn stats(&self) -> WriteStats {
+        let c = &self.counters;
+        WriteStats {
+            new_chunks: c.new_chunks.load(Ordering::Relaxed),
+            new_raw_bytes: c.new_raw_bytes.load(Ordering::Relaxed),
+            new_stored_bytes: c.new_stored_bytes.load(Ordering::Relaxed),
+            packs_written: c.packs_written.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Writes a manifest of `group` that references this session's chunks: the commit point
+    /// of what it describes. The session goes on (a session may commit several manifests,
+    /// e.g. one per task).
+    ///
+    /// Flushes, checks that no GC gave up on the session (no point writing otherwise), then
+    /// writes the manifest `candidate` returns under a name no manifest has yet — it is asked
+    /// again, with the attempt number, when the name is taken — and checks once more: a GC that
+    /// revoked the session in between may sweep chunks the manifest references, so then the
+    /// manifest is deleted again and the write fails (docs/gc.md, "The commit window").
+    /// Returns the name written.
+    ///
+    /// # Errors
+    /// `SessionRevoked`, provider and index errors.
+    pub fn write_manifest(
+        &self,
+        group: &str,
+        mut candidate: impl FnMut(u32) -> (String, Bytes),
+    ) -> Result<String> {
+        let store = self.store;
+        self.flush()?;
+        self.check_alive()?;
+        let mut attempt = 0;
+        let name = loop {
+            let (name, body) = candidate(attempt);
+            if store.block_on(
+                store
+                    .provider
+                    .put_if_absent(&keys::manifest(group, &name), body),
+            )? {
+                break name;
+            }
+            attempt += 1;
+        };
+        if let Err(e) = self.check_alive() {
+            let _ = store.block_on(store.provider.delete(&keys::manifest(group, &name)));
+            return Err(e);
+        }
+        Ok(name)
+    }
+
+    /// [`Self::write_manifest`], then ends the session (whether the write succeeded or not).
+    /// Returns the name written and what the session wrote.
+    ///
+    /// # Errors
+    /// As [`Self::write_manifest`].
+    pub fn commit(
+        self,
+        group: &str,
+        candidate: impl FnMut(u32) -> (String, Bytes),
+    ) -> Result<(String, WriteStats)> {
+        let written = self
+            .write_manifest(group, candidate)
+            .map(|name| (name, self.stats()));
+        if let Err(e) = self.end() {
+            // Harmless: the session looks alive until its lease runs out, delaying GC a little.
+            tracing::warn!("could not end session: {e}");
+        }
+        written
+    }
+
+    /// Ends the session without committing anything: stops its heartbeats and deletes them.
+    /// Packs it uploaded stay until a GC finds no manifest needs them.
+    ///
+    /// # Errors
+    /// Provider errors (the session then looks alive until its lease runs out).
+    pub fn end(self) -> Result<()> {
+        let WriteSession {
+            store,
+            session,
+            uploads,
+            ..
+        } = self;
+        // Uploads not waited for must finish before the heartbeats go: a GC that sees the
+        // session over may otherwise miss a pack that lands after its listing.
+        for task in lock(&uploads).drain(..) {
+            let _ = store.block_on(task);
+        }
+        store.block_on(session.end())
+    }
+}

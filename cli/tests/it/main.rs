@@ -1,0 +1,7 @@
+//! The command line's integration tests (they run the `rbk` binary), in one binary: every
+//! test binary links RocksDB and the AWS SDK.
+
+mod cli;
+mod corrupt_stores;
+mod msrv;
+mod s3;
