@@ -24,7 +24,7 @@ use rbk_engine::retention::PolicyOverride;
 use rbk_engine::{BackupId, NoProgress, Repo, repo};
 use serde_json::json;
 
-use crate::mib;
+use crate::cmd::mib;
 
 const MODULE: &str = "com.rbk.LiveBank";
 
@@ -157,21 +157,27 @@ pub fn run(a: &DemoArgs, json_out: bool) -> Result<()> {
         if let Some(wait) = due.checked_sub(started.elapsed()) {
             std::thread::sleep(wait);
         }
-        let snap = module.snapshot(&data)?;
-        let r = backup::backup_snapshot(&repo, &data, &snap.root, MODULE, &NoProgress)?;
-        let commit = snap.commit_ids.get("banking").copied().unwrap_or(0);
+        let (r, live) = backup::backup_from_source(
+            &repo,
+            &data,
+            MODULE,
+            backup::Source::Running(&module),
+            &NoProgress,
+        )?;
+        let live = live.expect("a running module's backup saw it running");
+        let commit = live.commit_ids.get("banking").copied().unwrap_or(0);
         let s = r.stats;
         logical_total += s.logical_bytes;
         say(format!(
             "{i:<3} {commit:>9} {:>5.1}ms {:>10.1} {:>8.1} {:>8} {:>8.2} {:>9.0}",
-            snap.pause.as_secs_f64() * 1000.0,
+            live.pause.as_secs_f64() * 1000.0,
             mib(s.logical_bytes),
             mib(s.new_stored_bytes),
             format!("{}/{}", s.files_reused, s.files),
             r.seconds,
             mib(s.logical_bytes) / r.seconds
         ));
-        rows.push(json!({"backup_id": r.backup_id.to_string(), "commit_id": commit, "pause_ms": snap.pause.as_secs_f64() * 1000.0, "logical_bytes": s.logical_bytes, "new_stored_bytes": s.new_stored_bytes, "files": s.files, "files_reused": s.files_reused, "seconds": r.seconds}));
+        rows.push(json!({"backup_id": r.backup_id.to_string(), "commit_id": commit, "pause_ms": live.pause.as_secs_f64() * 1000.0, "logical_bytes": s.logical_bytes, "new_stored_bytes": s.new_stored_bytes, "files": s.files, "files_reused": s.files_reused, "seconds": r.seconds}));
         backups.push(r.backup_id);
     }
     running.store(false, Ordering::Relaxed);

@@ -17,8 +17,8 @@ use rbk_engine::host::schedule::Scheduler;
 use rbk_engine::host::{Host, HostOptions};
 use rbk_engine::ops::{backup, gc};
 
+use crate::cmd::open_repo_within;
 use crate::config::Config;
-use crate::open_repo_within;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -63,7 +63,7 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
     // Checked before opening any module, so the answer names the real problem rather than
     // a RocksDB lock.
     if rbk_engine::host::control::Client::connect(&cfg.data_dir)?.is_some() {
-        return Err(crate::usage(format!(
+        return Err(crate::cmd::usage(format!(
             "another `rbk serve` already runs on data dir `{}`; stop it first (SIGTERM)",
             cfg.data_dir.display()
         )));
@@ -135,18 +135,14 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
             let repo = &repo;
             for module in &due.backups {
                 // A failed periodic backup is reported and retried at the next period.
-                let r = match host.get(module) {
-                    Some(m) => m.snapshot(&cfg.data_dir).and_then(|snap| {
-                        backup::backup_snapshot(
-                            repo,
-                            &cfg.data_dir,
-                            &snap.root,
-                            module,
-                            &NoProgress,
-                        )
-                    }),
-                    None => backup::backup(repo, &cfg.data_dir, module, &NoProgress),
+                let running = host.get(module);
+                let source = match &running {
+                    Some(m) => backup::Source::Running(m),
+                    None => backup::Source::Files,
                 };
+                let r =
+                    backup::backup_from_source(repo, &cfg.data_dir, module, source, &NoProgress)
+                        .map(|(r, _)| r);
                 match r {
                     Ok(r) => log(
                         json_out,

@@ -83,7 +83,14 @@ fn main() {
         }
         let t = Instant::now();
         let snap = m.snapshot(&data).expect("snapshot");
-        backup::backup_snapshot(&repo, &data, &snap.root, module, &NoProgress).expect("backup");
+        backup::backup_from_source(
+            &repo,
+            &data,
+            module,
+            backup::Source::Snapshot(&snap),
+            &NoProgress,
+        )
+        .expect("backup");
         pauses.push(snap.pause.as_secs_f64() * 1000.0);
         holds.push(snap.held.as_secs_f64() * 1000.0);
         backup_secs.push(t.elapsed().as_secs_f64());

@@ -310,49 +310,13 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__delete)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --backupId --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --module)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --backupId)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageToken)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageSize)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-age-hours)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --min-backups-to-keep)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --repack-threshold)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lease-seconds)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --revoke)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --read-data-subset)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -426,7 +390,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__gc)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -437,14 +401,6 @@ _rbk() {
                     return 0
                     ;;
                 --backupId)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageToken)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageSize)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -465,10 +421,6 @@ _rbk() {
                     return 0
                     ;;
                 --revoke)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --read-data-subset)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -762,49 +714,13 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__info)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --backupId --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --module)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --backupId)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageToken)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageSize)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-age-hours)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --min-backups-to-keep)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --repack-threshold)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lease-seconds)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --revoke)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --read-data-subset)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -832,7 +748,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__list)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --pageToken --pageSize --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -842,39 +758,11 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --backupId)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --pageToken)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --pageSize)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-age-hours)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --min-backups-to-keep)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --repack-threshold)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lease-seconds)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --revoke)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --read-data-subset)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -936,52 +824,12 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__repair__subcmd__index)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --module)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --backupId)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageToken)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageSize)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-age-hours)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --min-backups-to-keep)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --repack-threshold)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lease-seconds)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --revoke)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --read-data-subset)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1006,49 +854,13 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__restore)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --backupId --force --yes --no-sync --keep-setid --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --module)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --backupId)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageToken)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageSize)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-age-hours)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --min-backups-to-keep)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --repack-threshold)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lease-seconds)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --revoke)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --read-data-subset)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1340,7 +1152,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__verify)
-            opts="-q -h --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1351,34 +1163,6 @@ _rbk() {
                     return 0
                     ;;
                 --backupId)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageToken)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --pageSize)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --max-age-hours)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --min-backups-to-keep)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --repack-threshold)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --lease-seconds)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --revoke)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

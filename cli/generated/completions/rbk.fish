@@ -57,8 +57,8 @@ verify\t'Check that backups are restorable: every chunk present (and with --read
 repair-index\t'Rebuild the local index from the store'"
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l module -d 'Module name, e.g. com.mycompany.BankModule' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l backupId -d 'Backup id, e.g. com.mycompany.BankModule-00000193E038B5F8-DE' -r
-complete -c rbk -n "__fish_rbk_using_subcommand backup" -l pageToken -d 'Page token printed by the previous `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand backup" -l pageSize -d 'Backups per `list` page' -r
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l pageToken -d 'list: page token printed by the previous page' -r
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l pageSize -d 'list: backups per page' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l max-age-hours -d 'gc: delete backups older than this (overrides backup.max.age.hours of every module)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
@@ -69,10 +69,10 @@ complete -c rbk -n "__fish_rbk_using_subcommand backup" -l config -d 'Config fil
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l index-wait -d 'How long to wait for another rbk process (e.g. `rbk serve` taking a backup) to release the local index before giving up' -r
-complete -c rbk -n "__fish_rbk_using_subcommand backup" -l force -d 'Restore over a non-empty module dir (its current state is discarded)'
-complete -c rbk -n "__fish_rbk_using_subcommand backup" -l yes -d 'Restore a module a host is running: it is stopped, replaced and started again'
-complete -c rbk -n "__fish_rbk_using_subcommand backup" -l no-sync -d 'restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can leave the module with empty or missing files; for throwaway copies only'
-complete -c rbk -n "__fish_rbk_using_subcommand backup" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files (stripped by default, so a store writer cannot plant a setuid binary through a restore)'
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l force -d 'restore: over a non-empty module dir (its current state is discarded)'
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l yes -d 'restore: a module a host is running (it is stopped, replaced and started again)'
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l no-sync -d 'restore: skip fsync of restored files and dirs (throwaway copies only)'
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l dry-run -d 'gc: print what would be deleted; change nothing'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l rebind-store -d 'gc: run even though the data dir belongs to another store, and bind it to this one'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l read-data -d 'verify: download every chunk and check it against its BLAKE3 id'
@@ -80,63 +80,24 @@ complete -c rbk -n "__fish_rbk_using_subcommand backup" -l json -d 'Machine-read
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l module -d 'Module name, e.g. com.mycompany.BankModule' -r
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l backupId -d 'Backup id, e.g. com.mycompany.BankModule-00000193E038B5F8-DE' -r
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l pageToken -d 'Page token printed by the previous `list` page' -r
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l pageSize -d 'Backups per `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l max-age-hours -d 'gc: delete backups older than this (overrides backup.max.age.hours of every module)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l index-wait -d 'How long to wait for another rbk process (e.g. `rbk serve` taking a backup) to release the local index before giving up' -r
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l force -d 'Restore over a non-empty module dir (its current state is discarded)'
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l yes -d 'Restore a module a host is running: it is stopped, replaced and started again'
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l no-sync -d 'restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can leave the module with empty or missing files; for throwaway copies only'
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files (stripped by default, so a store writer cannot plant a setuid binary through a restore)'
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l dry-run -d 'gc: print what would be deleted; change nothing'
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l rebind-store -d 'gc: run even though the data dir belongs to another store, and bind it to this one'
-complete -c rbk -n "__fish_rbk_using_subcommand list" -l read-data -d 'verify: download every chunk and check it against its BLAKE3 id'
 complete -c rbk -n "__fish_rbk_using_subcommand list" -l json -d 'Machine-readable JSON on stdout'
 complete -c rbk -n "__fish_rbk_using_subcommand list" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand list" -s h -l help -d 'Print help'
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l module -d 'Module name, e.g. com.mycompany.BankModule' -r
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l backupId -d 'Backup id, e.g. com.mycompany.BankModule-00000193E038B5F8-DE' -r
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l pageToken -d 'Page token printed by the previous `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l pageSize -d 'Backups per `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l max-age-hours -d 'gc: delete backups older than this (overrides backup.max.age.hours of every module)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l index-wait -d 'How long to wait for another rbk process (e.g. `rbk serve` taking a backup) to release the local index before giving up' -r
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l force -d 'Restore over a non-empty module dir (its current state is discarded)'
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l yes -d 'Restore a module a host is running: it is stopped, replaced and started again'
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l no-sync -d 'restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can leave the module with empty or missing files; for throwaway copies only'
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files (stripped by default, so a store writer cannot plant a setuid binary through a restore)'
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l dry-run -d 'gc: print what would be deleted; change nothing'
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l rebind-store -d 'gc: run even though the data dir belongs to another store, and bind it to this one'
-complete -c rbk -n "__fish_rbk_using_subcommand info" -l read-data -d 'verify: download every chunk and check it against its BLAKE3 id'
 complete -c rbk -n "__fish_rbk_using_subcommand info" -l json -d 'Machine-readable JSON on stdout'
 complete -c rbk -n "__fish_rbk_using_subcommand info" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand info" -s h -l help -d 'Print help'
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l module -d 'Module name, e.g. com.mycompany.BankModule' -r
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l backupId -d 'Backup id, e.g. com.mycompany.BankModule-00000193E038B5F8-DE' -r
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l pageToken -d 'Page token printed by the previous `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l pageSize -d 'Backups per `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l max-age-hours -d 'gc: delete backups older than this (overrides backup.max.age.hours of every module)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r
@@ -145,105 +106,48 @@ complete -c rbk -n "__fish_rbk_using_subcommand restore" -l force -d 'Restore ov
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l yes -d 'Restore a module a host is running: it is stopped, replaced and started again'
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l no-sync -d 'restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can leave the module with empty or missing files; for throwaway copies only'
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files (stripped by default, so a store writer cannot plant a setuid binary through a restore)'
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l dry-run -d 'gc: print what would be deleted; change nothing'
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l rebind-store -d 'gc: run even though the data dir belongs to another store, and bind it to this one'
-complete -c rbk -n "__fish_rbk_using_subcommand restore" -l read-data -d 'verify: download every chunk and check it against its BLAKE3 id'
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l json -d 'Machine-readable JSON on stdout'
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -s h -l help -d 'Print help'
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l module -d 'Module name, e.g. com.mycompany.BankModule' -r
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l backupId -d 'Backup id, e.g. com.mycompany.BankModule-00000193E038B5F8-DE' -r
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l pageToken -d 'Page token printed by the previous `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l pageSize -d 'Backups per `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l max-age-hours -d 'gc: delete backups older than this (overrides backup.max.age.hours of every module)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l index-wait -d 'How long to wait for another rbk process (e.g. `rbk serve` taking a backup) to release the local index before giving up' -r
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l force -d 'Restore over a non-empty module dir (its current state is discarded)'
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l yes -d 'Restore a module a host is running: it is stopped, replaced and started again'
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l no-sync -d 'restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can leave the module with empty or missing files; for throwaway copies only'
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files (stripped by default, so a store writer cannot plant a setuid binary through a restore)'
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l dry-run -d 'gc: print what would be deleted; change nothing'
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l rebind-store -d 'gc: run even though the data dir belongs to another store, and bind it to this one'
-complete -c rbk -n "__fish_rbk_using_subcommand delete" -l read-data -d 'verify: download every chunk and check it against its BLAKE3 id'
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -l json -d 'Machine-readable JSON on stdout'
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand delete" -s h -l help -d 'Print help'
-complete -c rbk -n "__fish_rbk_using_subcommand gc" -l module -d 'Module name, e.g. com.mycompany.BankModule' -r
-complete -c rbk -n "__fish_rbk_using_subcommand gc" -l backupId -d 'Backup id, e.g. com.mycompany.BankModule-00000193E038B5F8-DE' -r
-complete -c rbk -n "__fish_rbk_using_subcommand gc" -l pageToken -d 'Page token printed by the previous `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand gc" -l pageSize -d 'Backups per `list` page' -r
+complete -c rbk -n "__fish_rbk_using_subcommand gc" -l module -d 'Not a gc flag (gc works on every module); accepted only to say so' -r
+complete -c rbk -n "__fish_rbk_using_subcommand gc" -l backupId -d 'Not a gc flag; accepted only to point at `rbk delete`' -r
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l max-age-hours -d 'gc: delete backups older than this (overrides backup.max.age.hours of every module)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
-complete -c rbk -n "__fish_rbk_using_subcommand gc" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l index-wait -d 'How long to wait for another rbk process (e.g. `rbk serve` taking a backup) to release the local index before giving up' -r
-complete -c rbk -n "__fish_rbk_using_subcommand gc" -l force -d 'Restore over a non-empty module dir (its current state is discarded)'
-complete -c rbk -n "__fish_rbk_using_subcommand gc" -l yes -d 'Restore a module a host is running: it is stopped, replaced and started again'
-complete -c rbk -n "__fish_rbk_using_subcommand gc" -l no-sync -d 'restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can leave the module with empty or missing files; for throwaway copies only'
-complete -c rbk -n "__fish_rbk_using_subcommand gc" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files (stripped by default, so a store writer cannot plant a setuid binary through a restore)'
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l dry-run -d 'gc: print what would be deleted; change nothing'
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l rebind-store -d 'gc: run even though the data dir belongs to another store, and bind it to this one'
-complete -c rbk -n "__fish_rbk_using_subcommand gc" -l read-data -d 'verify: download every chunk and check it against its BLAKE3 id'
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -l json -d 'Machine-readable JSON on stdout'
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand gc" -s h -l help -d 'Print help'
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l module -d 'Module name, e.g. com.mycompany.BankModule' -r
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l backupId -d 'Backup id, e.g. com.mycompany.BankModule-00000193E038B5F8-DE' -r
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l pageToken -d 'Page token printed by the previous `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l pageSize -d 'Backups per `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l max-age-hours -d 'gc: delete backups older than this (overrides backup.max.age.hours of every module)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l index-wait -d 'How long to wait for another rbk process (e.g. `rbk serve` taking a backup) to release the local index before giving up' -r
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l force -d 'Restore over a non-empty module dir (its current state is discarded)'
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l yes -d 'Restore a module a host is running: it is stopped, replaced and started again'
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l no-sync -d 'restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can leave the module with empty or missing files; for throwaway copies only'
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files (stripped by default, so a store writer cannot plant a setuid binary through a restore)'
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l dry-run -d 'gc: print what would be deleted; change nothing'
-complete -c rbk -n "__fish_rbk_using_subcommand verify" -l rebind-store -d 'gc: run even though the data dir belongs to another store, and bind it to this one'
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l read-data -d 'verify: download every chunk and check it against its BLAKE3 id'
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -l json -d 'Machine-readable JSON on stdout'
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand verify" -s h -l help -d 'Print help'
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l module -d 'Module name, e.g. com.mycompany.BankModule' -r
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l backupId -d 'Backup id, e.g. com.mycompany.BankModule-00000193E038B5F8-DE' -r
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l pageToken -d 'Page token printed by the previous `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l pageSize -d 'Backups per `list` page' -r
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l max-age-hours -d 'gc: delete backups older than this (overrides backup.max.age.hours of every module)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l lease-seconds -d 'gc: declare a backup or restore dead after this long without a heartbeat' -r
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l revoke -d 'gc: declare this session dead now, whatever its heartbeats say (repeatable; `gc --dry-run` lists the sessions). Its backup, if still running, fails and commits nothing' -r
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l read-data-subset -d 'verify: download and check this share of the distinct chunks, chosen at random (e.g. `10%`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l index-wait -d 'How long to wait for another rbk process (e.g. `rbk serve` taking a backup) to release the local index before giving up' -r
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l force -d 'Restore over a non-empty module dir (its current state is discarded)'
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l yes -d 'Restore a module a host is running: it is stopped, replaced and started again'
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l no-sync -d 'restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can leave the module with empty or missing files; for throwaway copies only'
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files (stripped by default, so a store writer cannot plant a setuid binary through a restore)'
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l dry-run -d 'gc: print what would be deleted; change nothing'
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l rebind-store -d 'gc: run even though the data dir belongs to another store, and bind it to this one'
-complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l read-data -d 'verify: download every chunk and check it against its BLAKE3 id'
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -l json -d 'Machine-readable JSON on stdout'
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand repair-index" -s h -l help -d 'Print help'

@@ -70,15 +70,6 @@ pub trait Definition: Send + Sync + std::fmt::Debug {
     fn invariants(&self, state: &super::check::State, processed: u64) -> Vec<String>;
 }
 
-/// The built-in definitions, by `rbk.definition` id.
-pub fn lookup(id: &str) -> Option<Arc<dyn Definition>> {
-    match id {
-        super::bank::ID => Some(Arc::new(super::bank::Bank)),
-        super::pageviews::ID => Some(Arc::new(super::pageviews::PageViews)),
-        _ => None,
-    }
-}
-
 /// The task owning `key`: a stable hash, so a restored or restarted module routes the same.
 pub fn task_of(key: &[u8], tasks: u32) -> u32 {
     crc32c::crc32c(key) & (tasks - 1)

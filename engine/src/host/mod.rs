@@ -2,8 +2,8 @@
 //! modules can be taken, and proven, consistent (docs/ARCHITECTURE.md, "Module host").
 //!
 //! - [`definition`]: what a module is (depots, PStates, topologies and their Rust code);
-//!   [`bank`] (microbatch) and [`pageviews`] (stream) are built in, selected by the
-//!   `rbk.definition` key of module.json;
+//! - [`builtin`]: the definitions rbk ships — `bank` (microbatch) and `pageviews` (stream) —
+//!   and their registry, selected by the `rbk.definition` key of module.json;
 //! - [`module`]: one running module — RocksDB partitions, depot writers, topology threads;
 //! - [`snapshot`]: consistent snapshots taken while the module runs;
 //! - [`control`]: the local control socket through which `rbk backup`/`rbk restore` reach
@@ -11,34 +11,25 @@
 //! - [`schedule`]: periodic backups and GC from dynamic options;
 //! - [`check`]: the consistency checks a restored module must pass.
 
-pub mod bank;
+pub mod builtin;
 pub mod check;
 pub mod control;
 pub mod definition;
 pub mod module;
-pub mod pageviews;
 pub mod schedule;
 pub mod snapshot;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use module::{HostOptions, PauseStats, RunningModule, create_module, definition_of};
 pub use snapshot::Snapshot;
 
-use crate::layout::{module_dir, module_names};
+use crate::layout::{liveness, module_dir, module_names};
 use crate::{Error, Result};
 
-/// Module dirs a host in this process has open. A backup reading files must not probe their
-/// RocksDB LOCK files: POSIX record locks belong to the process, and closing any descriptor
-/// of a LOCK file would drop the lock RocksDB holds on it.
-static OPEN_HERE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
-
-/// Whether a host in this process runs the module in `module_dir`.
-pub fn runs_in_this_process(module_dir: &Path) -> bool {
-    OPEN_HERE.lock().expect("lock").contains(module_dir)
-}
+pub use crate::layout::liveness::runs_in_this_process;
 
 #[derive(Debug)]
 pub struct Host {
@@ -86,14 +77,14 @@ impl Host {
         }
         let dir = module_dir(&self.data_dir, module);
         // Registered before RocksDB opens the LOCK files, removed after they are closed.
-        OPEN_HERE.lock().expect("lock").insert(dir.clone());
+        liveness::opened_here(&dir);
         match RunningModule::open(&self.data_dir, module, &self.opts) {
             Ok(m) => {
                 mods.insert(module.into(), m.clone());
                 Ok(m)
             }
             Err(e) => {
-                OPEN_HERE.lock().expect("lock").remove(&dir);
+                liveness::closed_here(&dir);
                 Err(e)
             }
         }
@@ -162,7 +153,7 @@ impl Host {
                 }
             }
         }
-        OPEN_HERE.lock().expect("lock").remove(&dir);
+        liveness::closed_here(&dir);
         stopped
     }
 

@@ -28,7 +28,8 @@ use rocksdb::{DB, Options, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::definition::{Ctx, Definition, Kind, TopologyDef, lookup, task_of};
+use super::builtin::lookup;
+use super::definition::{Ctx, Definition, Kind, TopologyDef, task_of};
 use crate::depot::{DepotCursor, DepotWriter};
 use crate::layout::{ModuleMeta, module_dir};
 use crate::manifest::{depot_dir, pstate_dir, topology_dir};
@@ -183,7 +184,8 @@ pub fn create_module(data_dir: &Path, name: &str, tasks: u32, def_id: &str) -> R
     crate::backup_id::validate_module_name(name)?;
     let def = lookup(def_id).ok_or_else(|| {
         Error::InvalidInput(format!(
-            "unknown module definition `{def_id}`; built in: `bank`, `pageviews`"
+            "unknown module definition `{def_id}`; built in: `{}`",
+            super::builtin::IDS.join("`, `")
         ))
     })?;
     if tasks == 0 || !tasks.is_power_of_two() {

@@ -27,15 +27,11 @@ use rocksdb::checkpoint::Checkpoint;
 
 use super::definition::Kind;
 use super::module::{RunningModule, progress_json, write_atomically};
-use crate::layout::module_dir;
+use crate::layout::{module_dir, snapshot_dir};
 use crate::manifest::{depot_dir, pstate_dir, topology_dir};
-use crate::ops::backup::LENGTH_CAPS_FILE;
 use crate::{Error, Result};
 
-/// `<data-dir>/.rbk/snapshots`: where snapshots of running modules are built.
-pub fn snapshots_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join(".rbk").join("snapshots")
-}
+pub use crate::layout::snapshot_dir::snapshots_dir;
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -182,12 +178,7 @@ impl RunningModule {
             }
             snap.depot_ends.insert((depot.clone(), *t), cap.end_offset);
         }
-        let caps_path = snap.root.join(LENGTH_CAPS_FILE);
-        std::fs::write(
-            &caps_path,
-            serde_json::to_vec(&length_caps).expect("a map of lengths serializes"),
-        )
-        .map_err(|e| Error::io(&caps_path, e))?;
+        snapshot_dir::write_length_caps(&snap.root, &length_caps)?;
 
         for e in std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
             let e = e.map_err(|e| Error::io(&self.dir, e))?;

@@ -16,10 +16,10 @@
 //! and last kept chunks are read and hashed first, and a depot segment's new records must
 //! start exactly where the previous count ended; anything else reads the whole file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rayon::prelude::*;
@@ -29,7 +29,11 @@ use rbk_chunkstore::{ChunkId, WriteSession};
 
 use crate::backup_id::BackupId;
 use crate::depot::{FrameCounter, segment_first_offset};
-use crate::layout::{Growth, ModuleScan, ScannedFile, ScannedObject, scan_module};
+use crate::host::control::Client;
+use crate::host::{RunningModule, Snapshot};
+use crate::layout::{
+    Growth, ModuleScan, ScannedFile, ScannedObject, liveness, scan_module, snapshot_dir,
+};
 use crate::manifest::{
     BackupStats, DepotEntry, DirMeta, FileEntry, Manifest, ObjectEntry, Owner, TaskEntry,
     TopologyEntry, depot_dir, pstate_dir, topology_dir,
@@ -147,7 +151,7 @@ fn resume_offset(session: &WriteSession, f: &ScannedFile, prev: &FileEntry) -> R
 /// Backs up a stopped `module` from its files in `data_dir` into `repo`.
 ///
 /// A module whose PState LOCK files another process holds is running: its files are not a
-/// consistent state, and this refuses (back it up through its host, [`backup_snapshot`]).
+/// consistent state, and this refuses (back it up through its host, [`backup_from_source`]).
 ///
 /// # Errors
 /// `DataDirMissing`, `ModuleNotFound`, `Layout`, `ModuleRunning` (nothing is written to the
@@ -169,19 +173,91 @@ pub fn backup(
     )
 }
 
-/// Backs up a snapshot of a running module (taken by its host) into `repo`; `data_dir` is
-/// the module's data dir, bound to the store as with [`backup`].
+/// Where a backup reads a module from.
+pub enum Source<'a> {
+    /// Its files in the data dir: a module nobody runs. Refused when another process holds
+    /// its RocksDB directories open.
+    Files,
+    /// A consistent snapshot taken now by a module this process runs.
+    Running(&'a RunningModule),
+    /// A snapshot the caller took (and deletes) itself.
+    Snapshot(&'a Snapshot),
+    /// A consistent snapshot taken by the host of another process (`rbk serve`), over its
+    /// control socket. The snapshot is released after the backup (and dies with the
+    /// connection if this process does).
+    Host(&'a mut Client),
+}
+
+/// What a backup from a snapshot saw of the running module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveView {
+    /// Each microbatch topology's commit id in the snapshot.
+    pub commit_ids: BTreeMap<String, u64>,
+    /// How long commits were paused for the snapshot (waiting for one in flight included).
+    pub pause: Duration,
+}
+
+/// Backs up `module` of `data_dir` into `repo`, reading it from `source`: the one entry for
+/// stopped and running modules alike ([`backup`] is `Source::Files`). Snapshots are taken,
+/// backed up and released here.
 ///
 /// # Errors
-/// As [`backup`].
-pub fn backup_snapshot(
+/// As [`backup`]; for a running module, the host's snapshot errors.
+pub fn backup_from_source(
+    repo: &Repo,
+    data_dir: &Path,
+    module: &str,
+    source: Source,
+    progress: &dyn Progress,
+) -> Result<(BackupReport, Option<LiveView>)> {
+    let no_caps = HashMap::new();
+    match source {
+        Source::Files => {
+            let r = backup_from(repo, data_dir, data_dir, module, true, &no_caps, progress)?;
+            Ok((r, None))
+        }
+        Source::Running(m) => {
+            // Deleted when dropped, after the backup.
+            let snap = m.snapshot(data_dir)?;
+            let r = backup_snapshot(repo, data_dir, &snap.root, module, progress)?;
+            let live = LiveView {
+                commit_ids: snap.commit_ids.clone(),
+                pause: snap.pause,
+            };
+            Ok((r, Some(live)))
+        }
+        Source::Snapshot(snap) => {
+            let r = backup_snapshot(repo, data_dir, &snap.root, module, progress)?;
+            let live = LiveView {
+                commit_ids: snap.commit_ids.clone(),
+                pause: snap.pause,
+            };
+            Ok((r, Some(live)))
+        }
+        Source::Host(client) => {
+            let snap = client.snapshot(module)?;
+            let r = backup_snapshot(repo, data_dir, &snap.root, module, progress)?;
+            client.release()?;
+            let live = LiveView {
+                commit_ids: snap.commit_ids,
+                pause: Duration::from_micros(snap.pause_us),
+            };
+            Ok((r, Some(live)))
+        }
+    }
+}
+
+/// Backs up a snapshot of a running module (taken by its host) at `snapshot_root`, with
+/// its length caps; `data_dir` is the module's data dir, bound to the store as with
+/// [`backup`].
+fn backup_snapshot(
     repo: &Repo,
     data_dir: &Path,
     snapshot_root: &Path,
     module: &str,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
-    let caps = read_length_caps(snapshot_root)?;
+    let caps = snapshot_dir::read_length_caps(snapshot_root)?;
     backup_from(
         repo,
         data_dir,
@@ -191,23 +267,6 @@ pub fn backup_snapshot(
         &caps,
         progress,
     )
-}
-
-/// In a snapshot root, beside `modules/`: JSON `{"<path in the module dir>": length}` for
-/// files to back up only up to that length. A snapshot hard-links a depot's newest segment,
-/// which keeps growing, instead of copying the captured part, so the file keeps its identity
-/// and a backup reads only what was appended since the previous one.
-pub const LENGTH_CAPS_FILE: &str = "length-caps.json";
-
-fn read_length_caps(snapshot_root: &Path) -> Result<HashMap<String, u64>> {
-    let path = snapshot_root.join(LENGTH_CAPS_FILE);
-    match rbk_chunkstore::safe_fs::read_limited(&path, crate::layout::MAX_META_FILE_LEN) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            Error::InvalidInput(format!("snapshot length caps `{}`: {e}", path.display()))
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(HashMap::new()),
-        Err(e) => Err(Error::io(&path, e)),
-    }
 }
 
 /// Treats each capped depot segment of `scan` as `cap` bytes long. A file shorter than its cap
@@ -247,7 +306,7 @@ fn apply_length_caps(scan: &mut ModuleScan, caps: &HashMap<String, u64>) -> Resu
 /// partition's LOCK file. Probing takes a shared lock and drops it at once.
 fn refuse_if_running(scan: &ModuleScan) -> Result<()> {
     use rustix::fs::{FlockOperation, fcntl_lock};
-    if crate::host::runs_in_this_process(&scan.dir) {
+    if liveness::runs_in_this_process(&scan.dir) {
         return Err(Error::ModuleRunning {
             module: scan.meta.name.clone(),
             detail: "a module host in this process runs it".into(),

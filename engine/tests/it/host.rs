@@ -12,6 +12,7 @@ use rbk_chunkstore::provider::LocalProvider;
 use rbk_engine::host::check::{CheckReport, check_module};
 use rbk_engine::host::{Host, HostOptions, RunningModule, create_module};
 use rbk_engine::layout::module_dir;
+use rbk_engine::ops::backup::Source;
 use rbk_engine::ops::{backup, restore};
 use rbk_engine::{BackupId, ErrorKind, NoProgress, Repo, repo};
 
@@ -112,8 +113,15 @@ fn backups_while_running(l: &Live, n: usize, rng: &mut StdRng) -> Vec<BackupId> 
     for _ in 0..n {
         std::thread::sleep(Duration::from_millis(rng.gen_range(5..40)));
         let snap = l.host.snapshot(&l.module).unwrap();
-        let r =
-            backup::backup_snapshot(&repo, &l.data, &snap.root, &l.module, &NoProgress).unwrap();
+        let r = backup::backup_from_source(
+            &repo,
+            &l.data,
+            &l.module,
+            Source::Snapshot(&snap),
+            &NoProgress,
+        )
+        .unwrap()
+        .0;
         ids.push(r.backup_id);
     }
     ids
@@ -264,9 +272,16 @@ fn restore_into_a_host_resumes_from_the_restored_progress() {
     let snap = l.host.snapshot(&l.module).unwrap();
     let restored_commit = snap.commit_ids["banking"];
     let restored_ends = snap.depot_ends.clone();
-    let id = backup::backup_snapshot(&repo, &l.data, &snap.root, &l.module, &NoProgress)
-        .unwrap()
-        .backup_id;
+    let id = backup::backup_from_source(
+        &repo,
+        &l.data,
+        &l.module,
+        Source::Snapshot(&snap),
+        &NoProgress,
+    )
+    .unwrap()
+    .0
+    .backup_id;
     drop(snap);
     std::thread::sleep(Duration::from_millis(100));
     stop(run, writers);
@@ -340,7 +355,7 @@ fn a_microbatch_half_committed_by_a_crash_is_redone_on_start() {
 
     // While stopped: 300 more transfers, and a copy of task 2's partition as it is now.
     let dir = module_dir(&l.data, &l.module);
-    let def = rbk_engine::host::definition::lookup("bank").unwrap();
+    let def = rbk_engine::host::builtin::lookup("bank").unwrap();
     for _ in 0..300 {
         let a = def.random_append(&mut rng);
         let t = rbk_engine::host::definition::task_of(&a.key, 4);
@@ -405,9 +420,16 @@ fn trimming_keeps_unprocessed_records_and_trimmed_backups_stay_consistent() {
 
     let repo = l.repo_for(&l.data);
     let snap = l.host.snapshot(&l.module).unwrap();
-    let id = backup::backup_snapshot(&repo, &l.data, &snap.root, &l.module, &NoProgress)
-        .unwrap()
-        .backup_id;
+    let id = backup::backup_from_source(
+        &repo,
+        &l.data,
+        &l.module,
+        Source::Snapshot(&snap),
+        &NoProgress,
+    )
+    .unwrap()
+    .0
+    .backup_id;
     let r = check_module(&l.restore_fresh(&id, "r")).unwrap();
     // Consistent in every way that can still be checked; only the replay needs the history.
     assert!(
@@ -456,11 +478,22 @@ fn a_live_backup_reads_a_growing_segment_only_from_its_last_chunk() {
         let snap = l.host.snapshot(&l.module).unwrap();
         after_capture();
         let caps: std::collections::BTreeMap<String, u64> = serde_json::from_slice(
-            &std::fs::read(snap.root.join(backup::LENGTH_CAPS_FILE)).unwrap(),
+            &std::fs::read(
+                snap.root
+                    .join(rbk_engine::layout::snapshot_dir::LENGTH_CAPS_FILE),
+            )
+            .unwrap(),
         )
         .unwrap();
-        let r =
-            backup::backup_snapshot(&repo, &l.data, &snap.root, &l.module, &NoProgress).unwrap();
+        let r = backup::backup_from_source(
+            &repo,
+            &l.data,
+            &l.module,
+            Source::Snapshot(&snap),
+            &NoProgress,
+        )
+        .unwrap()
+        .0;
         (r, caps, snap.depot_ends.clone())
     };
     let (first, caps1, _) = backup_live(&mut || {});

@@ -10,6 +10,9 @@
 //! incremental backups. Anything that does not fit is an error naming the path, never skipped
 //! silently: a backup that leaves out state is worse than none.
 
+pub mod liveness;
+pub mod snapshot_dir;
+
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

@@ -10,7 +10,7 @@ use rand::Rng;
 use rand::rngs::StdRng;
 use serde::Deserialize;
 
-use super::definition::{Append, Ctx, Definition, Kind, TopologyDef, decimal};
+use crate::host::definition::{Append, Ctx, Definition, Kind, TopologyDef, decimal};
 use crate::{Error, Result};
 
 pub const ID: &str = "pageviews";
@@ -76,7 +76,7 @@ impl Definition for PageViews {
         }
     }
 
-    fn invariants(&self, state: &super::check::State, processed: u64) -> Vec<String> {
+    fn invariants(&self, state: &crate::host::check::State, processed: u64) -> Vec<String> {
         let total = |pstate: &str| -> Result<u64> {
             let mut sum = 0;
             for ((p, _), kvs) in state {

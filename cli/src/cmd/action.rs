@@ -1,0 +1,108 @@
+//! `rbk backup --action <op>`: every operation through one command, as the system we model
+//! drives its backup tool. It accepts every operation's flags, and hands each operation the
+//! same arguments its own command (`rbk list`, `rbk gc`, ...) takes.
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+
+use super::backup::BackupArgs;
+use super::delete::DeleteArgs;
+use super::gc::{GcArgs, GcFlags};
+use super::info::InfoArgs;
+use super::list::ListArgs;
+use super::repair_index::RepairIndexArgs;
+use super::restore::RestoreArgs;
+use super::verify::{VerifyArgs, VerifyFlags};
+use super::{BackupIdArg, Ctx, ModuleArg};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Backup,
+    List,
+    Info,
+    Restore,
+    /// Delete one backup (--backupId); its chunks are freed by the next gc.
+    Delete,
+    /// Delete backups by retention policy and free unreferenced packs.
+    Gc,
+    /// Check that backups are restorable: every chunk present (and with --read-data, intact).
+    Verify,
+    /// Rebuild the local index from the store.
+    RepairIndex,
+}
+
+#[derive(Args, Debug)]
+pub struct ActionArgs {
+    #[arg(long, value_enum, default_value = "backup")]
+    pub action: Action,
+    #[command(flatten)]
+    pub module: ModuleArg,
+    #[command(flatten)]
+    pub backup_id: BackupIdArg,
+    /// list: page token printed by the previous page.
+    #[arg(long = "pageToken", alias = "page-token")]
+    pub page_token: Option<String>,
+    /// list: backups per page.
+    #[arg(long = "pageSize", alias = "page-size", default_value_t = 20)]
+    pub page_size: usize,
+    /// restore: over a non-empty module dir (its current state is discarded).
+    #[arg(long)]
+    pub force: bool,
+    /// restore: a module a host is running (it is stopped, replaced and started again).
+    #[arg(long)]
+    pub yes: bool,
+    /// restore: skip fsync of restored files and dirs (throwaway copies only).
+    #[arg(long = "no-sync")]
+    pub no_sync: bool,
+    /// restore: keep setuid/setgid bits of restored files.
+    #[arg(long = "keep-setid")]
+    pub keep_setid: bool,
+    #[command(flatten)]
+    pub gc: GcFlags,
+    #[command(flatten)]
+    pub verify: VerifyFlags,
+}
+
+pub fn run(ctx: &Ctx, a: &ActionArgs) -> Result<()> {
+    let (module, backup_id) = (a.module.clone(), a.backup_id.clone());
+    match a.action {
+        Action::Backup => super::backup::run(ctx, &BackupArgs { module }),
+        Action::List => super::list::run(
+            ctx,
+            &ListArgs {
+                module,
+                page_token: a.page_token.clone(),
+                page_size: a.page_size,
+            },
+        ),
+        Action::Info => super::info::run(ctx, &InfoArgs { backup_id }),
+        Action::Restore => super::restore::run(
+            ctx,
+            &RestoreArgs {
+                backup_id,
+                force: a.force,
+                yes: a.yes,
+                no_sync: a.no_sync,
+                keep_setid: a.keep_setid,
+            },
+        ),
+        Action::Delete => super::delete::run(ctx, &DeleteArgs { backup_id }),
+        Action::Gc => super::gc::run(
+            ctx,
+            &GcArgs {
+                module: module.module,
+                backup_id: backup_id.backup_id,
+                flags: a.gc.clone(),
+            },
+        ),
+        Action::Verify => super::verify::run(
+            ctx,
+            &VerifyArgs {
+                module,
+                backup_id,
+                flags: a.verify.clone(),
+            },
+        ),
+        Action::RepairIndex => super::repair_index::run(ctx, &RepairIndexArgs {}),
+    }
+}

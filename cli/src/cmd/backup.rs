@@ -1,0 +1,79 @@
+//! `rbk backup --module M`: back up a module, from a consistent snapshot when a host runs it.
+
+use anyhow::Result;
+use clap::Args;
+use rbk_engine::host::control::Client;
+use rbk_engine::ops::backup::{self, LiveView, Source};
+use serde_json::json;
+
+use super::{Ctx, ModuleArg, Report, mib, need, open_repo};
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub module: ModuleArg,
+}
+
+pub struct BackupDone {
+    report: backup::BackupReport,
+    /// What the snapshot saw, for a module a host runs.
+    live: Option<LiveView>,
+}
+
+pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
+    let cfg = ctx.cfg;
+    let module = need(&args.module.module, "--module", "backup")?;
+    // Validate the module before creating or touching the store.
+    rbk_engine::layout::scan_module(&cfg.data_dir, module)?;
+    let repo = open_repo(cfg, true)?;
+    let bars = ctx.bars();
+    // A module a host runs is backed up from a consistent snapshot the host takes; a stopped
+    // one from its files.
+    let mut host = Client::connect(&cfg.data_dir)?;
+    let served = match host.as_mut() {
+        Some(c) => c.running()?.iter().any(|m| m == module),
+        None => false,
+    };
+    let source = match host.as_mut() {
+        Some(c) if served => Source::Host(c),
+        _ => Source::Files,
+    };
+    let (report, live) = backup::backup_from_source(&repo, &cfg.data_dir, module, source, &bars)?;
+    if let Some(l) = &live {
+        ctx.note(|| {
+            format!(
+                "consistent snapshot of the running module: commit ids {:?}, commits paused {:.1} ms",
+                l.commit_ids,
+                l.pause.as_secs_f64() * 1000.0
+            )
+        });
+    }
+    let report = BackupDone { report, live };
+    ctx.show(&report);
+    let (r, s) = (&report.report, &report.report.stats);
+    ctx.note(|| {
+        format!(
+            "backed up {} files ({} reused), {:.1} MiB ({:.1} MiB read) in {:.2}s; uploaded {} new chunks, {:.1} MiB stored",
+            s.files,
+            s.files_reused,
+            mib(s.logical_bytes),
+            mib(r.bytes_read),
+            r.seconds,
+            s.new_chunks,
+            mib(s.new_stored_bytes)
+        )
+    });
+    Ok(())
+}
+
+impl Report for BackupDone {
+    fn json(&self) -> serde_json::Value {
+        let (r, s) = (&self.report, &self.report.stats);
+        json!({"backup_id": r.backup_id.to_string(), "live": self.live.as_ref().map(|l| json!({"commit_ids": l.commit_ids, "pause_us": l.pause.as_micros() as u64})), "files": s.files, "files_reused": s.files_reused, "logical_bytes": s.logical_bytes,
+               "new_chunks": s.new_chunks, "new_stored_bytes": s.new_stored_bytes, "packs_written": r.packs_written, "bytes_read": r.bytes_read, "seconds": r.seconds})
+    }
+
+    fn text(&self) -> String {
+        self.report.backup_id.to_string()
+    }
+}

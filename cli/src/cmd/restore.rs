@@ -1,0 +1,100 @@
+//! `rbk restore --backupId B`: restore a backup into the data dir; a module a host runs is
+//! stopped, replaced and started again (with `--yes`).
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use rbk_engine::BackupId;
+use rbk_engine::ops::restore;
+use serde_json::json;
+
+use super::{BackupIdArg, Ctx, Report, mib, need, open_repo, usage};
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub backup_id: BackupIdArg,
+    /// Restore over a non-empty module dir (its current state is discarded).
+    #[arg(long)]
+    pub force: bool,
+    /// Restore a module a host is running: it is stopped, replaced and started again.
+    #[arg(long)]
+    pub yes: bool,
+    /// restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can
+    /// leave the module with empty or missing files; for throwaway copies only.
+    #[arg(long = "no-sync")]
+    pub no_sync: bool,
+    /// restore: keep setuid/setgid bits of restored files (stripped by default, so a store
+    /// writer cannot plant a setuid binary through a restore).
+    #[arg(long = "keep-setid")]
+    pub keep_setid: bool,
+}
+
+struct Restored {
+    id: BackupId,
+    report: restore::RestoreReport,
+}
+
+impl Report for Restored {
+    fn json(&self) -> serde_json::Value {
+        let (id, r) = (&self.id, &self.report);
+        json!({"backup_id": id.to_string(), "target": r.target, "files": r.files, "bytes": r.bytes, "seconds": r.seconds})
+    }
+
+    fn text(&self) -> String {
+        let (id, r) = (&self.id, &self.report);
+        format!(
+            "restored {id} into {} ({} files, {:.1} MiB, {:.2}s)",
+            r.target.display(),
+            r.files,
+            mib(r.bytes),
+            r.seconds
+        )
+    }
+}
+
+pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
+    let cfg = ctx.cfg;
+    let bars = ctx.bars();
+    let id = BackupId::parse(need(&args.backup_id.backup_id, "--backupId", "restore")?)?;
+    let repo = open_repo(cfg, false)?;
+    // A module a host runs is stopped, restored and started from the restored state.
+    let mut host = rbk_engine::host::control::Client::connect(&cfg.data_dir)?;
+    let running = match host.as_mut() {
+        Some(c) => c.running()?.contains(&id.module),
+        None => false,
+    };
+    if running && !args.yes {
+        return Err(usage(format!(
+            "module {} is running on this data dir: restoring stops it, replaces its state with {id} and starts it again from there. Its current state is discarded and this cannot be undone; pass --yes to go ahead",
+            id.module
+        )));
+    }
+    let mut host = host.filter(|_| running);
+    if let Some(c) = host.as_mut() {
+        c.stop(&id.module)?;
+    }
+    // `--yes` for a served module stands for `--force`: its state is replaced.
+    let force = args.force || host.is_some();
+    let r = restore::restore(
+        &repo,
+        &cfg.data_dir,
+        &id,
+        restore::RestoreOptions {
+            force,
+            no_sync: args.no_sync,
+            keep_setid: args.keep_setid,
+        },
+        &bars,
+    );
+    // Started again either way: with the restored state, or (a failed restore leaves
+    // the module untouched) with the old one.
+    if let Some(c) = host.as_mut() {
+        let started = c.start(&id.module);
+        if r.is_ok() {
+            started.context("the module was restored but the host could not start it")?;
+        }
+    }
+    let r = r?;
+    ctx.show(&Restored { id, report: r });
+    Ok(())
+}
