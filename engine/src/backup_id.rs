@@ -57,6 +57,9 @@ impl fmt::Display for BackupId {
     }
 }
 
+/// Prefix of rbk's own entries beside module dirs (restore staging); never a module.
+pub const RBK_TEMP_PREFIX: &str = ".rbk-";
+
 /// Module names are any UTF-8 without '/', and also must be usable as one object-key segment.
 ///
 /// # Errors
@@ -70,10 +73,10 @@ pub fn validate_module_name(name: &str) -> Result<()> {
     }
     // Reserved for rbk's own entries beside module dirs (restore staging): a module of such
     // a name could be taken for one and removed.
-    if name.starts_with(crate::layout::RBK_TEMP_PREFIX) {
+    if name.starts_with(RBK_TEMP_PREFIX) {
         return Err(Error::InvalidInput(format!(
             "`{name}` is not a valid module name: names starting with `{}` are reserved for rbk's own entries",
-            crate::layout::RBK_TEMP_PREFIX
+            RBK_TEMP_PREFIX
         )));
     }
     if name.is_empty()

@@ -39,12 +39,7 @@ pub struct Manifest {
     pub session: Option<String>,
 }
 
-/// A file's or directory's owner, restored when the restore runs as root.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Owner {
-    pub uid: u32,
-    pub gid: u32,
-}
+pub use crate::layout::Owner;
 
 /// One directory: where (relative to the module dir), its permission bits and owner.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,11 +20,7 @@ use crate::depot::{DepotCursor, partition_bounds};
 use crate::manifest::{depot_dir, pstate_dir, topology_dir};
 use crate::{Error, Result};
 
-/// One partition's keys and values.
-pub type Kvs = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// PState contents: (pstate, task) → key → value, reserved keys left out.
-pub type State = BTreeMap<(String, u32), Kvs>;
+pub use super::definition::{Kvs, State};
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct CheckReport {

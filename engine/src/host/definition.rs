@@ -45,6 +45,13 @@ pub struct TopologyDef {
     pub pstates: &'static [&'static str],
 }
 
+/// One partition's keys and values.
+pub type Kvs = std::collections::BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// PState contents: (pstate, task) → key → value, reserved keys left out: what a
+/// definition's invariants are checked against.
+pub type State = std::collections::BTreeMap<(String, u32), Kvs>;
+
 /// A record a load generator wants appended: to `depot`, in the partition owning `key`.
 #[derive(Debug, Clone)]
 pub struct Append {
@@ -67,7 +74,7 @@ pub trait Definition: Send + Sync + std::fmt::Debug {
     fn random_append(&self, rng: &mut StdRng) -> Append;
     /// What must hold of the module's PStates (all partitions, reserved keys left out)
     /// after `processed` depot records; each violation described in a sentence.
-    fn invariants(&self, state: &super::check::State, processed: u64) -> Vec<String>;
+    fn invariants(&self, state: &State, processed: u64) -> Vec<String>;
 }
 
 /// The task owning `key`: a stable hash, so a restored or restarted module routes the same.

@@ -27,8 +27,14 @@ pub const MODULES_DIR: &str = "modules";
 /// The most rbk reads of a small JSON file of a module (module.json, dynamic-options.json,
 /// progress.json): they are a few hundred bytes; anything this big is not one.
 pub const MAX_META_FILE_LEN: u64 = 1 << 20;
-/// Prefix of rbk's own entries beside module dirs (restore staging); never a module.
-pub const RBK_TEMP_PREFIX: &str = ".rbk-";
+pub use crate::backup_id::RBK_TEMP_PREFIX;
+
+/// A file's or directory's owner, restored when the restore runs as root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
 
 /// What rbk reads from module.json; the file itself is backed up byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +101,8 @@ pub enum Growth {
 }
 
 impl ScannedFile {
-    pub fn owner(&self) -> crate::manifest::Owner {
-        crate::manifest::Owner {
+    pub fn owner(&self) -> Owner {
+        Owner {
             uid: self.uid,
             gid: self.gid,
         }

@@ -85,7 +85,7 @@ impl Definition for Bank {
         }
     }
 
-    fn invariants(&self, state: &crate::host::check::State, _processed: u64) -> Vec<String> {
+    fn invariants(&self, state: &crate::host::definition::State, _processed: u64) -> Vec<String> {
         let mut drift: i64 = 0;
         for ((_, task), kvs) in state.iter().filter(|((p, _), _)| p == PSTATE) {
             for (k, v) in kvs {

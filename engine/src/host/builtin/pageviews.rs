@@ -76,7 +76,7 @@ impl Definition for PageViews {
         }
     }
 
-    fn invariants(&self, state: &crate::host::check::State, processed: u64) -> Vec<String> {
+    fn invariants(&self, state: &crate::host::definition::State, processed: u64) -> Vec<String> {
         let total = |pstate: &str| -> Result<u64> {
             let mut sum = 0;
             for ((p, _), kvs) in state {
