@@ -69,10 +69,10 @@ complete -c rbk -n "__fish_rbk_using_subcommand backup" -l config -d 'Config fil
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l index-wait -d 'How long to wait for another rbk process (e.g. `rbk serve` taking a backup) to release the local index before giving up' -r
-complete -c rbk -n "__fish_rbk_using_subcommand backup" -l force -d 'restore: over a non-empty module dir (its current state is discarded)'
-complete -c rbk -n "__fish_rbk_using_subcommand backup" -l yes -d 'restore: a module a host is running (it is stopped, replaced and started again)'
-complete -c rbk -n "__fish_rbk_using_subcommand backup" -l no-sync -d 'restore: skip fsync of restored files and dirs (throwaway copies only)'
-complete -c rbk -n "__fish_rbk_using_subcommand backup" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files'
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l force -d 'Restore over a non-empty module dir (its current state is discarded)'
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l yes -d 'Restore a module a host is running: it is stopped, replaced and started again'
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l no-sync -d 'restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can leave the module with empty or missing files; for throwaway copies only'
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files (stripped by default, so a store writer cannot plant a setuid binary through a restore)'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l dry-run -d 'gc: print what would be deleted; change nothing'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l rebind-store -d 'gc: run even though the data dir belongs to another store, and bind it to this one'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l read-data -d 'verify: download every chunk and check it against its BLAKE3 id'

@@ -11,7 +11,7 @@ use super::gc::{GcArgs, GcFlags};
 use super::info::InfoArgs;
 use super::list::ListArgs;
 use super::repair_index::RepairIndexArgs;
-use super::restore::RestoreArgs;
+use super::restore::{RestoreArgs, RestoreFlags};
 use super::verify::{VerifyArgs, VerifyFlags};
 use super::{BackupIdArg, Ctx, ModuleArg};
 
@@ -45,18 +45,8 @@ pub struct ActionArgs {
     /// list: backups per page.
     #[arg(long = "pageSize", alias = "page-size", default_value_t = 20)]
     pub page_size: usize,
-    /// restore: over a non-empty module dir (its current state is discarded).
-    #[arg(long)]
-    pub force: bool,
-    /// restore: a module a host is running (it is stopped, replaced and started again).
-    #[arg(long)]
-    pub yes: bool,
-    /// restore: skip fsync of restored files and dirs (throwaway copies only).
-    #[arg(long = "no-sync")]
-    pub no_sync: bool,
-    /// restore: keep setuid/setgid bits of restored files.
-    #[arg(long = "keep-setid")]
-    pub keep_setid: bool,
+    #[command(flatten)]
+    pub restore: RestoreFlags,
     #[command(flatten)]
     pub gc: GcFlags,
     #[command(flatten)]
@@ -80,10 +70,7 @@ pub fn run(ctx: &Ctx, a: &ActionArgs) -> Result<()> {
             ctx,
             &RestoreArgs {
                 backup_id,
-                force: a.force,
-                yes: a.yes,
-                no_sync: a.no_sync,
-                keep_setid: a.keep_setid,
+                flags: a.restore.clone(),
             },
         ),
         Action::Delete => super::delete::run(ctx, &DeleteArgs { backup_id }),

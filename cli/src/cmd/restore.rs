@@ -13,6 +13,12 @@ use super::{BackupIdArg, Ctx, Report, mib, need, open_repo, usage};
 pub struct RestoreArgs {
     #[command(flatten)]
     pub backup_id: BackupIdArg,
+    #[command(flatten)]
+    pub flags: RestoreFlags,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct RestoreFlags {
     /// Restore over a non-empty module dir (its current state is discarded).
     #[arg(long)]
     pub force: bool,
@@ -63,7 +69,7 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         Some(c) => c.running()?.contains(&id.module),
         None => false,
     };
-    if running && !args.yes {
+    if running && !args.flags.yes {
         return Err(usage(format!(
             "module {} is running on this data dir: restoring stops it, replaces its state with {id} and starts it again from there. Its current state is discarded and this cannot be undone; pass --yes to go ahead",
             id.module
@@ -74,15 +80,15 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         c.stop(&id.module)?;
     }
     // `--yes` for a served module stands for `--force`: its state is replaced.
-    let force = args.force || host.is_some();
+    let force = args.flags.force || host.is_some();
     let r = restore::restore(
         &repo,
         &cfg.data_dir,
         &id,
         restore::RestoreOptions {
             force,
-            no_sync: args.no_sync,
-            keep_setid: args.keep_setid,
+            no_sync: args.flags.no_sync,
+            keep_setid: args.flags.keep_setid,
         },
         &bars,
     );

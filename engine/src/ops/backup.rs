@@ -219,12 +219,7 @@ pub fn backup_from_source(
         Source::Running(m) => {
             // Deleted when dropped, after the backup.
             let snap = m.snapshot(data_dir)?;
-            let r = backup_snapshot(repo, data_dir, &snap.root, module, progress)?;
-            let live = LiveView {
-                commit_ids: snap.commit_ids.clone(),
-                pause: snap.pause,
-            };
-            Ok((r, Some(live)))
+            backup_from_source(repo, data_dir, module, Source::Snapshot(&snap), progress)
         }
         Source::Snapshot(snap) => {
             let r = backup_snapshot(repo, data_dir, &snap.root, module, progress)?;
