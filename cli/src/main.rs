@@ -96,6 +96,15 @@ enum Command {
     Verify(cmd::verify::VerifyArgs),
     /// Rebuild the local chunk index from the store's pack trailers.
     RepairIndex(cmd::repair_index::RepairIndexArgs),
+    /// How much the store saves, and where: logical, unique and stored bytes, dedup and
+    /// compression ratios, by module and kind of file; the store's garbage.
+    Stats(cmd::stats::StatsArgs),
+    /// Measurements that need no store: `rbk bench dedup DIR...` predicts what rbk would
+    /// store for successive generations, for several chunk sizes.
+    Bench {
+        #[command(subcommand)]
+        command: cmd::bench::BenchCommand,
+    },
     /// Run the modules of the data dir (those with a built-in `rbk.definition`), answer
     /// `rbk backup`/`rbk restore` on a control socket, and take periodic backups and GC as
     /// their dynamic options say.
@@ -147,6 +156,7 @@ fn run(cli: &Cli) -> Result<()> {
     cmd::INDEX_WAIT_SECONDS.store(cli.index_wait, std::sync::atomic::Ordering::Relaxed);
     // Printing completions or the man page needs no configuration, and must work anywhere.
     match &cli.command {
+        Command::Bench { command } => return cmd::bench::run(command, cli.json, cli.quiet),
         Command::Completions { shell } => {
             outln!("{}", completions(*shell));
             return Ok(());
@@ -186,6 +196,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Gc(a) => cmd::gc::run(&ctx, a),
         Command::Verify(a) => cmd::verify::run(&ctx, a),
         Command::RepairIndex(a) => cmd::repair_index::run(&ctx, a),
+        Command::Stats(a) => cmd::stats::run(&ctx, a),
         Command::Testdata { command } => cmd::testdata::run(&ctx, command),
         Command::Demo(args) => demo::run(args, cli.json),
         Command::Serve(args) => {
@@ -197,7 +208,7 @@ fn run(cli: &Cli) -> Result<()> {
             Ok(())
         }
         // Printed before the configuration was read.
-        Command::Completions { .. } | Command::Man { .. } => Ok(()),
+        Command::Completions { .. } | Command::Man { .. } | Command::Bench { .. } => Ok(()),
     }
 }
 

@@ -5,8 +5,9 @@
 //! ```
 //! Defaults: 1,000,000 chunks in packs of 16,384, 20 backups each referencing a sliding half
 //! of the chunks, retention keeping the newest 10 (so a quarter of the chunks become dead).
-//! Prints the time of the GC run that deletes and sweeps, of a second run that finds nothing,
-//! and the peak RSS of each (reset between phases through /proc/self/clear_refs).
+//! Prints the time and peak RSS of `stats` over the store, of the GC run that deletes and
+//! sweeps, and of a second run that finds nothing (peak RSS reset between phases through
+//! /proc/self/clear_refs).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -145,6 +146,23 @@ fn main() {
         },
         ..Default::default()
     };
+    // `rbk stats` over the same store: manifests and index only, no pack data.
+    reset_peak_rss();
+    let before = peak_rss_mib();
+    let t = Instant::now();
+    let s =
+        rbk_engine::ops::stats::stats(&repo, &rbk_engine::ops::stats::Scope::Store, &NoProgress)
+            .expect("stats");
+    println!(
+        "stats: {:.2}s, peak RSS {:.0} MiB (was {:.0} MiB before); {} backups, {} unique chunks, dedup {:.2}x, {:.1} MiB garbage",
+        t.elapsed().as_secs_f64(),
+        peak_rss_mib(),
+        before,
+        s.backups,
+        s.totals.unique_chunks,
+        s.totals.dedup_ratio(),
+        s.garbage_bytes.unwrap_or(0) as f64 / (1 << 20) as f64,
+    );
     for run in ["gc (deletes and sweeps)", "gc (nothing to do)"] {
         reset_peak_rss();
         let before = peak_rss_mib();

@@ -154,6 +154,14 @@ impl ChunkStore {
         self.index.packs()
     }
 
+    /// The chunks pack `pack` holds, as the index knows them (none: an unknown pack).
+    ///
+    /// # Errors
+    /// `Index` errors.
+    pub fn pack_entries(&self, pack: &PackId) -> Result<Vec<crate::pack::PackEntry>> {
+        self.index.pack_entries(pack)
+    }
+
     /// The local index itself, for tests that damage it on purpose.
     #[cfg(feature = "testing")]
     pub fn index_for_tests(&self) -> &RocksChunkIndex {

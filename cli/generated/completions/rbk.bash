@@ -19,6 +19,9 @@ _rbk() {
             rbk,backup)
                 cmd="rbk__subcmd__backup"
                 ;;
+            rbk,bench)
+                cmd="rbk__subcmd__bench"
+                ;;
             rbk,completions)
                 cmd="rbk__subcmd__completions"
                 ;;
@@ -55,14 +58,32 @@ _rbk() {
             rbk,serve)
                 cmd="rbk__subcmd__serve"
                 ;;
+            rbk,stats)
+                cmd="rbk__subcmd__stats"
+                ;;
             rbk,testdata)
                 cmd="rbk__subcmd__testdata"
                 ;;
             rbk,verify)
                 cmd="rbk__subcmd__verify"
                 ;;
+            rbk__subcmd__bench,dedup)
+                cmd="rbk__subcmd__bench__subcmd__dedup"
+                ;;
+            rbk__subcmd__bench,help)
+                cmd="rbk__subcmd__bench__subcmd__help"
+                ;;
+            rbk__subcmd__bench__subcmd__help,dedup)
+                cmd="rbk__subcmd__bench__subcmd__help__subcmd__dedup"
+                ;;
+            rbk__subcmd__bench__subcmd__help,help)
+                cmd="rbk__subcmd__bench__subcmd__help__subcmd__help"
+                ;;
             rbk__subcmd__help,backup)
                 cmd="rbk__subcmd__help__subcmd__backup"
+                ;;
+            rbk__subcmd__help,bench)
+                cmd="rbk__subcmd__help__subcmd__bench"
                 ;;
             rbk__subcmd__help,completions)
                 cmd="rbk__subcmd__help__subcmd__completions"
@@ -100,11 +121,17 @@ _rbk() {
             rbk__subcmd__help,serve)
                 cmd="rbk__subcmd__help__subcmd__serve"
                 ;;
+            rbk__subcmd__help,stats)
+                cmd="rbk__subcmd__help__subcmd__stats"
+                ;;
             rbk__subcmd__help,testdata)
                 cmd="rbk__subcmd__help__subcmd__testdata"
                 ;;
             rbk__subcmd__help,verify)
                 cmd="rbk__subcmd__help__subcmd__verify"
+                ;;
+            rbk__subcmd__help__subcmd__bench,dedup)
+                cmd="rbk__subcmd__help__subcmd__bench__subcmd__dedup"
                 ;;
             rbk__subcmd__help__subcmd__testdata,advance)
                 cmd="rbk__subcmd__help__subcmd__testdata__subcmd__advance"
@@ -146,7 +173,7 @@ _rbk() {
 
     case "${cmd}" in
         rbk)
-            opts="-q -h -V --config --data-dir --provider --json --quiet --index-wait --help --version backup list info restore delete gc verify repair-index serve testdata demo config completions man help"
+            opts="-q -h -V --config --data-dir --provider --json --quiet --index-wait --help --version backup list info restore delete gc verify repair-index stats bench serve testdata demo config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -242,6 +269,116 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__bench)
+            opts="-q -h --config --data-dir --provider --json --quiet --index-wait --help dedup help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --index-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__bench__subcmd__dedup)
+            opts="-q -h --chunk-sizes --level --config --data-dir --provider --json --quiet --index-wait --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --chunk-sizes)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --index-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__bench__subcmd__help)
+            opts="dedup help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__bench__subcmd__help__subcmd__dedup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__bench__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;
@@ -448,7 +585,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__help)
-            opts="backup list info restore delete gc verify repair-index serve testdata demo config completions man help"
+            opts="backup list info restore delete gc verify repair-index stats bench serve testdata demo config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -464,6 +601,34 @@ _rbk() {
         rbk__subcmd__help__subcmd__backup)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__help__subcmd__bench)
+            opts="dedup"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__help__subcmd__bench__subcmd__dedup)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -630,6 +795,20 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__help__subcmd__stats)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -899,6 +1078,44 @@ _rbk() {
                     return 0
                     ;;
                 --for-seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --index-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__stats)
+            opts="-q -h --module --backupId --config --data-dir --provider --json --quiet --index-wait --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --module)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backupId)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -53,14 +53,17 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     let (r, s) = (&report.report, &report.report.stats);
     ctx.note(|| {
         format!(
-            "backed up {} files ({} reused), {:.1} MiB ({:.1} MiB read) in {:.2}s; uploaded {} new chunks, {:.1} MiB stored",
+            "backed up {} files ({} reused), {:.1} MiB ({:.1} MiB read) in {:.2}s\nadded to the store: {:.3} MiB ({} new chunks, {:.1} MiB before compression); {:.1} MiB were there already (dedup {:.1}x)",
             s.files,
             s.files_reused,
             mib(s.logical_bytes),
             mib(r.bytes_read),
             r.seconds,
+            mib(r.added_bytes),
             s.new_chunks,
-            mib(s.new_stored_bytes)
+            mib(r.added_raw_bytes),
+            mib(s.logical_bytes.saturating_sub(r.added_raw_bytes)),
+            dedup_ratio(s.logical_bytes, r.added_raw_bytes)
         )
     });
     Ok(())
@@ -70,10 +73,21 @@ impl Report for BackupDone {
     fn json(&self) -> serde_json::Value {
         let (r, s) = (&self.report, &self.report.stats);
         json!({"backup_id": r.backup_id.to_string(), "live": self.live.as_ref().map(|l| json!({"commit_ids": l.commit_ids, "pause_us": l.pause.as_micros() as u64})), "files": s.files, "files_reused": s.files_reused, "logical_bytes": s.logical_bytes,
-               "new_chunks": s.new_chunks, "new_stored_bytes": s.new_stored_bytes, "packs_written": r.packs_written, "bytes_read": r.bytes_read, "seconds": r.seconds})
+               "new_chunks": s.new_chunks, "new_stored_bytes": s.new_stored_bytes, "packs_written": r.packs_written, "bytes_read": r.bytes_read,
+               "added_bytes": r.added_bytes, "added_chunks": s.new_chunks, "reused_bytes": s.logical_bytes.saturating_sub(r.added_raw_bytes),
+               "dedup_ratio": dedup_ratio(s.logical_bytes, r.added_raw_bytes), "seconds": r.seconds})
     }
 
     fn text(&self) -> String {
         self.report.backup_id.to_string()
+    }
+}
+
+/// The backup's bytes over the bytes it had to add (0 when it added nothing: all deduplicated).
+fn dedup_ratio(logical: u64, added_raw: u64) -> f64 {
+    if added_raw == 0 {
+        0.0
+    } else {
+        logical as f64 / added_raw as f64
     }
 }

@@ -35,6 +35,8 @@ impl Report for info::BackupInfo {
             "stored_bytes": i.stored_bytes,
             "unique_chunks": i.unique_chunks,
             "new_stored_bytes": m.stats.new_stored_bytes,
+        "added_bytes": i.added_bytes,
+        "added_chunks": m.stats.new_chunks,
             "task_entries": m.tasks.iter().map(|t| json!({
                 "task": t.task,
                 "depots": t.depots.iter().map(|d| json!({"name": format!("*{}", d.name), "start_offset": d.start_offset, "end_offset": d.end_offset, "segments": d.files.len()})).collect::<Vec<_>>(),
@@ -48,7 +50,7 @@ impl Report for info::BackupInfo {
         let i = self;
         let m = &i.manifest;
         let mut out = format!(
-            "backup   {}\nmodule   {}\ncreated  {}\ntasks    {}\nfiles    {}\nlogical  {} bytes ({:.1} MiB)\nstored   {} bytes ({:.1} MiB, {} unique chunks; {:.1} MiB new in this backup)\n",
+            "backup   {}\nmodule   {}\ncreated  {}\ntasks    {}\nfiles    {}\nlogical  {} bytes ({:.1} MiB)\nstored   {} bytes ({:.1} MiB, {} unique chunks)\nadded    {} bytes ({:.3} MiB, {} new chunks, when it was taken)\n",
             m.backup_id,
             m.module(),
             format_ms(m.created_ms),
@@ -59,7 +61,9 @@ impl Report for info::BackupInfo {
             i.stored_bytes,
             mib(i.stored_bytes),
             i.unique_chunks,
-            mib(m.stats.new_stored_bytes)
+            i.added_bytes,
+            mib(i.added_bytes),
+            m.stats.new_chunks
         );
         for t in &m.tasks {
             out.push_str(&format!("task {}\n", t.task));

@@ -4,6 +4,7 @@
 
 pub mod action;
 pub mod backup;
+pub mod bench;
 pub mod config;
 pub mod delete;
 pub mod gc;
@@ -11,6 +12,7 @@ pub mod info;
 pub mod list;
 pub mod repair_index;
 pub mod restore;
+pub mod stats;
 pub mod testdata;
 pub mod verify;
 

@@ -1079,3 +1079,80 @@ fn warnings_are_on_stderr_by_default() {
         "{stderr}"
     );
 }
+
+#[test]
+fn stats_and_bench_dedup_report_ratios_in_text_and_json() {
+    let env = Env::new();
+    let b1: serde_json::Value =
+        serde_json::from_str(&env.ok(&["backup", "--module", MODULE, "--json"])).unwrap();
+    let b2: serde_json::Value =
+        serde_json::from_str(&env.ok(&["backup", "--module", MODULE, "--json"])).unwrap();
+    // The second backup of an unchanged module adds its manifest only.
+    assert!(b1["added_bytes"].as_u64().unwrap() > 10_000, "{b1}");
+    assert_eq!(b2["added_chunks"], 0, "{b2}");
+    assert!(b2["added_bytes"].as_u64().unwrap() < 10_000, "{b2}");
+    assert_eq!(b2["reused_bytes"], b2["logical_bytes"], "{b2}");
+
+    let s: serde_json::Value = serde_json::from_str(&env.ok(&["stats", "--json"])).unwrap();
+    assert_eq!(s["backups"], 2);
+    assert_eq!(
+        s["logical_bytes"].as_u64().unwrap(),
+        2 * b1["logical_bytes"].as_u64().unwrap()
+    );
+    assert_eq!(s["garbage_bytes"], 0);
+    assert!(s["dedup_ratio"].as_f64().unwrap() >= 2.0, "{s}");
+    for kind in ["depot", "pstate", "topology", "module"] {
+        assert!(
+            s["kinds"][kind]["logical_bytes"].as_u64().unwrap() > 0,
+            "{s}"
+        );
+    }
+    let text = env.ok(&["stats", "--module", MODULE]);
+    assert!(
+        text.contains("dedup") && text.lines().count() >= 6,
+        "{text}"
+    );
+    env.fails(
+        &["stats", "--module", MODULE, "--backupId", "x"],
+        2,
+        "not both",
+    );
+
+    // The module dir as one generation, twice: everything of the second deduplicates.
+    let m = env.module();
+    let m = m.to_str().unwrap();
+    let p: serde_json::Value = serde_json::from_str(&env.ok(&[
+        "bench",
+        "dedup",
+        m,
+        m,
+        "--chunk-sizes",
+        "128K/512K/2M",
+        "--json",
+    ]))
+    .unwrap();
+    let p = &p[0];
+    let once: serde_json::Value =
+        serde_json::from_str(&env.ok(&["bench", "dedup", m, "--json"])).unwrap();
+    let once = &once[0];
+    assert_eq!(p["avg_size"], 512 * 1024);
+    assert_eq!(p["added_per_generation"][1], 0, "{p}");
+    assert_eq!(
+        p["logical_bytes"].as_u64().unwrap(),
+        2 * once["logical_bytes"].as_u64().unwrap()
+    );
+    assert_eq!(p["unique_bytes"], once["unique_bytes"]);
+    assert_eq!(p["stored_bytes"], once["stored_bytes"]);
+    let table = env.ok(&["bench", "dedup", m]);
+    assert_eq!(
+        table.lines().count(),
+        5,
+        "header, three settings, footnote: {table}"
+    );
+    env.fails(
+        &["bench", "dedup", m, "--chunk-sizes", "1/2"],
+        2,
+        "MIN/AVG/MAX",
+    );
+    env.fails(&["bench", "dedup", "no-such-dir"], 2, "not a directory");
+}

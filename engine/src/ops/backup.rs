@@ -25,7 +25,7 @@ use bytes::Bytes;
 use rayon::prelude::*;
 use rbk_chunkstore::compress::Content;
 use rbk_chunkstore::session::now_ms;
-use rbk_chunkstore::{ChunkId, WriteSession};
+use rbk_chunkstore::{ChunkId, WriteSession, WriteStats};
 
 use crate::backup_id::BackupId;
 use crate::depot::{FrameCounter, segment_first_offset};
@@ -47,6 +47,13 @@ pub struct BackupReport {
     pub backup_id: BackupId,
     pub stats: BackupStats,
     pub packs_written: u64,
+    /// Uncompressed bytes of the chunks this backup added to the store (`stats.new_chunks`
+    /// of them, `stats.new_stored_bytes` once compressed); everything else it references was
+    /// there already.
+    pub added_raw_bytes: u64,
+    /// Bytes this backup added to the store: its new chunks, compressed, plus its manifest
+    /// (restic's "added to the repository").
+    pub added_bytes: u64,
     /// Bytes read from module files: unchanged files are not read, grown ones only past
     /// their kept chunks.
     pub bytes_read: u64,
@@ -353,20 +360,23 @@ fn backup_from(
     // condemn, and tells this backup which packs not to deduplicate against (docs/gc.md).
     // It ends with the commit, whether that succeeds or not.
     let session = repo.store().begin_session("backup", module)?;
-    let (backup_id, stats, packs_written, bytes_read) =
+    let (backup_id, stats, written, bytes_read) =
         backup_in_session(repo, session, module, &scan, start_ms, progress)?;
+    let added_bytes = written.new_stored_bytes;
     repo.bind_if_unbound(data_dir)?;
     Ok(BackupReport {
         backup_id,
         stats,
-        packs_written,
+        packs_written: written.packs_written,
+        added_raw_bytes: written.new_raw_bytes,
+        added_bytes,
         bytes_read,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
 /// Stores every file of `scan` in `session` and commits the manifest (which ends the
-/// session); returns its id, stats, packs written and bytes read.
+/// session); returns its id, stats, what the session wrote and bytes read.
 fn backup_in_session(
     repo: &Repo,
     session: WriteSession,
@@ -374,7 +384,7 @@ fn backup_in_session(
     scan: &ModuleScan,
     start_ms: u64,
     progress: &dyn Progress,
-) -> Result<(BackupId, BackupStats, u64, u64)> {
+) -> Result<(BackupId, BackupStats, WriteStats, u64)> {
     let store = repo.store();
 
     let ids = repo.backup_ids(module)?;
@@ -713,16 +723,19 @@ fn backup_in_session(
     };
     // The commit point. Another backup of the module may have taken the id in the same
     // millisecond: then try another suffix.
+    let mut manifest_bytes = 0;
     session.commit(module, |attempt| {
         if attempt > 0 {
             manifest.backup_id.suffix = rand::random();
         }
-        (
-            manifest.backup_id.to_string(),
-            Bytes::from(manifest.encode()),
-        )
+        let body = manifest.encode();
+        manifest_bytes = body.len() as u64;
+        (manifest.backup_id.to_string(), Bytes::from(body))
     })?;
-    Ok((manifest.backup_id, stats, ws.packs_written, bytes_read))
+    // What this backup added to the store: its new chunks, compressed, and its manifest.
+    let mut ws = ws;
+    ws.new_stored_bytes += manifest_bytes;
+    Ok((manifest.backup_id, stats, ws, bytes_read))
 }
 
 /// `commit_id` of a topology's progress.json, when present and readable.

@@ -17,6 +17,9 @@ pub struct BackupInfo {
     /// Compressed bytes of the distinct chunks the backup references (shared with other
     /// backups where deduplicated).
     pub stored_bytes: u64,
+    /// What the backup added to the store when it was taken: its new chunks, compressed, and
+    /// its manifest.
+    pub added_bytes: u64,
 }
 
 /// # Errors
@@ -33,7 +36,9 @@ pub fn info(repo: &Repo, id: &BackupId) -> Result<BackupInfo> {
             }
         }
     }
+    let added_bytes = manifest.stats.new_stored_bytes + manifest.encode().len() as u64;
     Ok(BackupInfo {
+        added_bytes,
         files: files.len() as u64,
         logical_bytes: files.iter().map(|(_, f)| f.size).sum(),
         unique_chunks: seen.len() as u64,

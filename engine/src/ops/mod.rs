@@ -4,5 +4,7 @@ pub mod backup;
 pub mod gc;
 pub mod info;
 pub mod list;
+pub mod predict;
 pub mod restore;
+pub mod stats;
 pub mod verify;

@@ -11,5 +11,6 @@ mod host;
 mod hostile;
 mod roundtrip;
 mod s3;
+mod stats;
 mod untrusted_inputs;
 mod verify;
