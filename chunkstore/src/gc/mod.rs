@@ -45,6 +45,20 @@ pub struct CollectOptions {
     pub revoke: Vec<String>,
 }
 
+impl CollectOptions {
+    /// # Errors
+    /// `InvalidInput` for a repack threshold outside 0..=1.
+    pub fn check(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.repack_threshold) {
+            return Err(Error::InvalidInput(format!(
+                "repack threshold {} must be between 0 and 1",
+                self.repack_threshold
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for CollectOptions {
     fn default() -> Self {
         CollectOptions {
@@ -104,7 +118,11 @@ pub struct CollectReport {
 /// `InvalidInput` naming the id, provider errors.
 pub fn check_revocable(store: &ChunkStore, revoke: &[String]) -> Result<()> {
     let running = running_sessions(store)?;
-    match revoke.iter().find(|id| !running.contains_key(*id)) {
+    unknown_revocation(revoke, |id| running.contains_key(id))
+}
+
+fn unknown_revocation(revoke: &[String], running: impl Fn(&str) -> bool) -> Result<()> {
+    match revoke.iter().find(|id| !running(id)) {
         Some(id) => Err(Error::InvalidInput(format!(
             "--revoke {id}: no running session of that id in the store; `rbk gc --dry-run` lists them"
         ))),
@@ -126,20 +144,17 @@ pub fn collect<E: From<Error>>(
     progress: &dyn Progress,
     mut live: impl FnMut() -> Result<LiveSet, E>,
 ) -> Result<CollectReport, E> {
-    if !(0.0..=1.0).contains(&opts.repack_threshold) {
-        return Err(Error::InvalidInput(format!(
-            "repack threshold {} must be between 0 and 1",
-            opts.repack_threshold
-        ))
-        .into());
-    }
-    check_revocable(store, &opts.revoke)?;
+    opts.check()?;
     let p = store.provider().clone();
-    // 1. Sessions whose heartbeats stopped, or that the operator names.
+    // 1. Sessions whose heartbeats stopped, or that the operator names (each of which must
+    // be running: the views list every running session).
     let mut report = CollectReport {
         sessions: session_views(store, opts)?,
         ..Default::default()
     };
+    unknown_revocation(&opts.revoke, |id| {
+        report.sessions.iter().any(|s| s.id == id)
+    })?;
     if !opts.dry_run {
         report.sessions_revoked = revoke(store, &report.sessions)?;
     }

@@ -166,7 +166,7 @@ impl WriteSession<'_> {
     ///
     /// # Errors
     /// `Index` errors.
-    pub fn stored_len(&self, id: &ChunkId) -> Result<Option<u32>> {
+    pub fn raw_len(&self, id: &ChunkId) -> Result<Option<u32>> {
         Ok(self.usable_location(id)?.map(|l| l.raw_len))
     }
 

@@ -109,6 +109,16 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// How a file's chunks are stored, by its path in the module dir: depot segments are framed
+/// records, stored with their CRCs elided. `bench dedup` predicts with the same rule.
+pub(crate) fn content_of(key: &str) -> Content {
+    if key.contains("/depots/") && key.ends_with(".seg") {
+        Content::FramedLog
+    } else {
+        Content::Opaque
+    }
+}
+
 /// Files that only ever grow by appending: depot segments, and RocksDB's WALs, MANIFESTs
 /// and info LOG. Others (SSTs, OPTIONS, JSON) are rewritten or immutable.
 fn append_only(key: &str) -> bool {
@@ -130,7 +140,7 @@ fn resume_offset(session: &WriteSession, f: &ScannedFile, prev: &FileEntry) -> R
     let kept = &prev.chunks[..keep];
     let mut lens = Vec::with_capacity(keep);
     for id in kept {
-        match session.stored_len(id)? {
+        match session.raw_len(id)? {
             Some(len) => lens.push(u64::from(len)),
             None => return Ok(None),
         }
@@ -469,12 +479,7 @@ fn backup_in_session(
                       count_from: Option<u64>|
      -> Result<(FileEntry, Option<FrameCounter>)> {
         let f = job.file;
-        // Depot segments are framed records: their chunks are stored with the CRCs elided.
-        let content = if job.key.contains("/depots/") && job.key.ends_with(".seg") {
-            Content::FramedLog
-        } else {
-            Content::Opaque
-        };
+        let content = content_of(&job.key);
         let growth = if append_only(&job.key) {
             Growth::AppendOnly
         } else {
@@ -686,7 +691,7 @@ fn backup_in_session(
             topologies,
         });
     }
-    let ws = session.stats();
+    let mut ws = session.stats();
     stats.new_chunks = ws.new_chunks;
     stats.new_stored_bytes = ws.new_stored_bytes;
 
@@ -733,7 +738,6 @@ fn backup_in_session(
         (manifest.backup_id.to_string(), Bytes::from(body))
     })?;
     // What this backup added to the store: its new chunks, compressed, and its manifest.
-    let mut ws = ws;
     ws.new_stored_bytes += manifest_bytes;
     Ok((manifest.backup_id, stats, ws, bytes_read))
 }

@@ -86,12 +86,12 @@ pub fn gc(
             path: data_dir.into(),
         });
     }
-    if !(0.0..=1.0).contains(&opts.repack_threshold) {
-        return Err(Error::InvalidInput(format!(
-            "repack threshold {} must be between 0 and 1",
-            opts.repack_threshold
-        )));
-    }
+    let collect_opts = CollectOptions {
+        dry_run: opts.dry_run,
+        repack_threshold: opts.repack_threshold,
+        revoke: opts.revoke.clone(),
+    };
+    collect_opts.check()?;
     // A dry run writes nothing, not even the binding.
     repo.check_binding(data_dir, opts.rebind_store, !opts.dry_run)?;
     let store = repo.store();
@@ -153,11 +153,6 @@ pub fn gc(
     // 3. The store frees what no remaining manifest references. Each live set leaves out
     // what this run deleted (which a dry run did not delete); the one before a sweep is read
     // afresh, after the sessions it waits for were seen to be over.
-    let collect_opts = CollectOptions {
-        dry_run: opts.dry_run,
-        repack_threshold: opts.repack_threshold,
-        revoke: opts.revoke.clone(),
-    };
     let retained = Cell::new(None);
     report.store = store_gc::collect(store, &collect_opts, progress, || {
         let (live, n) = live_set(repo, &deleted, progress)?;

@@ -16,7 +16,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use rbk_chunkstore::ChunkId;
 use rbk_chunkstore::chunker::{Chunker, ChunkerParams};
-use rbk_chunkstore::compress::{self, Content};
+use rbk_chunkstore::compress;
 
 use crate::{Error, Progress, Result};
 
@@ -164,11 +164,8 @@ fn predict_one(
         let sizes: Vec<(u64, u64, u64, u64)> = files
             .par_iter()
             .map(|(rel, path)| -> Result<(u64, u64, u64, u64)> {
-                let content = if rel.contains("depots/") && rel.ends_with(".seg") {
-                    Content::FramedLog
-                } else {
-                    Content::Opaque
-                };
+                // As a backup stores it (paths under a module dir or a data dir alike).
+                let content = super::backup::content_of(&format!("/{rel}"));
                 let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
                 let mut counts = (0, 0, 0, 0);
                 let mut stored = Vec::new();
