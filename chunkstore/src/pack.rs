@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! "RBKPACK1"                                  8 bytes, header magic
+//! salt                                        16 random bytes (packs written before it
+//!                                             have none; readers never look at it)
 //! chunk blobs                                 zstd frames, back to back
 //! index entries, `count` × 48 bytes:
 //!     chunk id       32 bytes (BLAKE3-256 of the uncompressed chunk)
@@ -24,6 +26,10 @@ pub const HEADER_MAGIC: &[u8; 8] = b"RBKPACK1";
 pub const TRAILER_MAGIC: &[u8; 8] = b"RBKPIDX1";
 pub const ENTRY_LEN: usize = 48;
 pub const FOOTER_LEN: usize = 48;
+/// Random bytes after the header magic. They make every pack a new object name, even one
+/// holding exactly the chunks of a pack a GC condemned: a backup that stores condemned chunks
+/// again must never write them under the name the sweep is about to delete (docs/gc.md, case 2).
+pub const SALT_LEN: usize = 16;
 
 /// Where one chunk sits inside a pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +63,7 @@ impl PackBuilder {
     /// which cost a backup ~20 MB of peak RSS.
     pub fn with_capacity(capacity: usize) -> Self {
         let mut bytes = Vec::with_capacity(capacity);
-        bytes.extend_from_slice(HEADER_MAGIC);
+        start_pack(&mut bytes);
         PackBuilder {
             bytes,
             entries: Vec::new(),
@@ -67,7 +73,7 @@ impl PackBuilder {
     /// A builder that reuses `buf`'s allocation (its contents are discarded).
     pub fn on_buffer(mut buf: Vec<u8>) -> Self {
         buf.clear();
-        buf.extend_from_slice(HEADER_MAGIC);
+        start_pack(&mut buf);
         PackBuilder {
             bytes: buf,
             entries: Vec::new(),
@@ -110,6 +116,11 @@ impl PackBuilder {
         self.bytes.extend_from_slice(TRAILER_MAGIC);
         (self.bytes, self.entries)
     }
+}
+
+fn start_pack(bytes: &mut Vec<u8>) {
+    bytes.extend_from_slice(HEADER_MAGIC);
+    bytes.extend_from_slice(&rand::random::<[u8; SALT_LEN]>());
 }
 
 /// Parses the footer of a pack of `pack_size` bytes; returns the byte range of its index.
@@ -234,6 +245,30 @@ mod tests {
         b.add(ChunkId::of(b"x"), 1, b"blob");
         let (bytes, entries) = b.finish();
         assert_eq!(parse_pack("p", &bytes).unwrap(), entries);
+    }
+
+    #[test]
+    fn two_packs_of_the_same_chunks_have_different_names() {
+        let (a, _) = sample();
+        let (b, _) = sample();
+        assert_eq!(a.len(), b.len());
+        assert_ne!(crate::PackId::of(&a), crate::PackId::of(&b));
+    }
+
+    #[test]
+    fn a_pack_without_a_salt_still_parses() {
+        // Packs written before the salt have their first blob right after the magic.
+        let (salted, entries) = sample();
+        let mut b = PackBuilder::new();
+        b.bytes.truncate(HEADER_MAGIC.len());
+        for e in &entries {
+            let at = e.offset as usize;
+            b.add(e.id, e.raw_len, &salted[at..at + e.stored_len as usize]);
+        }
+        let (old, old_entries) = b.finish();
+        assert_eq!(old.len(), salted.len() - SALT_LEN);
+        assert_eq!(old_entries[0].offset, HEADER_MAGIC.len() as u64);
+        assert_eq!(parse_pack("p", &old).unwrap(), old_entries);
     }
 
     #[test]

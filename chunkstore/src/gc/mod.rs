@@ -359,3 +359,73 @@ fn revoke(store: &ChunkStore, views: &[SessionView]) -> Result<Vec<String>> {
     }
     Ok(revoked)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::provider::{MemoryProvider, Provider};
+    use crate::{ChunkId, NoProgress};
+
+    fn collect_with(store: &ChunkStore, live: &[&[u8]]) -> CollectReport {
+        collect(store, &CollectOptions::default(), &NoProgress, || {
+            let mut set = LiveSet::default();
+            for c in live {
+                set.insert(&ChunkId::of(c));
+            }
+            set.seal();
+            Ok::<_, Error>(set)
+        })
+        .unwrap()
+    }
+
+    /// A backup that begins after a condemnation stores the condemned chunks again, in the
+    /// same order when its module did not change. Its pack must not be the condemned pack
+    /// under the same name, or the sweep deletes the only copy of what it is about to commit.
+    #[test]
+    fn a_pack_stored_again_after_a_condemnation_survives_the_sweep() {
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(p.clone(), dir.path(), true).unwrap();
+        let chunks: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 3000]).collect();
+        let put_all = |w: &crate::store::WriteSession| {
+            for c in &chunks {
+                assert!(w.put_chunk(ChunkId::of(c), c).unwrap());
+            }
+            w.flush().unwrap();
+        };
+        // A backup that died before its manifest: its pack is garbage.
+        let dead = store.begin_session("backup", "m").unwrap();
+        put_all(&dead);
+        dead.end().unwrap();
+        let held = store.begin_session("backup", "other").unwrap();
+        let first = collect_with(&store, &[]);
+        assert_eq!((first.packs_condemned, first.records_waiting), (1, 1));
+
+        let again = store.begin_session("backup", "m").unwrap();
+        put_all(&again);
+        held.end().unwrap();
+        let second = collect_with(&store, &[]);
+        assert_eq!(
+            (second.records_swept, second.sweep.packs_deleted),
+            (1, 1),
+            "{second:?}"
+        );
+        again
+            .commit("m", |_| {
+                ("b".into(), bytes::Bytes::from_static(b"manifest"))
+            })
+            .unwrap();
+        for c in &chunks {
+            let got = std::sync::Mutex::new(Vec::new());
+            store
+                .read_chunks(&[ChunkId::of(c)], |_, d| {
+                    got.lock().unwrap().extend_from_slice(d);
+                    Ok::<(), Error>(())
+                })
+                .unwrap();
+            assert_eq!(&got.into_inner().unwrap(), c);
+        }
+    }
+}

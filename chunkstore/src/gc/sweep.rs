@@ -266,7 +266,7 @@ mod tests {
         // Flip a byte inside y's blob.
         let key = keys::pack(&damaged);
         let mut bytes = s.block_on(p.get(&key, u64::MAX)).unwrap().to_vec();
-        bytes[pack::HEADER_MAGIC.len() + 5] ^= 0x40;
+        bytes[pack::HEADER_MAGIC.len() + pack::SALT_LEN + 5] ^= 0x40;
         s.block_on(p.delete(&key)).unwrap();
         s.block_on(p.put_if_absent(&key, Bytes::from(bytes)))
             .unwrap();

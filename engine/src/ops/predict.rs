@@ -6,7 +6,7 @@
 //! not seen before — in any generation so far, as a store deduplicates — compressed as a
 //! backup compresses it (depot segments with their record CRCs elided, zstd at the given
 //! level). So the prediction is what backups of those generations would add to a store, less
-//! manifests and pack trailers (`docs/format.md`: 48 bytes per chunk, 56 per pack).
+//! manifests and pack trailers (`docs/format.md`: 48 bytes per chunk, 72 per pack).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -74,11 +74,11 @@ fn an_unchanged_module_backed_up_twice_doubles_logical_bytes_and_adds_only_a_man
     assert_eq!((two.packs, two.pack_bytes), (packs, pack_bytes));
     assert_eq!(two.garbage_bytes, Some(0));
     let overhead = pack_bytes - two.totals.stored_bytes;
-    // A pack spends its header magic and footer, and one trailer entry per chunk.
-    use rbk_chunkstore::pack::{ENTRY_LEN, FOOTER_LEN, HEADER_MAGIC};
+    // A pack spends its header magic, salt and footer, and one trailer entry per chunk.
+    use rbk_chunkstore::pack::{ENTRY_LEN, FOOTER_LEN, HEADER_MAGIC, SALT_LEN};
     assert_eq!(
         overhead,
-        packs * (HEADER_MAGIC.len() + FOOTER_LEN) as u64
+        packs * (HEADER_MAGIC.len() + SALT_LEN + FOOTER_LEN) as u64
             + two.totals.unique_chunks * ENTRY_LEN as u64,
         "{two:?}"
     );
