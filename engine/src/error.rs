@@ -42,6 +42,16 @@ pub enum Error {
     #[error("restore target `{}` is not empty; pass --force to replace it (the current state is discarded)", path.display())]
     TargetNotEmpty { path: PathBuf },
 
+    #[error(
+        "restoring {backup_id} would break module `{dependent}`: it depends on {object} of `{module}`, which that backup does not have. Nothing was changed. Restore a backup that has {object}, or pass --ignore-dependencies (dangerous: `{dependent}` then reads an object that is gone)"
+    )]
+    DependencyBroken {
+        dependent: String,
+        module: String,
+        object: String,
+        backup_id: String,
+    },
+
     #[error("manifest `{key}` is corrupt: {detail}")]
     CorruptManifest { key: String, detail: String },
 
@@ -100,6 +110,7 @@ impl Error {
             Error::InvalidBackupId { .. }
             | Error::Layout { .. }
             | Error::TargetNotEmpty { .. }
+            | Error::DependencyBroken { .. }
             | Error::ForeignStore { .. }
             | Error::ModuleRunning { .. }
             | Error::InvalidInput(_) => ErrorKind::InvalidInput,

@@ -4,6 +4,8 @@
 //! `backup.min.backups.to.keep`), with command-line flags overriding it. The newest
 //! `min_keep` backups are kept whatever their age, and the newest backup is kept even when
 //! `min_keep` is 0: deleting the last complete backup of a module is never a policy decision.
+//! A backup `rbk restore` took of the state it replaced (its undo backup) is kept for at
+//! least `backup.undo.keep.hours` (default 24) after it was taken, whatever the policy.
 
 use std::path::Path;
 
@@ -12,6 +14,7 @@ use crate::{Error, Result};
 
 pub const MAX_AGE_KEY: &str = "backup.max.age.hours";
 pub const MIN_KEEP_KEY: &str = "backup.min.backups.to.keep";
+pub const UNDO_KEEP_KEY: &str = "backup.undo.keep.hours";
 pub const GC_PERIOD_KEY: &str = "backup.gc.period.seconds";
 /// Bounds what is read from `dynamic-options.json`.
 const MAX_OPTIONS_LEN: u64 = 1 << 20;
@@ -22,6 +25,8 @@ pub struct Policy {
     pub max_age_hours: Option<f64>,
     /// The newest this many are kept irrespective of age.
     pub min_keep: u64,
+    /// Undo backups are kept at least this long.
+    pub undo_keep_hours: f64,
 }
 
 impl Default for Policy {
@@ -30,6 +35,7 @@ impl Default for Policy {
         Policy {
             max_age_hours: None,
             min_keep: 1,
+            undo_keep_hours: 24.0,
         }
     }
 }
@@ -46,6 +52,7 @@ impl Policy {
         Policy {
             max_age_hours: o.max_age_hours.or(self.max_age_hours),
             min_keep: o.min_keep.unwrap_or(self.min_keep),
+            undo_keep_hours: self.undo_keep_hours,
         }
     }
 
@@ -95,6 +102,12 @@ impl Policy {
                 .ok_or_else(|| format!("{MAX_AGE_KEY} must be a number of hours ≥ 0, not {x}"))?;
             p.max_age_hours = Some(h);
         }
+        if let Some(x) = obj.get(UNDO_KEEP_KEY) {
+            p.undo_keep_hours = x
+                .as_f64()
+                .filter(|h| h.is_finite() && *h >= 0.0)
+                .ok_or_else(|| format!("{UNDO_KEEP_KEY} must be a number of hours ≥ 0, not {x}"))?;
+        }
         if let Some(x) = obj.get(MIN_KEEP_KEY) {
             p.min_keep = x
                 .as_u64()
@@ -119,6 +132,22 @@ impl Policy {
             .filter(|id| now_ms.saturating_sub(id.millis) as f64 > max_age_ms)
             .map(|id| (*id).clone())
             .collect()
+    }
+}
+
+impl Policy {
+    /// `expired` without the undo backups (`undo`) younger than `undo_keep_hours`.
+    pub fn sparing_undo(
+        &self,
+        mut expired: Vec<BackupId>,
+        undo: &std::collections::HashSet<BackupId>,
+        now_ms: u64,
+    ) -> Vec<BackupId> {
+        let keep_ms = self.undo_keep_hours * 3_600_000.0;
+        expired.retain(|id| {
+            !(undo.contains(id) && now_ms.saturating_sub(id.millis) as f64 <= keep_ms)
+        });
+        expired
     }
 }
 
@@ -266,11 +295,29 @@ mod tests {
             let p = Policy {
                 max_age_hours: c.max_age,
                 min_keep: c.min_keep,
+                ..Policy::default()
             };
             let mut input = ids(c.ages);
             input.reverse(); // order of the input does not matter
             assert_eq!(ages(&p.expired(&input, NOW)), c.deleted, "{}", c.name);
         }
+    }
+
+    #[test]
+    fn undo_backups_are_kept_for_their_hours_whatever_the_policy() {
+        let p = Policy {
+            max_age_hours: Some(1.0),
+            min_keep: 1,
+            undo_keep_hours: 24.0,
+        };
+        let all = ids(&[30, 20, 10, 5, 0]);
+        let expired = p.expired(&all, NOW);
+        assert_eq!(ages(&expired), [30, 20, 10, 5]);
+        let undo: std::collections::HashSet<BackupId> =
+            [all[0].clone(), all[1].clone(), all[3].clone()].into();
+        assert_eq!(ages(&p.sparing_undo(expired, &undo, NOW)), [30, 10]);
+        let p = Policy::from_options_json(br#"{"backup.undo.keep.hours": 2.5}"#).unwrap();
+        assert_eq!(p.undo_keep_hours, 2.5);
     }
 
     #[test]
@@ -298,7 +345,8 @@ mod tests {
             p,
             Policy {
                 max_age_hours: Some(48.0),
-                min_keep: 3
+                min_keep: 3,
+                ..Policy::default()
             }
         );
         assert_eq!(Policy::from_options_json(b"{}").unwrap(), Policy::default());
@@ -310,13 +358,15 @@ mod tests {
             p.with(o),
             Policy {
                 max_age_hours: Some(1.5),
-                min_keep: 3
+                min_keep: 3,
+                ..Policy::default()
             }
         );
         for bad in [
             &br#"{"backup.max.age.hours": "48"}"#[..],
             br#"{"backup.max.age.hours": -1}"#,
             br#"{"backup.min.backups.to.keep": 1.5}"#,
+            br#"{"backup.undo.keep.hours": "1d"}"#,
             br#"[1]"#,
             b"\xff",
         ] {

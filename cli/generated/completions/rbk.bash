@@ -203,7 +203,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__backup)
-            opts="-q -h --action --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --action --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --ignore-dependencies --no-undo-backup --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -481,7 +481,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__demo)
-            opts="-q -h --dir --force --keep --tasks --seconds --backups --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --dir --force --keep --tasks --seconds --backups --modules --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -500,6 +500,10 @@ _rbk() {
                     return 0
                     ;;
                 --backups)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --modules)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1033,7 +1037,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__restore)
-            opts="-q -h --backupId --force --yes --no-sync --keep-setid --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --backupId --force --yes --no-sync --keep-setid --ignore-dependencies --no-undo-backup --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -75,6 +75,8 @@ complete -c rbk -n "__fish_rbk_using_subcommand backup" -l force -d 'Restore ove
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l yes -d 'Restore a module a host is running: it is stopped, replaced and started again'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l no-sync -d 'restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can leave the module with empty or missing files; for throwaway copies only'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files (stripped by default, so a store writer cannot plant a setuid binary through a restore)'
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l ignore-dependencies -d 'restore: go ahead even if another module of the data dir depends on a depot or PState the backup does not have. Dangerous: that module then reads an object that is gone'
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l no-undo-backup -d 'restore: do not back up the state being replaced first (by default it is, and the restore prints how to undo it)'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l dry-run -d 'gc: print what would be deleted; change nothing'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l rebind-store -d 'gc: run even though the data dir belongs to another store, and bind it to this one'
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l read-data -d 'verify: download every chunk and check it against its BLAKE3 id'
@@ -108,6 +110,8 @@ complete -c rbk -n "__fish_rbk_using_subcommand restore" -l force -d 'Restore ov
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l yes -d 'Restore a module a host is running: it is stopped, replaced and started again'
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l no-sync -d 'restore: skip fsync of restored files and dirs. Faster, but a power loss soon after can leave the module with empty or missing files; for throwaway copies only'
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l keep-setid -d 'restore: keep setuid/setgid bits of restored files (stripped by default, so a store writer cannot plant a setuid binary through a restore)'
+complete -c rbk -n "__fish_rbk_using_subcommand restore" -l ignore-dependencies -d 'restore: go ahead even if another module of the data dir depends on a depot or PState the backup does not have. Dangerous: that module then reads an object that is gone'
+complete -c rbk -n "__fish_rbk_using_subcommand restore" -l no-undo-backup -d 'restore: do not back up the state being replaced first (by default it is, and the restore prints how to undo it)'
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l json -d 'Machine-readable JSON on stdout'
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -s h -l help -d 'Print help'
@@ -240,6 +244,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand demo" -l dir -d 'Working directo
 complete -c rbk -n "__fish_rbk_using_subcommand demo" -l tasks -r
 complete -c rbk -n "__fish_rbk_using_subcommand demo" -l seconds -d 'How long transfers run' -r
 complete -c rbk -n "__fish_rbk_using_subcommand demo" -l backups -d 'Backups taken while they run (evenly spread)' -r
+complete -c rbk -n "__fish_rbk_using_subcommand demo" -l modules -d '2: also run two modules reading each other\'s depot, and restore one while the other runs' -r
 complete -c rbk -n "__fish_rbk_using_subcommand demo" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand demo" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand demo" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r

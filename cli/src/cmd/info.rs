@@ -1,8 +1,10 @@
-//! `rbk info --backupId B`: what a backup holds.
+//! `rbk info --backupId B`: what a backup holds, and what restoring it into this data dir
+//! did (the module's restore epochs).
 
 use anyhow::Result;
 use clap::Args;
 use rbk_engine::BackupId;
+use rbk_engine::layout::epochs;
 use rbk_engine::ops::info;
 use serde_json::json;
 
@@ -17,13 +19,32 @@ pub struct InfoArgs {
 pub fn run(ctx: &Ctx, args: &InfoArgs) -> Result<()> {
     let id = BackupId::parse(need(&args.backup_id.backup_id, "--backupId", "info")?)?;
     let repo = open_repo(ctx.cfg, false)?;
-    ctx.show(&info::info(&repo, &id)?);
+    let info = info::info(&repo, &id)?;
+    // A damaged epoch log must not hide what the backup holds.
+    let restores = match epochs::read(&ctx.cfg.data_dir, &id.module) {
+        Ok(log) => log
+            .epochs
+            .into_iter()
+            .filter(|e| e.backup_id == id.to_string())
+            .collect(),
+        Err(e) => {
+            tracing::warn!("{e}");
+            Vec::new()
+        }
+    };
+    ctx.show(&Shown { info, restores });
     Ok(())
 }
 
-impl Report for info::BackupInfo {
+struct Shown {
+    info: info::BackupInfo,
+    /// Restores of this backup into this data dir.
+    restores: Vec<epochs::RestoreEpoch>,
+}
+
+impl Report for Shown {
     fn json(&self) -> serde_json::Value {
-        let i = self;
+        let i = &self.info;
         let m = &i.manifest;
         json!({
             "backup_id": m.backup_id.to_string(),
@@ -43,11 +64,17 @@ impl Report for info::BackupInfo {
                 "pstates": t.pstates.iter().map(|p| json!({"name": format!("$${}", p.name), "files": p.files.len(), "bytes": p.files.iter().map(|f| f.size).sum::<u64>()})).collect::<Vec<_>>(),
                 "topologies": t.topologies.iter().map(|p| json!({"name": p.name, "commit_id": p.commit_id})).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
+            "restores": self.restores.iter().map(|e| json!({
+                "epoch": e.epoch,
+                "restored": format_ms(e.restored_ms),
+                "undo_backup_id": e.undo_backup_id,
+                "offsets_reset": e.resets,
+            })).collect::<Vec<_>>(),
         })
     }
 
     fn text(&self) -> String {
-        let i = self;
+        let i = &self.info;
         let m = &i.manifest;
         let mut out = format!(
             "backup   {}\nmodule   {}\ncreated  {}\ntasks    {}\nfiles    {}\nlogical  {} bytes ({:.1} MiB)\nstored   {} bytes ({:.1} MiB, {} unique chunks)\nadded    {} bytes ({:.3} MiB, {} new chunks, when it was taken)\n",
@@ -87,6 +114,19 @@ impl Report for info::BackupInfo {
             for p in &t.topologies {
                 let commit = p.commit_id.map_or("-".to_string(), |c| c.to_string());
                 out.push_str(&format!("  topology {}  commit {commit}\n", p.name));
+            }
+        }
+        for e in &self.restores {
+            out.push_str(&format!(
+                "restored here {} (restore epoch {} of the module){}\n",
+                format_ms(e.restored_ms),
+                e.epoch,
+                e.undo_backup_id.as_ref().map_or(String::new(), |u| format!(
+                    ", replacing the state backed up as {u}"
+                ))
+            ));
+            for r in &e.resets {
+                out.push_str(&format!("  offset reset: {r}\n"));
             }
         }
         out.trim_end().to_string()

@@ -33,6 +33,14 @@ pub struct RestoreFlags {
     /// writer cannot plant a setuid binary through a restore).
     #[arg(long = "keep-setid")]
     pub keep_setid: bool,
+    /// restore: go ahead even if another module of the data dir depends on a depot or PState
+    /// the backup does not have. Dangerous: that module then reads an object that is gone.
+    #[arg(long = "ignore-dependencies")]
+    pub ignore_dependencies: bool,
+    /// restore: do not back up the state being replaced first (by default it is, and the
+    /// restore prints how to undo it).
+    #[arg(long = "no-undo-backup")]
+    pub no_undo_backup: bool,
 }
 
 struct Restored {
@@ -43,18 +51,33 @@ struct Restored {
 impl Report for Restored {
     fn json(&self) -> serde_json::Value {
         let (id, r) = (&self.id, &self.report);
-        json!({"backup_id": id.to_string(), "target": r.target, "files": r.files, "bytes": r.bytes, "seconds": r.seconds})
+        let resets: Vec<_> = r
+            .resets
+            .iter()
+            .map(|x| json!({"module": x.module, "task": x.task, "topology": x.topology, "depot": x.depot, "from": x.from, "to": x.to}))
+            .collect();
+        json!({"backup_id": id.to_string(), "target": r.target, "files": r.files, "bytes": r.bytes, "seconds": r.seconds,
+               "undo_backup_id": r.undo_backup_id.as_ref().map(ToString::to_string), "epoch": r.epoch, "offsets_reset": resets})
     }
 
     fn text(&self) -> String {
         let (id, r) = (&self.id, &self.report);
-        format!(
+        let mut out = format!(
             "restored {id} into {} ({} files, {:.1} MiB, {:.2}s)",
             r.target.display(),
             r.files,
             mib(r.bytes),
             r.seconds
-        )
+        );
+        for x in &r.resets {
+            out.push_str(&format!("\noffset reset: {x}"));
+        }
+        if let Some(undo) = &r.undo_backup_id {
+            out.push_str(&format!(
+                "\nthe replaced state is backup {undo}; undo with rbk restore --backupId {undo} --force"
+            ));
+        }
+        out
     }
 }
 
@@ -75,6 +98,10 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
             id.module
         )));
     }
+    // Refused before the module is stopped: a refused restore changes nothing at all.
+    if !args.flags.ignore_dependencies {
+        rbk_engine::ops::dependents::check_restore(&cfg.data_dir, &repo.load_committed(&id)?)?;
+    }
     let mut host = host.filter(|_| running);
     if let Some(c) = host.as_mut() {
         c.stop(&id.module)?;
@@ -89,6 +116,8 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
             force,
             no_sync: args.flags.no_sync,
             keep_setid: args.flags.keep_setid,
+            ignore_dependencies: args.flags.ignore_dependencies,
+            undo_backup: !args.flags.no_undo_backup,
         },
         &bars,
     );

@@ -1156,3 +1156,103 @@ fn stats_and_bench_dedup_report_ratios_in_text_and_json() {
     );
     env.fails(&["bench", "dedup", "no-such-dir"], 2, "not a directory");
 }
+
+/// A restore that would take away what another module depends on is refused in both forms
+/// (exit 2, naming the dependent, the object and the backup, the data unchanged); one that
+/// goes ahead prints how to undo it, and the undo brings the module back byte for byte.
+#[test]
+fn restores_keep_dependents_consistent_and_can_be_undone() {
+    let env = Env::new();
+    let backup_id = |out: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["backup_id"].as_str().unwrap().to_string()
+    };
+    // A backup of the module without its PState `$$balances` (in none of its 4 tasks).
+    let pstates = |t: u32| env.module().join(format!("tasks/{t}/pstates"));
+    let aside = |t: u32| env.dir().join(format!("pstates-aside-{t}"));
+    for t in 0..4 {
+        std::fs::rename(pstates(t), aside(t)).unwrap();
+    }
+    let without = backup_id(&env.ok(&["backup", "--module", MODULE, "--json"]));
+    for t in 0..4 {
+        std::fs::rename(aside(t), pstates(t)).unwrap();
+    }
+    let with = backup_id(&env.ok(&["backup", "--module", MODULE, "--json"]));
+
+    // A module that reads it.
+    let dependent = env.dir().join("data/modules/com.rbk.Reader");
+    std::fs::create_dir_all(dependent.join("tasks/0/topologies/core")).unwrap();
+    let meta = serde_json::json!({
+        "name": "com.rbk.Reader", "tasks": 1, "depots": [], "pstates": [],
+        "topologies": [{"name": "core", "kind": "stream", "subscribes": []}],
+        "dependencies": [{"module": MODULE, "pstate": "$$balances"}],
+    });
+    std::fs::write(dependent.join("module.json"), meta.to_string()).unwrap();
+    let before = digest(&env.module());
+    let listed = env.ok(&["list", "--module", MODULE]);
+    for args in [
+        vec!["restore", "--backupId", &without, "--force"],
+        vec![
+            "backup",
+            "--action",
+            "restore",
+            "--backupId",
+            &without,
+            "--force",
+        ],
+    ] {
+        let out = env.rbk(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        for needle in [
+            "com.rbk.Reader",
+            "$$balances",
+            without.as_str(),
+            "--ignore-dependencies",
+        ] {
+            assert!(
+                stderr.contains(needle),
+                "{args:?}: {needle} not in {stderr}"
+            );
+        }
+        assert_eq!(digest(&env.module()), before);
+        assert_eq!(
+            env.ok(&["list", "--module", MODULE]),
+            listed,
+            "no undo backup"
+        );
+    }
+
+    // Allowed: a backup that has it. The replaced state is backed up first.
+    std::fs::write(env.module().join("module.jar"), b"a newer jar").unwrap();
+    let current = digest(&env.module());
+    let out = env.ok(&["restore", "--backupId", &with, "--force", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let undo = v["undo_backup_id"]
+        .as_str()
+        .expect("an undo backup")
+        .to_string();
+    assert_eq!(v["epoch"], 1);
+    assert_ne!(digest(&env.module()), current);
+    let text = env.ok(&[
+        "restore",
+        "--backupId",
+        &undo,
+        "--force",
+        "--no-undo-backup",
+    ]);
+    assert!(!text.contains("undo with"), "{text}");
+    assert_eq!(digest(&env.module()), current);
+    let info = env.ok(&["info", "--backupId", &undo]);
+    assert!(info.contains("restored here"), "{info}");
+    // --ignore-dependencies overrides the refusal.
+    env.ok(&[
+        "restore",
+        "--backupId",
+        &without,
+        "--force",
+        "--ignore-dependencies",
+        "--no-undo-backup",
+    ]);
+    assert!(!env.module().join("tasks/0/pstates/balances").exists());
+}

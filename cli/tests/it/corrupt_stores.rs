@@ -292,6 +292,25 @@ fn corrupt_stores_give_their_documented_errors_and_change_nothing() {
 
         let mut after = digest(&store);
         after.retain(|k, _| !k.starts_with(".tmp/"));
+        if c.restore_exit == 0 {
+            // A restore that succeeds first backs up the state it replaces: one manifest and
+            // its packs are added, nothing else changes. One that fails adds nothing.
+            let added: Vec<String> = after
+                .keys()
+                .filter(|k| !before.contains_key(*k))
+                .cloned()
+                .collect();
+            let manifests = added.iter().filter(|k| k.starts_with("manifests/")).count();
+            assert_eq!(manifests, 1, "{}: {added:?}", c.name);
+            assert!(
+                added
+                    .iter()
+                    .all(|k| k.starts_with("manifests/") || k.starts_with("packs/")),
+                "{}: {added:?}",
+                c.name
+            );
+            after.retain(|k, _| before.contains_key(k));
+        }
         assert_eq!(after, before, "{}: the store was changed", c.name);
     }
 }

@@ -43,6 +43,17 @@ pub struct TopologyDef {
     pub depot: &'static str,
     /// Without the `$$` prefix. Each PState belongs to exactly one topology.
     pub pstates: &'static [&'static str],
+    /// `None`: `depot` is the module's own. Otherwise the module whose `depot` it reads, as
+    /// the host found it in module.json's `subscribes` (definitions leave it `None`).
+    pub reads: Option<ForeignDepot>,
+}
+
+/// Another module's depot a topology reads: task t reads partition `t mod tasks`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignDepot {
+    pub module: String,
+    /// That module's task count.
+    pub tasks: u32,
 }
 
 /// One partition's keys and values.

@@ -23,7 +23,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use module::{HostOptions, PauseStats, RunningModule, create_module, definition_of};
+pub use module::{
+    HostOptions, PauseStats, RunningModule, create_module, create_module_reading, definition_of,
+};
 pub use snapshot::Snapshot;
 
 use crate::layout::{liveness, module_dir, module_names};

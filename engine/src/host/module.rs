@@ -29,9 +29,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::builtin::lookup;
-use super::definition::{Ctx, Definition, Kind, TopologyDef, task_of};
-use crate::depot::{DepotCursor, DepotWriter};
-use crate::layout::{ModuleMeta, module_dir};
+use super::definition::{Ctx, Definition, ForeignDepot, Kind, TopologyDef, task_of};
+use crate::depot::{DepotCursor, DepotWriter, partition_bounds};
+use crate::layout::deps::foreign_depot;
+use crate::layout::epochs::EpochWatch;
+use crate::layout::{ModuleMeta, module_dir, write_atomically};
 use crate::manifest::{depot_dir, pstate_dir, topology_dir};
 use crate::{Error, Result};
 
@@ -90,9 +92,18 @@ pub(crate) fn rocks_options() -> Options {
     o
 }
 
+/// How module.json and progress.json name the depot `depot`, of module `reads` if given.
+fn subscribed(reads: Option<&str>, depot: &str) -> String {
+    match reads {
+        Some(m) => format!("{m}/*{depot}"),
+        None => format!("*{depot}"),
+    }
+}
+
 /// The `progress.json` of one task of one topology, as the layout describes it.
 pub(crate) fn progress_json(topo: &TopologyDef, p: &TopoProgress, task: u32) -> Vec<u8> {
-    let mut v = json!({ "processed": { format!("*{}", topo.depot): p.processed[task as usize] } });
+    let key = subscribed(topo.reads.as_ref().map(|r| r.module.as_str()), topo.depot);
+    let mut v = json!({ "processed": { key: p.processed[task as usize] } });
     if let Some(c) = p.commit_id {
         v["commit_id"] = json!(c);
     }
@@ -114,6 +125,7 @@ pub struct PauseStats {
 
 pub struct RunningModule {
     pub name: String,
+    pub(crate) data_dir: PathBuf,
     pub(crate) dir: PathBuf,
     pub(crate) tasks: u32,
     pub(crate) def: Arc<dyn Definition>,
@@ -158,6 +170,14 @@ pub fn definition_of(module_dir: &Path) -> Result<Option<Arc<dyn Definition>>> {
 pub(crate) fn load_module_json(
     module_dir: &Path,
 ) -> Result<(ModuleMeta, Option<Arc<dyn Definition>>)> {
+    load_module_value(module_dir).map(|(meta, def, _)| (meta, def))
+}
+
+/// What module.json says: its metadata, the definition it selects and the whole JSON.
+pub(crate) type ModuleJson = (ModuleMeta, Option<Arc<dyn Definition>>, serde_json::Value);
+
+/// [`load_module_json`], with the whole JSON.
+pub(crate) fn load_module_value(module_dir: &Path) -> Result<ModuleJson> {
     let path = module_dir.join("module.json");
     let bytes = rbk_chunkstore::safe_fs::read_limited(&path, crate::layout::MAX_META_FILE_LEN)
         .map_err(|e| match e.kind() {
@@ -173,7 +193,84 @@ pub(crate) fn load_module_json(
         .get("rbk.definition")
         .and_then(|d| d.as_str())
         .and_then(lookup);
-    Ok((meta, def))
+    Ok((meta, def, v))
+}
+
+/// Names of the topologies module.json (`v`) says read another module's depot (a
+/// `subscribes` entry `M/*d`).
+pub(crate) fn foreign_readers(v: &serde_json::Value) -> std::collections::HashSet<String> {
+    v.get("topologies")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+        .filter(|t| {
+            t.get("subscribes")
+                .and_then(|s| s.as_array())
+                .into_iter()
+                .flatten()
+                .any(|s| s.as_str().is_some_and(|s| s.contains('/')))
+        })
+        .filter_map(|t| t.get("name").and_then(|n| n.as_str()).map(String::from))
+        .collect()
+}
+
+/// Fills in [`TopologyDef::reads`] from module.json (`v`, at `path`): a topology whose
+/// `subscribes` names `M/*depot` reads module M's depot, which must be in the data dir.
+fn resolve_reads(
+    data_dir: &Path,
+    own: &str,
+    path: &Path,
+    v: &serde_json::Value,
+    topologies: &mut [TopologyDef],
+) -> Result<()> {
+    let declared = v.get("topologies").and_then(|t| t.as_array());
+    for topo in topologies {
+        let Some(entry) = declared
+            .into_iter()
+            .flatten()
+            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(topo.name))
+        else {
+            continue;
+        };
+        let what = format!("topology {} subscribes entry", topo.name);
+        for sub in entry
+            .get("subscribes")
+            .and_then(|s| s.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str())
+        {
+            let Some((module, depot)) = foreign_depot(path, &what, sub)? else {
+                continue;
+            };
+            if module == own || depot.dir_name() != topo.depot {
+                continue;
+            }
+            if topo.kind != Kind::Stream {
+                return Err(Error::layout(
+                    path,
+                    format!(
+                        "{what} `{sub}`: only stream topologies may read another module's depot"
+                    ),
+                ));
+            }
+            let other = module_dir(data_dir, module);
+            if !other.join("module.json").exists() {
+                return Err(Error::InvalidInput(format!(
+                    "module {own}: topology {} reads `{sub}`, but module {module} is not in \
+                     data dir `{}`; create or restore it first",
+                    topo.name,
+                    data_dir.display()
+                )));
+            }
+            let (meta, _) = load_module_json(&other)?;
+            topo.reads = Some(ForeignDepot {
+                module: module.to_string(),
+                tasks: meta.tasks,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Writes a new, empty module run by definition `def_id` into `data_dir`.
@@ -181,6 +278,25 @@ pub(crate) fn load_module_json(
 /// # Errors
 /// `InvalidInput` for an unknown definition, a bad task count or an existing module; I/O.
 pub fn create_module(data_dir: &Path, name: &str, tasks: u32, def_id: &str) -> Result<PathBuf> {
+    create_module_reading(data_dir, name, tasks, def_id, None)
+}
+
+/// [`create_module`] whose topologies read their depot of module `reads` instead of their
+/// own (e.g. two `relay` modules reading each other's `*events`); module.json then says so
+/// in `subscribes` and `dependencies`.
+///
+/// # Errors
+/// As [`create_module`], and `InvalidInput` for a bad module name in `reads`.
+pub fn create_module_reading(
+    data_dir: &Path,
+    name: &str,
+    tasks: u32,
+    def_id: &str,
+    reads: Option<&str>,
+) -> Result<PathBuf> {
+    if let Some(m) = reads {
+        crate::backup_id::validate_module_name(m)?;
+    }
     crate::backup_id::validate_module_name(name)?;
     let def = lookup(def_id).ok_or_else(|| {
         Error::InvalidInput(format!(
@@ -206,8 +322,8 @@ pub fn create_module(data_dir: &Path, name: &str, tasks: u32, def_id: &str) -> R
         "tasks": tasks,
         "depots": def.depots().iter().map(|d| json!({"name": format!("*{d}")})).collect::<Vec<_>>(),
         "pstates": topos.iter().flat_map(|t| t.pstates.iter().map(move |p| json!({"name": format!("$${p}"), "topology": t.name}))).collect::<Vec<_>>(),
-        "topologies": topos.iter().map(|t| json!({"name": t.name, "kind": t.kind.as_str(), "subscribes": [format!("*{}", t.depot)]})).collect::<Vec<_>>(),
-        "dependencies": [],
+        "topologies": topos.iter().map(|t| json!({"name": t.name, "kind": t.kind.as_str(), "subscribes": [subscribed(reads, t.depot)]})).collect::<Vec<_>>(),
+        "dependencies": reads.iter().flat_map(|m| topos.iter().map(move |t| json!({"module": m, "depot": format!("*{}", t.depot)}))).collect::<Vec<_>>(),
         "rbk.definition": def_id,
     });
     let write = |rel: &str, bytes: &[u8]| -> Result<()> {
@@ -256,7 +372,7 @@ impl RunningModule {
                 path: dir,
             });
         }
-        let (meta, def) = load_module_json(&dir)?;
+        let (meta, def, json) = load_module_value(&dir)?;
         let def = def.ok_or_else(|| {
             Error::InvalidInput(format!(
                 "module `{name}` names no module definition this host knows (`rbk.definition` \
@@ -264,7 +380,14 @@ impl RunningModule {
                 dir.join("module.json").display()
             ))
         })?;
-        let topologies = def.topologies();
+        let mut topologies = def.topologies();
+        resolve_reads(
+            data_dir,
+            name,
+            &dir.join("module.json"),
+            &json,
+            &mut topologies,
+        )?;
         let mut dbs = HashMap::new();
         for topo in &topologies {
             for p in topo.pstates {
@@ -292,6 +415,7 @@ impl RunningModule {
         }
         let m = RunningModule {
             name: name.into(),
+            data_dir: data_dir.into(),
             dir,
             tasks: meta.tasks,
             def,
@@ -308,7 +432,9 @@ impl RunningModule {
             max_batch: opts.max_batch,
         };
         for topo in &m.topologies {
-            let p = m.recover(topo)?;
+            let mut p = m.recover(topo)?;
+            // The module it reads may have been restored to fewer records meanwhile.
+            m.clamp_to_source(topo, &mut p.processed)?;
             m.progress.lock().expect("lock").insert(topo.name.into(), p);
         }
         let m = Arc::new(m);
@@ -499,30 +625,107 @@ impl RunningModule {
             .end_offset()
     }
 
+    /// Partition `task` of the depot `topo` reads (its own module's or another's).
+    fn source_dir(&self, topo: &TopologyDef, task: u32) -> PathBuf {
+        match &topo.reads {
+            None => self.dir.join(depot_dir(task, topo.depot)),
+            Some(f) => {
+                module_dir(&self.data_dir, &f.module).join(depot_dir(task % f.tasks, topo.depot))
+            }
+        }
+    }
+
+    /// Records in partition `task` of the depot `topo` reads.
+    fn source_end(&self, topo: &TopologyDef, task: u32) -> u64 {
+        match &topo.reads {
+            None => self.depot_end(topo.depot, task),
+            Some(_) => partition_bounds(&self.source_dir(topo, task)).map_or(0, |(_, end)| end),
+        }
+    }
+
+    /// For a topology reading another module's depot: clamps each task's next offset into
+    /// the partition as it is now (`[start, end]`), persisting and logging what moved. The
+    /// other module may have been restored to an older state, and then the records it
+    /// appends next take offsets this topology already passed (docs/architecture.md,
+    /// "Modules that read each other").
+    fn clamp_to_source(&self, topo: &TopologyDef, processed: &mut [u64]) -> Result<()> {
+        let Some(reads) = &topo.reads else {
+            return Ok(());
+        };
+        for (t, next) in processed.iter_mut().enumerate() {
+            let dir = self.source_dir(topo, t as u32);
+            let (start, end) = partition_bounds(&dir).map_err(|e| Error::io(&dir, e))?;
+            let to = (*next).min(end).max(start);
+            if to == *next {
+                continue;
+            }
+            tracing::warn!(
+                "module {} topology {} task {t}: {}/*{} now holds offsets {start}..{end}; \
+                 next offset reset from {} to {to}",
+                self.name,
+                topo.name,
+                reads.module,
+                topo.depot,
+                *next
+            );
+            let stored = serde_json::to_vec(&StoredStream { processed: to }).expect("json");
+            let _gate = self.enter_gate();
+            self.db(topo.pstates[0], t as u32)
+                .put(progress_key(topo.name), stored)
+                .map_err(|e| rerr(format!("writing progress of {}", topo.name), e))?;
+            *next = to;
+            if let Some(p) = self.progress.lock().expect("lock").get_mut(topo.name) {
+                p.processed[t] = to;
+            }
+        }
+        Ok(())
+    }
+
     fn run_topology(&self, topo: &TopologyDef) -> Result<()> {
         let start = self.progress.lock().expect("lock")[topo.name].clone();
-        let mut cursors: Vec<DepotCursor> = (0..self.tasks)
-            .map(|t| {
-                DepotCursor::new(
-                    &self.dir.join(depot_dir(t, topo.depot)),
-                    start.processed[t as usize],
-                )
-            })
-            .collect();
+        let cursors_at = |processed: &[u64]| -> Vec<DepotCursor> {
+            (0..self.tasks)
+                .map(|t| DepotCursor::new(&self.source_dir(topo, t), processed[t as usize]))
+                .collect()
+        };
+        let mut cursors = cursors_at(&start.processed);
+        // A restore of the module read shows as a new restore epoch of it.
+        let mut epochs = topo
+            .reads
+            .as_ref()
+            .map(|r| EpochWatch::new(&self.data_dir, &r.module));
         let mut commit_id = start.commit_id.unwrap_or(0);
         while !self.stopping() {
             let mut batch: Vec<Vec<Vec<u8>>> = Vec::with_capacity(self.tasks as usize);
             let mut ranges = Vec::with_capacity(self.tasks as usize);
             for (t, c) in cursors.iter_mut().enumerate() {
                 let from = c.position();
-                let to = self
-                    .depot_end(topo.depot, t as u32)
-                    .min(from + self.max_batch);
+                let to = match topo.reads {
+                    // Another module's partition: whatever is complete (cursors never
+                    // return a torn record).
+                    Some(_) => from + self.max_batch,
+                    None => self
+                        .depot_end(topo.depot, t as u32)
+                        .min(from + self.max_batch),
+                };
                 let mut recs = Vec::new();
                 c.read_until(to, &mut recs)
-                    .map_err(|e| Error::io(self.dir.join(depot_dir(t as u32, topo.depot)), e))?;
+                    .map_err(|e| Error::io(self.source_dir(topo, t as u32), e))?;
                 ranges.push((from, c.position()));
                 batch.push(recs);
+            }
+            // Checked after reading: a restore writes its epoch before the restored module
+            // runs again, so records of the restored state are only read after the epoch is
+            // there, and such a batch is dropped here rather than applied at stale offsets.
+            if let Some(w) = epochs.as_mut()
+                && w.poll()?.is_some()
+            {
+                let mut processed = self.progress.lock().expect("lock")[topo.name]
+                    .processed
+                    .clone();
+                self.clamp_to_source(topo, &mut processed)?;
+                cursors = cursors_at(&processed);
+                continue;
             }
             if batch.iter().all(Vec::is_empty) {
                 std::thread::sleep(Duration::from_millis(1));
@@ -672,7 +875,13 @@ impl RunningModule {
                 .iter()
                 .find(|t| t.name == name)
                 .expect("topology");
-            (0..self.tasks).all(|t| p.processed[t as usize] >= ends[&(topo.depot.to_string(), t)])
+            (0..self.tasks).all(|t| {
+                let end = match topo.reads {
+                    None => ends[&(topo.depot.to_string(), t)],
+                    Some(_) => self.source_end(topo, t),
+                };
+                p.processed[t as usize] >= end
+            })
         })
     }
 
@@ -745,18 +954,6 @@ impl RunningModule {
         }
         Ok(())
     }
-}
-
-/// Temp file + fsync + rename: readers see the old file or the new one.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let dir = path.parent().expect("has a parent");
-    let tmp = dir.join(format!(".tmp-{:08x}", rand::random::<u32>()));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 impl Drop for RunningModule {

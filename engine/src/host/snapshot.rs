@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 use rocksdb::checkpoint::Checkpoint;
 
 use super::definition::Kind;
-use super::module::{RunningModule, progress_json, write_atomically};
+use super::module::{RunningModule, progress_json};
+use crate::layout::write_atomically;
 use crate::layout::{module_dir, snapshot_dir};
 use crate::manifest::{depot_dir, pstate_dir, topology_dir};
 use crate::{Error, Result};

@@ -10,6 +10,8 @@
 //! incremental backups. Anything that does not fit is an error naming the path, never skipped
 //! silently: a backup that leaves out state is worse than none.
 
+pub mod deps;
+pub mod epochs;
 pub mod liveness;
 pub mod snapshot_dir;
 
@@ -466,4 +468,29 @@ pub fn scan_module(data_dir: &Path, module: &str) -> Result<ModuleScan> {
         tasks,
         dirs: dirs.found,
     })
+}
+
+/// Temp file + fsync + rename + fsync of the directory: readers see the old file or the new
+/// one, and after a crash the new one is there if this returned. A file replaced keeps its
+/// permission bits.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = path.parent().expect("has a parent");
+    let tmp = dir.join(format!(".tmp-{:08x}", rand::random::<u32>()));
+    let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    let written = (|| {
+        if let Ok(md) = fs::symlink_metadata(path) {
+            f.set_permissions(fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
 }

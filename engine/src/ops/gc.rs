@@ -18,7 +18,7 @@ use rbk_chunkstore::gc::{self as store_gc, CollectOptions, CollectReport, LiveSe
 use rbk_chunkstore::session::now_ms;
 
 use crate::backup_id::BackupId;
-use crate::layout::module_dir;
+use crate::layout::{epochs, module_dir};
 use crate::retention::{Policy, PolicyOverride};
 use crate::{Error, Progress, Repo, Result};
 
@@ -135,9 +135,26 @@ pub fn gc(
                 .push(format!("keeping every backup of {module}: {e}"));
             Policy::default()
         });
+        // Undo backups this data dir's restores took are spared for their hours.
+        let undo: HashSet<BackupId> = match epochs::read(data_dir, module) {
+            Ok(log) => log
+                .epochs
+                .iter()
+                .filter_map(|e| e.undo_backup_id.as_deref())
+                .filter_map(|id| BackupId::parse(id).ok())
+                .collect(),
+            // Which backups must be spared is unknown: spare them all.
+            Err(e) => {
+                report
+                    .warnings
+                    .push(format!("keeping every backup of {module}: {e}"));
+                continue;
+            }
+        };
+        let policy = policy.with(opts.policy);
         report
             .manifests_deleted
-            .extend(policy.with(opts.policy).expired(ids, now));
+            .extend(policy.sparing_undo(policy.expired(ids, now), &undo, now));
     }
     if !opts.dry_run {
         for id in &report.manifests_deleted {

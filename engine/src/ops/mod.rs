@@ -1,6 +1,7 @@
 //! One file per user-level operation.
 
 pub mod backup;
+pub mod dependents;
 pub mod gc;
 pub mod info;
 pub mod list;

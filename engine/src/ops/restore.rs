@@ -2,12 +2,17 @@
 //!
 //! Ordering, so that a failed restore never leaves a half-written module where the old one
 //! was:
-//! 1. refuse a non-empty target unless forced, before fetching anything;
+//! 1. refuse a non-empty target unless forced, and a backup that lacks what another module
+//!    of the data dir depends on (`ops::dependents`), before fetching anything;
 //! 2. write every file into a staging dir beside the target (`modules/.rbk-restore-*`),
-//!    verifying each chunk's BLAKE3 and each file's length, and fsync files and dirs;
+//!    verifying each chunk's BLAKE3 and each file's length, and fsync files and dirs; then,
+//!    if asked, back up the state about to be replaced (the undo backup);
 //! 3. move the old module aside (`modules/.rbk-old-*`), rename the staging dir into place,
 //!    then delete the old state. On any error before step 3 the staging dir is removed and
 //!    the target is untouched.
+//!
+//! 4. clamp the offsets of topologies reading across the restored module's boundary and
+//!    record the restore epoch (`layout::epochs`).
 //!
 //! Restore needs only the store: the local index is rebuilt from pack trailers on demand.
 
@@ -19,8 +24,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::backup_id::BackupId;
+use crate::layout::epochs::{self, OffsetReset, RestoreEpoch};
 use crate::layout::{MODULES_DIR, RBK_TEMP_PREFIX, module_dir};
 use crate::manifest::FileEntry;
+use crate::ops::dependents;
 use crate::{Error, Progress, Repo, Result};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -35,6 +42,12 @@ pub struct RestoreOptions {
     /// Keep setuid/setgid bits of restored files. Off by default: whoever can write the
     /// store could otherwise plant a setuid binary through a restore run as root.
     pub keep_setid: bool,
+    /// Restore even if another module of the data dir depends on an object the backup does
+    /// not have (that module then reads something that is gone).
+    pub ignore_dependencies: bool,
+    /// First back up the state being replaced (an ordinary backup, kept by GC for at least
+    /// `backup.undo.keep.hours`), so that restoring it undoes this restore.
+    pub undo_backup: bool,
 }
 
 /// A file's mode as restored: exactly as backed up (0 included), setuid/setgid stripped
@@ -95,6 +108,12 @@ pub struct RestoreReport {
     pub files: u64,
     pub bytes: u64,
     pub seconds: f64,
+    /// The backup of the replaced state, when one was taken.
+    pub undo_backup_id: Option<BackupId>,
+    /// This restore's number in the module's restore epochs (`layout::epochs`).
+    pub epoch: u64,
+    /// Processed offsets moved so that readers of depots stay consistent.
+    pub resets: Vec<OffsetReset>,
 }
 
 /// Threads that finish completed files (mtime, mode, fsync) while the workers go on. fsync
@@ -320,6 +339,13 @@ pub fn restore(
     // the backup is deleted meanwhile (docs/gc.md).
     // A store that this process may only read (e.g. read-only credentials) still restores,
     // just without that protection.
+    let manifest = repo.load_committed(id)?;
+    if !opts.ignore_dependencies {
+        dependents::check_restore(data_dir, &manifest)?;
+    }
+    let depots = dependents::bounds_of(&manifest);
+    // What will be reset is known now; an unreadable progress.json stops the restore here.
+    dependents::recalibrate_dependents(data_dir, &id.module, manifest.task_count, &depots, true)?;
     let store = repo.store();
     let session = match store.begin_session("restore", &id.module) {
         Ok(s) => Some(s),
@@ -328,30 +354,95 @@ pub fn restore(
             None
         }
     };
-    let result = restore_in_session(repo, data_dir, id, &target, opts, progress);
+    // The current state is backed up once the new one is staged: a restore that fails
+    // before (a damaged store, a full disk) leaves no backup behind either.
+    let take_undo = || -> Result<Option<BackupId>> {
+        if !opts.undo_backup || !is_nonempty_dir(&target)? {
+            return Ok(None);
+        }
+        let b = crate::ops::backup::backup(repo, data_dir, &id.module, &crate::NoProgress)
+            .map_err(|e| {
+                Error::InvalidInput(format!(
+                    "could not back up the current state of {} before replacing it ({e}); \
+                     nothing was changed. Fix that, or pass --no-undo-backup to restore \
+                     without a way back",
+                    id.module
+                ))
+            })?;
+        tracing::info!(
+            "backed up the current state of {} as {} (undo with rbk restore --backupId {} --force)",
+            id.module,
+            b.backup_id,
+            b.backup_id
+        );
+        Ok(Some(b.backup_id))
+    };
+    let result = restore_in_session(
+        repo, data_dir, &manifest, &target, opts, take_undo, progress,
+    );
     if let Some(Err(e)) = session.map(|s| s.end()) {
         tracing::warn!("could not end restore session: {e}");
     }
-    let (files, total) = result?;
+    let (files, total, undo_backup_id) = result?;
+    // The module is in place: readers across its boundary are made consistent with it.
+    let resets = (|| {
+        let mut r = dependents::recalibrate_dependents(
+            data_dir,
+            &id.module,
+            manifest.task_count,
+            &depots,
+            false,
+        )?;
+        r.extend(dependents::recalibrate_restored(data_dir, &id.module)?);
+        Ok::<_, Error>(r)
+    })()
+    .map_err(|e| {
+        Error::InvalidInput(format!(
+            "{id} was restored into `{}`, but the processed offsets of topologies reading \
+             across it could not be made consistent: {e}. Fix that and restore again",
+            target.display()
+        ))
+    })?;
+    let epoch = epochs::append(
+        data_dir,
+        &id.module,
+        RestoreEpoch {
+            epoch: 0,
+            backup_id: id.to_string(),
+            restored_ms: rbk_chunkstore::session::now_ms(),
+            depots: depots
+                .into_iter()
+                .map(|(name, bounds)| (format!("*{name}"), bounds))
+                .collect(),
+            undo_backup_id: undo_backup_id.as_ref().map(ToString::to_string),
+            resets: resets.clone(),
+        },
+    )?;
     Ok(RestoreReport {
         backup_id: id.clone(),
         target,
         files,
         bytes: total,
         seconds: started.elapsed().as_secs_f64(),
+        undo_backup_id,
+        epoch,
+        resets,
     })
 }
 
-/// Restores into `target` through a staging dir; returns (files, bytes).
-fn restore_in_session(
+/// Restores into `target` through a staging dir, calling `before_swap` once the new state is
+/// complete and durable and before it replaces the old; returns (files, bytes, what
+/// `before_swap` returned).
+fn restore_in_session<T>(
     repo: &Repo,
     data_dir: &Path,
-    id: &BackupId,
+    manifest: &crate::manifest::Manifest,
     target: &Path,
     opts: RestoreOptions,
+    before_swap: impl FnOnce() -> Result<T>,
     progress: &dyn Progress,
-) -> Result<(u64, u64)> {
-    let manifest = repo.load_committed(id)?;
+) -> Result<(u64, u64, T)> {
+    let id = &manifest.backup_id;
     let modules = data_dir.join(MODULES_DIR);
     fs::create_dir_all(&modules).map_err(|e| Error::io(&modules, e))?;
     remove_stale_staging(&modules, &id.module);
@@ -399,12 +490,16 @@ fn restore_in_session(
         sync_dir(&staging, opts)?;
         // Last: a directory restored without write or read permission would stop the
         // writes and fsyncs above.
-        apply_dir_meta(&staging, &manifest, opts)
+        apply_dir_meta(&staging, manifest, opts)
     };
-    if let Err(e) = fill() {
-        let _ = fs::remove_dir_all(&staging);
-        return Err(e);
-    }
+    let before = fill().and_then(|()| before_swap());
+    let before = match before {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
 
     let old = modules.join(format!("{RBK_TEMP_PREFIX}old-{tag}"));
     if target.exists() {
@@ -413,7 +508,7 @@ fn restore_in_session(
             Ok(()) => {
                 sync_dir(&modules, opts)?;
                 fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-                return Ok((files.len() as u64, total));
+                return Ok((files.len() as u64, total, before));
             }
             // A filesystem without RENAME_EXCHANGE: two renames, with a short window in
             // which the old module is only under `.rbk-old-*`.
@@ -442,7 +537,7 @@ fn restore_in_session(
     if had_old {
         fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
-    Ok((files.len() as u64, total))
+    Ok((files.len() as u64, total, before))
 }
 
 /// Atomically swaps two directory entries (Linux `renameat2(RENAME_EXCHANGE)`).

@@ -540,3 +540,99 @@ fn a_live_backup_reads_a_growing_segment_only_from_its_last_chunk() {
     drop(m);
     l.host.stop(&l.module).unwrap();
 }
+
+/// Module B runs a topology reading module A's depot. A is restored, while B keeps running,
+/// to a backup in which that depot ends at 107 — B had processed up to 205. B must go on
+/// from 107: the records A appends next get offsets 107, 108, …
+#[test]
+fn a_running_reader_goes_on_from_the_restored_end_of_the_depot_it_reads() {
+    use rbk_engine::host::builtin::relay;
+    use rbk_engine::host::create_module_reading;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (a, b) = ("com.rbk.RelayA", "com.rbk.RelayB");
+    create_module_reading(&data, a, 1, relay::ID, None).unwrap();
+    create_module_reading(&data, b, 1, relay::ID, Some(a)).unwrap();
+    let host = Host::new(&data, opts()).unwrap();
+    let ma = host.start(a).unwrap();
+    let mb = host.start(b).unwrap();
+    let append = |m: &RunningModule, id: &str| {
+        m.append(
+            relay::DEPOT,
+            id.as_bytes(),
+            format!(r#"{{"id":"{id}"}}"#).as_bytes(),
+        )
+        .unwrap()
+    };
+    let processed = |m: &RunningModule| m.progress()[relay::TOPOLOGY].processed.clone();
+    for i in 0..107 {
+        append(&ma, &format!("old-{i}"));
+    }
+    mb.wait_caught_up(Duration::from_secs(30)).unwrap();
+    let p = Arc::new(LocalProvider::new(tmp.path().join("store")));
+    let repo = Repo::open(p, &repo::index_root(&data), true).unwrap();
+    let at_107 = backup::backup_from_source(&repo, &data, a, Source::Running(&ma), &NoProgress)
+        .unwrap()
+        .0
+        .backup_id;
+    for i in 0..98 {
+        append(&ma, &format!("lost-{i}"));
+    }
+    mb.wait_caught_up(Duration::from_secs(30)).unwrap();
+    assert_eq!(processed(&mb), [205]);
+
+    drop(ma);
+    host.stop(a).unwrap();
+    let r = restore::restore(
+        &repo,
+        &data,
+        &at_107,
+        restore::RestoreOptions {
+            force: true,
+            ..Default::default()
+        },
+        &NoProgress,
+    )
+    .unwrap();
+    // B runs, so its offsets are in its PState, not in progress.json: B resets them itself.
+    assert!(r.resets.is_empty(), "{:?}", r.resets);
+    let ma = host.start(a).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while processed(&mb) != [107] {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B is at {:?}",
+            processed(&mb)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let new: Vec<String> = (0..5).map(|i| format!("new-{i}")).collect();
+    for (i, id) in new.iter().enumerate() {
+        assert_eq!(append(&ma, id), (0, 107 + i as u64));
+    }
+    mb.wait_caught_up(Duration::from_secs(30)).unwrap();
+    assert_eq!(processed(&mb), [112]);
+    assert!(mb.failure().is_none());
+    drop((ma, mb));
+    host.shutdown().unwrap();
+
+    // Each new record was applied exactly once; B's counts add up.
+    let db = rocksdb::DB::open_for_read_only(
+        &rocksdb::Options::default(),
+        module_dir(&data, b).join("tasks/0/pstates/seen"),
+        false,
+    )
+    .unwrap();
+    let count = |key: &[u8]| -> u64 {
+        db.get(key)
+            .unwrap()
+            .map_or(0, |v| std::str::from_utf8(&v).unwrap().parse().unwrap())
+    };
+    for id in &new {
+        assert_eq!(count(&relay::seen_key(id)), 1, "{id}");
+    }
+    assert_eq!(count(relay::TOTAL), 205 + 5);
+    drop(db);
+    let report = check_module(&module_dir(&data, b)).unwrap();
+    assert_consistent(&report, "the reader after the restore");
+}

@@ -3,6 +3,7 @@
 //! disk. One module per concern, as the files were.
 
 mod common;
+mod dependents;
 mod fuzz_corpus;
 mod gc;
 mod gc_concurrency;

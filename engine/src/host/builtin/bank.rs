@@ -55,6 +55,7 @@ impl Definition for Bank {
             kind: Kind::Microbatch,
             depot: DEPOT,
             pstates: &[PSTATE],
+            reads: None,
         }]
     }
 

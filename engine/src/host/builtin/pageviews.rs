@@ -47,6 +47,7 @@ impl Definition for PageViews {
             kind: Kind::Stream,
             depot: DEPOT,
             pstates: &[PAGE_VIEWS, USER_VIEWS],
+            reads: None,
         }]
     }
 
