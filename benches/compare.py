@@ -2,17 +2,25 @@
 """rbk against restic, borg and rustic on the same module state, in one run.
 
     python3 benches/compare.py [--size-mib 620] [--generations 5] [--tasks 4] [--restores 3]
-                               [--work DIR]
+                               [--pstates ours|dbbench] [--work DIR]
 
 Generates a module with rbk's own generator (real RocksDB PStates, depot segments), then for
 each generation (after the first, `rbk testdata advance --percent 5`: ~5% new depot data and
 ~5% of PState keys overwritten, so RocksDB flushes and compacts) backs it up with every tool
 found on PATH, rotating the order per generation so machine drift hits all alike. Finally
 restores the last generation with each, --restores times in rotating order (median kept). Prints one table: first backup, median incremental,
-store bytes after the last generation, full restore, peak RSS, and rbk's ratio to each.
+store bytes after the last generation, durable restore, peak RSS, and rbk's ratio to each.
 
-rbk's restore makes every file durable (fsync) before it swaps the module in; the others do
-not fsync. The table also shows rbk's restore with --no-sync, the like-for-like figure.
+`--pstates dbbench` replaces every PState with a RocksDB written by another program, RocksDB's
+own `db_bench` (`apt-get install rocksdb-tools`): `fillrandom` to the size our generator gave
+that PState (100-byte values, snappy blocks, 8 MiB memtables and SSTs), and each later
+generation `overwrite`s 5% of its keys instead of our writer's updates (the depots still
+advance with rbk's generator). Tuning to one writer's SSTs is how a store 1.27x borg's went
+unnoticed.
+
+A restore counts until its bytes are durable, for every tool alike: the tool's restore, then
+`sync`. rbk's restore fsyncs on its own; the table also shows rbk's restore with --no-sync
+(then `sync`).
 
 Tools: restic (repository v2, compression auto = zstd), borg (`--compression zstd,3`, no
 encryption), rustic (`cargo install rustic-rs --locked`). Anything missing is skipped. The
@@ -74,6 +82,52 @@ class Tool:
 
     def available(self):
         return shutil.which(self.name) is not None
+
+
+DBBENCH_BYTES_PER_KEY = 51  # what db_bench's fillrandom below writes per key, measured
+
+
+def db_bench(db, benchmark, num, writes=None):
+    cmd = ["db_bench", f"--benchmarks={benchmark}", f"--db={db}", f"--num={num}",
+           "--value_size=100", "--compression_type=snappy", "--threads=1",
+           "--write_buffer_size=8388608", "--target_file_size_base=8388608",
+           f"--use_existing_db={0 if benchmark == 'fillrandom' else 1}"]
+    if writes is not None:
+        cmd.append(f"--writes={writes}")
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+def pstate_dirs(src):
+    return sorted(p for p in src.glob("tasks/*/pstates/*") if p.is_dir())
+
+
+def dbbench_pstates(src):
+    """Replaces each PState with a db_bench-written RocksDB of about the same size; returns
+    {dir: keys}."""
+    keys = {}
+    for p in pstate_dirs(src):
+        n = max(dir_bytes(p) // DBBENCH_BYTES_PER_KEY, 1000)
+        shutil.rmtree(p)
+        db_bench(p, "fillrandom", n)
+        keys[p] = n
+    return keys
+
+
+def advance_dbbench(rbk, data, src, keys, work):
+    """One generation: depots advance with rbk's generator (its PState writes go to scratch
+    copies that are thrown away), then db_bench overwrites 5% of each PState's keys."""
+    side = work / "pstates-aside"
+    for p in keys:
+        dest = side / p.relative_to(src)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        p.rename(dest)
+    subprocess.run([rbk, "--data-dir", str(data), "testdata", "advance", "--percent", "5"],
+                   check=True, capture_output=True)
+    for p, n in keys.items():
+        if p.exists():
+            shutil.rmtree(p)
+        (side / p.relative_to(src)).rename(p)
+        db_bench(p, "overwrite", n, writes=max(n // 20, 1))
 
 
 class Rbk(Tool):
@@ -167,6 +221,7 @@ def main():
     ap.add_argument("--generations", type=int, default=5)
     ap.add_argument("--tasks", type=int, default=4)
     ap.add_argument("--restores", type=int, default=3)
+    ap.add_argument("--pstates", choices=["ours", "dbbench"], default="ours")
     ap.add_argument("--work", default="/tmp/rbk-compare")
     ap.add_argument("--rbk", default=str(Path(os.environ.get("CARGO_TARGET_DIR", "target")) / "release/rbk"))
     a = ap.parse_args()
@@ -180,9 +235,12 @@ def main():
     rbk = str(Path(a.rbk).resolve())
     subprocess.run([rbk, "--data-dir", str(data), "testdata", "generate", "--size-mib",
                     str(a.size_mib), "--tasks", str(a.tasks)], check=True, capture_output=True)
+    keys = dbbench_pstates(src) if a.pstates == "dbbench" else None
     tools = [t for t in (Rbk(work, rbk, data), Restic(work), Borg(work), Rustic(work))
              if t.available()]
-    print(f"module: {dir_bytes(src) / 2**20:.0f} MiB, {a.tasks} tasks; tools: "
+    pst = sum(dir_bytes(p) for p in pstate_dirs(src))
+    print(f"module: {dir_bytes(src) / 2**20:.0f} MiB ({pst / 2**20:.0f} MiB PStates written by "
+          f"{'db_bench' if keys else 'rbk testdata'}), {a.tasks} tasks; tools: "
           + ", ".join(t.name for t in tools), flush=True)
     for t in tools:
         t.init()
@@ -190,7 +248,9 @@ def main():
     runs = {t.name: [] for t in tools}
     rss = {t.name: 0.0 for t in tools}
     for g in range(a.generations):
-        if g > 0:
+        if g > 0 and keys:
+            advance_dbbench(rbk, data, src, keys, work)
+        elif g > 0:
             subprocess.run([rbk, "--data-dir", str(data), "testdata", "advance", "--percent", "5"],
                            check=True, capture_output=True)
         time.sleep(1.1)  # leave rbk's 1 s racy window behind, as any real schedule would
@@ -218,10 +278,13 @@ def main():
                 # Flush the previous restore's dirty pages first, so no tool pays for
                 # another's writeback.
                 os.sync()
-                # rbk's restore fsyncs every file and directory before it swaps the module
-                # in; the other tools do not fsync at all. rbk's restore with --no-sync
-                # compares like with like.
+                # Until durable for every tool: rbk's restore fsyncs every file and directory
+                # before it swaps the module in, the others do not fsync at all, so each
+                # restore is followed by a timed `sync`.
                 secs, peak = t.restore(target, sync) if t.name == "rbk" else t.restore(target)
+                started = time.monotonic()
+                os.sync()
+                secs += time.monotonic() - started
                 (runs_restore[t.name] if sync else runs_nosync).append(secs)
                 rss[t.name] = max(rss[t.name], peak)
     restore = {n: statistics.median(v) for n, v in runs_restore.items()}
@@ -233,17 +296,18 @@ def main():
         rows.append((t.name, r[0], statistics.median(r[1:]) if len(r) > 1 else float("nan"),
                      stored[t.name], restore[t.name], rss[t.name]))
     print()
-    print(f"{'tool':<8} {'first s':>8} {'incr s':>8} {'store MiB':>10} {'restore s':>10} {'RSS MiB':>8}")
+    print(f"{'tool':<8} {'first s':>8} {'incr s':>8} {'store MiB':>10} {'restore s':>10} {'RSS MiB':>8}"
+          "   (restore: until durable, tool + sync)")
     for n, first, inc, st, rs, peak in rows:
         print(f"{n:<8} {first:>8.2f} {inc:>8.3f} {st / 2**20:>10.1f} {rs:>10.2f} {peak:>8.0f}")
     if nosync is not None:
-        print(f"{'rbk':<8} {'':>8} {'':>8} {'':>10} {nosync:>10.2f} {'':>8}  restore --no-sync")
+        print(f"{'rbk':<8} {'':>8} {'':>8} {'':>10} {nosync:>10.2f} {'':>8}  restore --no-sync, then sync")
     base = rows[0]
     if base[0] == "rbk":
         for other in rows[1:]:
             print(f"rbk / {other[0]}: first {base[1] / other[1]:.2f}, incremental "
                   f"{base[2] / other[2]:.2f}, store {base[3] / other[3]:.2f}, restore "
-                  f"{base[4] / other[4]:.2f} ({nosync / other[4]:.2f} without fsync), "
+                  f"{base[4] / other[4]:.2f} ({nosync / other[4]:.2f} with --no-sync), "
                   f"RSS {base[5] / other[5]:.2f}")
 
 

@@ -61,10 +61,13 @@ impl ChunkerParams {
     }
 }
 
-/// A FastCDC v2020 chunker (normalization level 1, the standard gear table).
+/// A FastCDC v2020 chunker (normalization level 1, the standard gear table), or one that
+/// cuts at fixed offsets ([`Chunker::fixed`]).
 #[derive(Debug, Clone)]
 pub struct Chunker {
     params: ChunkerParams,
+    /// Cut every this many bytes instead.
+    fixed: Option<usize>,
     mask_s: u64,
     mask_l: u64,
     /// Read buffers returned by finished calls: allocating and zeroing a buffer per file cost
@@ -83,9 +86,37 @@ impl Chunker {
             mask_s: MASKS[bits + 1],
             mask_l: MASKS[bits - 1],
             buffers: Arc::default(),
+            fixed: None,
         })
     }
 
+    /// A chunker cutting every `size` bytes (the last chunk shorter), for files that never
+    /// change once written: they deduplicate only as whole files, so content-defined cuts buy
+    /// nothing there, and large chunks compress better.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a size of 0 or more than [`fastcdc::v2020::MAXIMUM_MAX`].
+    pub fn fixed(size: u32) -> Result<Self> {
+        if size == 0 || size > fastcdc::v2020::MAXIMUM_MAX {
+            return Err(Error::InvalidInput(format!(
+                "fixed chunk size {size} must be 1 ..= {}",
+                fastcdc::v2020::MAXIMUM_MAX
+            )));
+        }
+        Ok(Chunker {
+            params: ChunkerParams {
+                min_size: size,
+                avg_size: size,
+                max_size: size,
+            },
+            mask_s: 0,
+            mask_l: 0,
+            buffers: Arc::default(),
+            fixed: Some(size as usize),
+        })
+    }
+
+    /// The bounds of the chunks it cuts (all three equal for a fixed-size chunker).
     pub fn params(&self) -> ChunkerParams {
         self.params
     }
@@ -93,6 +124,9 @@ impl Chunker {
     /// Length of the next chunk at the start of `data`, which must be either at least
     /// `max_size` bytes or the end of the input.
     fn cut(&self, data: &[u8]) -> usize {
+        if let Some(size) = self.fixed {
+            return data.len().min(size);
+        }
         let (_, len) = fastcdc::v2020::cut(
             data,
             self.params.min_size as usize,
@@ -280,5 +314,15 @@ mod tests {
             .map(|s| s.parse().unwrap())
             .collect();
         assert_eq!(lens, expected);
+    }
+
+    #[test]
+    fn a_fixed_chunker_cuts_every_size_bytes() {
+        let c = Chunker::fixed(1000).unwrap();
+        assert_eq!(c.chunk_lengths(&[7u8; 3500]), [1000, 1000, 1000, 500]);
+        assert_eq!(c.chunk_lengths(&[7u8; 2000]), [1000, 1000]);
+        assert!(c.chunk_lengths(&[]).is_empty());
+        assert!(Chunker::fixed(0).is_err());
+        assert!(Chunker::fixed(fastcdc::v2020::MAXIMUM_MAX + 1).is_err());
     }
 }

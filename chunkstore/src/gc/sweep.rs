@@ -93,7 +93,7 @@ pub fn sweep(
     let mut rewritten: Vec<(PackId, u64)> = Vec::new();
     let target = store.config().pack_target_size;
     let p = store.provider().clone();
-    let max_chunk = store.config().chunker.max_size as usize;
+    let max_chunk = store.config().max_chunk_len() as usize;
     let mut written = 0u64;
     let mut dead: Vec<PackId> = Vec::new();
     for (pack, size, entries) in todo {
@@ -115,7 +115,7 @@ pub fn sweep(
             continue;
         }
         let config = store.config();
-        let max_len = limits::pack(config.pack_target_size, u64::from(config.chunker.max_size));
+        let max_len = limits::pack(config.pack_target_size, u64::from(config.max_chunk_len()));
         let bytes = match store.block_on(p.get(&keys::pack(&pack), max_len)) {
             Ok(b) => b,
             Err(e) if e.kind() == ErrorKind::NotFound => {

@@ -6,9 +6,17 @@ use serde::{Deserialize, Serialize};
 use crate::chunker::ChunkerParams;
 use crate::{Error, Result, compress};
 
-/// Version 2 added transformed chunks (docs/format.md); version 1 stores are read and written
-/// as before (their chunks are never transformed, so an older rbk can still read them).
-pub(crate) const FORMAT_VERSION: u32 = 2;
+/// Version 2 added transformed chunks, version 3 chunks of immutable files cut at fixed
+/// offsets of up to 16 MiB (docs/format.md). Older stores are read and written as before
+/// (version 1: chunks never transformed; 1 and 2: every chunk at most the chunker's maximum),
+/// so the rbk that created them can still read them.
+pub(crate) const FORMAT_VERSION: u32 = 3;
+
+/// [`StoreConfig::immutable_chunk_size`] of a new store.
+pub const DEFAULT_IMMUTABLE_CHUNK: u32 = 8 << 20;
+
+/// The largest [`StoreConfig::immutable_chunk_size`] a store may have.
+pub const MAX_IMMUTABLE_CHUNK: u32 = 16 << 20;
 
 /// The store's own description, written once as the `config` object when it is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +28,15 @@ pub struct StoreConfig {
     pub chunker: ChunkerParams,
     pub zstd_level: i32,
     pub pack_target_size: u64,
+    /// Version 3: files that are never changed once written (RocksDB SSTs) are cut into
+    /// chunks of exactly this size (the last one shorter) instead of content-defined ones.
+    /// 0 in older stores, which cut every file the same way.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub immutable_chunk_size: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl StoreConfig {
@@ -30,7 +47,15 @@ impl StoreConfig {
             chunker: ChunkerParams::default(),
             zstd_level: compress::DEFAULT_LEVEL,
             pack_target_size: 8 << 20,
+            // An SST never deduplicates below the whole file (compaction writes new files),
+            // so its chunks can be large: the compressor then sees repeats megabytes apart.
+            immutable_chunk_size: DEFAULT_IMMUTABLE_CHUNK,
         }
+    }
+
+    /// The longest chunk this store may hold: what readers bound allocations by.
+    pub fn max_chunk_len(&self) -> u32 {
+        self.chunker.max_size.max(self.immutable_chunk_size)
     }
 
     /// # Errors
@@ -52,6 +77,21 @@ impl StoreConfig {
             return Err(Error::corrupt(
                 "store config object `config`",
                 "store_id must be alphanumeric",
+            ));
+        }
+        let immutable_ok = if c.version >= 3 {
+            (1 << 20..=MAX_IMMUTABLE_CHUNK).contains(&c.immutable_chunk_size)
+        } else {
+            c.immutable_chunk_size == 0
+        };
+        if !immutable_ok {
+            return Err(Error::corrupt(
+                "store config object `config`",
+                format!(
+                    "immutable_chunk_size {} is not valid for format version {} (version 3: \
+                     1 MiB ..= 16 MiB; older: absent)",
+                    c.immutable_chunk_size, c.version
+                ),
             ));
         }
         if !(1 << 20..=1 << 30).contains(&c.pack_target_size) {

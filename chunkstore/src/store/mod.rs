@@ -21,13 +21,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-pub use config::StoreConfig;
+pub use config::{DEFAULT_IMMUTABLE_CHUNK, StoreConfig};
 pub use objects::StoredManifest;
 pub use read::ReadPlan;
 pub use sync::SyncReport;
 pub use write::{WriteSession, WriteStats};
 
 use crate::chunker::Chunker;
+use crate::compress::Content;
 use crate::index::{ChunkLocation, RocksChunkIndex};
 use crate::pack::PackBuilder;
 use crate::provider::{Provider, limits};
@@ -43,6 +44,8 @@ pub struct ChunkStore {
     rt: tokio::runtime::Runtime,
     config: StoreConfig,
     chunker: Chunker,
+    /// For files that never change (version 3 stores), else `None`.
+    immutable_chunker: Option<Chunker>,
     index: Arc<RocksChunkIndex>,
     timing: SessionTiming,
     /// Packs the last index sync could not read, with why.
@@ -99,6 +102,10 @@ impl ChunkStore {
         let index = RocksChunkIndex::open(&index_dir)?;
         Ok(ChunkStore {
             chunker: Chunker::new(config.chunker)?,
+            immutable_chunker: match config.immutable_chunk_size {
+                0 => None,
+                size => Some(Chunker::fixed(size)?),
+            },
             provider,
             rt,
             config,
@@ -125,6 +132,15 @@ impl ChunkStore {
 
     pub fn chunker(&self) -> &Chunker {
         &self.chunker
+    }
+
+    /// The chunker for a file whose chunks are `content`: fixed-size for immutable files in a
+    /// store that has them (version 3), the content-defined one otherwise.
+    pub fn chunker_for(&self, content: Content) -> &Chunker {
+        match (content, &self.immutable_chunker) {
+            (Content::Immutable, Some(c)) => c,
+            _ => &self.chunker,
+        }
     }
 
     /// Where the provider is, for messages (e.g. `fs /var/rbk`).
@@ -201,7 +217,7 @@ impl ChunkStore {
         match lock(&self.spare_packs).pop() {
             Some(buf) => PackBuilder::on_buffer(buf),
             None => {
-                let max_chunk = self.config.chunker.max_size as usize;
+                let max_chunk = self.config.max_chunk_len() as usize;
                 PackBuilder::with_capacity(
                     self.config.pack_target_size as usize
                         + zstd::zstd_safe::compress_bound(max_chunk),
@@ -448,6 +464,7 @@ mod tests {
             let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
             let mut config = StoreConfig::new_random();
             config.version = version;
+            config.immutable_chunk_size = 0;
             let body = Bytes::from(serde_json::to_vec(&config).unwrap());
             let dir = tempfile::tempdir().unwrap();
             let s = {
@@ -469,9 +486,73 @@ mod tests {
             assert_eq!(read_all(&s, &[id]).unwrap(), log);
         }
         let mut future = StoreConfig::new_random();
-        future.version = 3;
+        future.version = 4;
         let e = StoreConfig::parse(&serde_json::to_vec(&future).unwrap()).unwrap_err();
         assert!(e.to_string().contains("upgrade rbk"), "{e}");
+    }
+
+    /// A version 3 store cuts an immutable file every 8 MiB, and those chunks — four times the
+    /// chunker's maximum — come back through the read path and a rebuilt index; an older
+    /// store cuts it like any file.
+    #[test]
+    fn version_3_stores_cut_immutable_files_in_fixed_chunks_that_read_back() {
+        use rand::{RngCore, SeedableRng};
+        let mut file = vec![0u8; 20 << 20];
+        rand::rngs::StdRng::seed_from_u64(8).fill_bytes(&mut file);
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(p.clone(), dir.path());
+        assert_eq!(s.config().version, 3);
+        let lens = s.chunker_for(Content::Immutable).chunk_lengths(&file);
+        assert_eq!(lens, [8 << 20, 8 << 20, 4 << 20]);
+        let cdc = s.chunker_for(Content::Opaque).chunk_lengths(&file);
+        assert!(
+            cdc.iter().all(|&l| l <= 2 << 20) && cdc.len() > 10,
+            "{cdc:?}"
+        );
+        let w = s.begin_session("backup", "test").unwrap();
+        let mut ids = Vec::new();
+        let mut at = 0;
+        for len in lens {
+            let c = &file[at..at + len];
+            at += len;
+            let id = ChunkId::of(c);
+            w.put_chunk_as(id, c, Content::Immutable).unwrap();
+            ids.push(id);
+        }
+        w.flush().unwrap();
+        w.end().unwrap();
+        assert!(read_all(&s, &ids).unwrap() == file);
+        // A machine without the index rebuilds it from the packs and reads the same.
+        let other = tempfile::tempdir().unwrap();
+        let fresh = ChunkStore::open(p.clone(), other.path(), false).unwrap();
+        assert!(read_all(&fresh, &ids).unwrap() == file);
+
+        // Older stores have no fixed-size chunks, and a config must agree with its version.
+        let mut v2 = StoreConfig::new_random();
+        v2.version = 2;
+        v2.immutable_chunk_size = 0;
+        let body = serde_json::to_vec(&v2).unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("immutable"));
+        assert_eq!(StoreConfig::parse(&body).unwrap().max_chunk_len(), 2 << 20);
+        let p2: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(p2.put_if_absent(keys::CONFIG, Bytes::from(body)))
+            .unwrap();
+        let d2 = tempfile::tempdir().unwrap();
+        let s2 = ChunkStore::open(p2, d2.path(), false).unwrap();
+        assert_eq!(
+            s2.chunker_for(Content::Immutable).params().max_size,
+            2 << 20
+        );
+        for (version, size) in [(2, 8 << 20), (3, 0), (3, 32 << 20), (3, 1000)] {
+            let mut c = StoreConfig::new_random();
+            c.version = version;
+            c.immutable_chunk_size = size;
+            let e = StoreConfig::parse(&serde_json::to_vec(&c).unwrap()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{version} {size}");
+            assert!(e.to_string().contains("immutable_chunk_size"), "{e}");
+        }
     }
 
     #[test]

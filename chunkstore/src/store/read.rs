@@ -223,7 +223,7 @@ impl ChunkStore {
             }
         };
         let mut gone = Vec::new();
-        let max_chunk = self.config().chunker.max_size as usize;
+        let max_chunk = self.config().max_chunk_len() as usize;
         let (tx, rx) = crossbeam_channel::bounded::<(&Span, Vec<u8>)>(workers);
         let fetches_in_flight = if self.provider().is_remote() {
             REMOTE_FETCHES_IN_FLIGHT

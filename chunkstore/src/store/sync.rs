@@ -110,7 +110,7 @@ impl ChunkStore {
         // can be, or a planted object could make rbk read gigabytes of "index".
         let max_len = limits::pack(
             self.config.pack_target_size,
-            u64::from(self.config.chunker.max_size),
+            u64::from(self.config.max_chunk_len()),
         );
         if size > max_len {
             return Err(Error::too_large(key, size, max_len));

@@ -197,7 +197,9 @@ impl WriteSession<'_> {
         let config = &self.store.config;
         let (full, stored_len) = STORED.with(|cell| -> Result<_> {
             let mut stored = cell.borrow_mut();
-            let content = if config.version >= 2 {
+            // The CRC elision needs version 2 readers; an immutable file's chunk is a plain
+            // zstd frame that every version reads.
+            let content = if config.version >= 2 || content == Content::Immutable {
                 content
             } else {
                 Content::Opaque

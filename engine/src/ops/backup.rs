@@ -109,11 +109,15 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-/// How a file's chunks are stored, by its path in the module dir: depot segments are framed
-/// records, stored with their CRCs elided. `bench dedup` predicts with the same rule.
+/// How a file's chunks are cut and stored, by its path in the module dir: depot segments are
+/// framed records, stored with their CRCs elided; a PState's SSTs are never changed once
+/// written (compaction writes new ones), so they are cut in large fixed-size chunks and
+/// compressed with a large window. `bench dedup` predicts with the same rule.
 pub(crate) fn content_of(key: &str) -> Content {
     if key.contains("/depots/") && key.ends_with(".seg") {
         Content::FramedLog
+    } else if key.contains("/pstates/") && key.ends_with(".sst") {
+        Content::Immutable
     } else {
         Content::Opaque
     }
@@ -499,7 +503,7 @@ fn backup_in_session(
             skip: count_from.unwrap_or(0),
         };
         let read = store
-            .chunker()
+            .chunker_for(content)
             .chunk_reader(reader, |buf, ranges| -> Result<(), ReadError> {
                 session
                     .check_not_revoked()

@@ -148,6 +148,8 @@ fn predict_one(
 ) -> Result<Prediction> {
     let started = Instant::now();
     let chunker = Chunker::new(params)?;
+    // As a new store cuts immutable files (SSTs).
+    let immutable = Chunker::fixed(rbk_chunkstore::DEFAULT_IMMUTABLE_CHUNK)?;
     let seen: Mutex<HashSet<ChunkId>> = Mutex::new(HashSet::new());
     let mut out = Prediction {
         params,
@@ -169,6 +171,10 @@ fn predict_one(
                 let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
                 let mut counts = (0, 0, 0, 0);
                 let mut stored = Vec::new();
+                let chunker = match content {
+                    compress::Content::Immutable => &immutable,
+                    _ => &chunker,
+                };
                 chunker
                     .chunk_reader(
                         file,

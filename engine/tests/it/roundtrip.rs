@@ -545,6 +545,7 @@ fn depot_segments_are_stored_with_their_crcs_elided_and_restore_exactly() {
     std::fs::create_dir_all(&old_store).unwrap();
     let mut config = rbk_chunkstore::StoreConfig::new_random();
     config.version = 1;
+    config.immutable_chunk_size = 0;
     std::fs::write(
         old_store.join("config"),
         serde_json::to_vec(&config).unwrap(),
@@ -600,4 +601,34 @@ fn a_restore_of_thousands_of_small_files_keeps_few_descriptors_open() {
     )
     .unwrap();
     assert_eq!(digest(&env.restore_fresh(&b.backup_id, "restored")), before);
+}
+
+/// SSTs are cut every 8 MiB (the store's immutable chunk size), everything else by content;
+/// a module with a large SST restores byte for byte.
+#[test]
+fn ssts_are_stored_in_fixed_size_chunks_and_restore_exactly() {
+    use rand::{RngCore, SeedableRng};
+    let env = Env::new(4);
+    let pstate = env.module().join(pstate_dir(1, PSTATE));
+    let mut sst = vec![0u8; (19 << 20) + 12345];
+    rand::rngs::StdRng::seed_from_u64(21).fill_bytes(&mut sst);
+    std::fs::write(pstate.join("999999.sst"), &sst).unwrap();
+    // A non-SST file of a PState is cut by content, at most 2 MiB a chunk.
+    std::fs::write(pstate.join("999998.blob"), &sst[..9 << 20]).unwrap();
+    let repo = env.repo_for(&env.data);
+    let b = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    let m = repo.load_manifest(&b.backup_id).unwrap();
+    let files: BTreeMap<String, _> = m.files().into_iter().collect();
+    let rel = |name: &str| format!("{}/{name}", pstate_dir(1, PSTATE));
+    assert_eq!(files[&rel("999999.sst")].chunks.len(), 3);
+    assert!(files[&rel("999998.blob")].chunks.len() >= 5);
+    for (path, f) in &files {
+        if path.ends_with(".sst") {
+            assert_eq!(f.chunks.len() as u64, f.size.div_ceil(8 << 20), "{path}");
+        }
+    }
+    assert_eq!(
+        digest(&env.restore_fresh(&b.backup_id, "restored")),
+        digest(&env.module())
+    );
 }
