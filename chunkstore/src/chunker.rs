@@ -142,7 +142,8 @@ impl Chunker {
 
     /// Splits everything `reader` yields into chunks. `on_batch` receives a buffer and the
     /// ranges of the complete chunks in it, in input order; their concatenation over all calls
-    /// is the input. Memory use is one buffer of 2 × max chunk size (4 MiB by default):
+    /// is the input. Memory use is one buffer of 2 × max chunk size (4 MiB by default; one
+    /// chunk size for a fixed-size chunker):
     /// every batch but the last holds at least one max-size chunk's worth of cut chunks, and
     /// a backup stores several files at once, so a larger buffer only costs memory.
     ///
@@ -158,7 +159,9 @@ impl Chunker {
     {
         let max = self.params.max_size as usize;
         let pooled = self.buffers.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let mut buf = pooled.unwrap_or_else(|| vec![0u8; 2 * max]);
+        // A fixed-size cut needs no look-ahead: one chunk's worth is a whole batch.
+        let len = if self.fixed.is_some() { max } else { 2 * max };
+        let mut buf = pooled.unwrap_or_else(|| vec![0u8; len]);
         let result = self.chunk_into(&mut buf, reader, &mut on_batch);
         self.buffers
             .lock()

@@ -555,6 +555,41 @@ mod tests {
         }
     }
 
+    /// A chunk that would take the open pack past its target starts the next pack: packs,
+    /// and the buffers holding them until uploaded, stay within the target.
+    #[test]
+    fn packs_stay_within_their_target_size() {
+        use rand::{RngCore, SeedableRng};
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(p.clone(), dir.path());
+        let target = s.config().pack_target_size;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let chunks: Vec<Vec<u8>> = (0..5)
+            .map(|_| {
+                let mut c = vec![0u8; 3 << 20];
+                rng.fill_bytes(&mut c);
+                c
+            })
+            .collect();
+        let refs: Vec<(ChunkId, &[u8])> = chunks
+            .iter()
+            .map(|c| (ChunkId::of(c), c.as_slice()))
+            .collect();
+        put_all(&s, &refs);
+        let sizes: Vec<u64> = s
+            .packs()
+            .unwrap()
+            .into_iter()
+            .map(|(_, size)| size)
+            .collect();
+        // Incompressible 3 MiB chunks: two per pack, never three.
+        assert_eq!(sizes.len(), 3, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| n <= target), "{sizes:?}");
+        let ids: Vec<ChunkId> = refs.iter().map(|(id, _)| *id).collect();
+        assert!(read_all(&s, &ids).unwrap() == chunks.concat());
+    }
+
     #[test]
     fn sync_forgets_vanished_packs() {
         let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());

@@ -206,11 +206,22 @@ impl WriteSession<'_> {
             };
             compress::compress_into(data, config.zstd_level, content, &mut stored)?;
             let mut slot = lock(&self.open_pack);
+            let target = config.pack_target_size;
+            // A chunk that would take the open pack past its target goes into the next one:
+            // packs (and the buffers that hold them until uploaded) stay near the target
+            // even when chunks are large.
+            let mut full = Vec::new();
+            if slot
+                .as_ref()
+                .is_some_and(|p| !p.is_empty() && (p.len() + stored.len()) as u64 > target)
+            {
+                full.extend(slot.take());
+            }
             let open = slot.get_or_insert_with(|| self.store.new_pack());
             open.add(id, data.len() as u32, &stored);
-            let full = (open.len() as u64 >= config.pack_target_size)
-                .then(|| slot.take())
-                .flatten();
+            if open.len() as u64 >= target {
+                full.extend(slot.take());
+            }
             Ok((full, stored.len()))
         })?;
         let c = &self.counters;
@@ -219,7 +230,7 @@ impl WriteSession<'_> {
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         c.new_stored_bytes
             .fetch_add(stored_len as u64, Ordering::Relaxed);
-        if let Some(builder) = full {
+        for builder in full {
             self.upload_pack(builder)?;
         }
         Ok(true)
