@@ -1215,7 +1215,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__testdata__subcmd__create)
-            opts="-q -h --module --definition --tasks --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --definition --tasks --reads --config --data-dir --provider --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1230,6 +1230,10 @@ _rbk() {
                     return 0
                     ;;
                 --tasks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reads)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -203,7 +203,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand testdata; and not __fish_seen_su
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and not __fish_seen_subcommand_from generate create advance help" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and not __fish_seen_subcommand_from generate create advance help" -s h -l help -d 'Print help'
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and not __fish_seen_subcommand_from generate create advance help" -f -a "generate" -d 'Write a new module into the data dir'
-complete -c rbk -n "__fish_rbk_using_subcommand testdata; and not __fish_seen_subcommand_from generate create advance help" -f -a "create" -d 'Create an empty module that `rbk serve` can run (definition `bank` or `pageviews`)'
+complete -c rbk -n "__fish_rbk_using_subcommand testdata; and not __fish_seen_subcommand_from generate create advance help" -f -a "create" -d 'Create an empty module that `rbk serve` can run (definition `bank`, `pageviews` or `relay`)'
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and not __fish_seen_subcommand_from generate create advance help" -f -a "advance" -d 'Move a generated module one generation forward'
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and not __fish_seen_subcommand_from generate create advance help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from generate" -l module -r
@@ -220,6 +220,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcom
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from create" -l module -r
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from create" -l definition -r
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from create" -l tasks -r
+complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from create" -l reads -d 'Its topologies read their depot of this module instead of their own (module.json then says so in `subscribes` and `dependencies`), e.g. a `relay` module reading another `relay` module\'s `*events`' -r
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from create" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from create" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from create" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r
@@ -237,7 +238,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcom
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from advance" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from advance" -s h -l help -d 'Print help'
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from help" -f -a "generate" -d 'Write a new module into the data dir'
-complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create an empty module that `rbk serve` can run (definition `bank` or `pageviews`)'
+complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create an empty module that `rbk serve` can run (definition `bank`, `pageviews` or `relay`)'
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from help" -f -a "advance" -d 'Move a generated module one generation forward'
 complete -c rbk -n "__fish_rbk_using_subcommand testdata; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rbk -n "__fish_rbk_using_subcommand demo" -l dir -d 'Working directory (created; must not exist unless --force)' -r -F
@@ -295,5 +296,5 @@ complete -c rbk -n "__fish_rbk_using_subcommand help; and not __fish_seen_subcom
 complete -c rbk -n "__fish_rbk_using_subcommand help; and not __fish_seen_subcommand_from backup list info restore delete gc verify repair-index stats bench serve testdata demo config completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rbk -n "__fish_rbk_using_subcommand help; and __fish_seen_subcommand_from bench" -f -a "dedup" -d 'Predict store size and dedup/compression ratios for directories taken as successive generations (e.g. copies of a module dir), for the store\'s chunk sizes and a sweep'
 complete -c rbk -n "__fish_rbk_using_subcommand help; and __fish_seen_subcommand_from testdata" -f -a "generate" -d 'Write a new module into the data dir'
-complete -c rbk -n "__fish_rbk_using_subcommand help; and __fish_seen_subcommand_from testdata" -f -a "create" -d 'Create an empty module that `rbk serve` can run (definition `bank` or `pageviews`)'
+complete -c rbk -n "__fish_rbk_using_subcommand help; and __fish_seen_subcommand_from testdata" -f -a "create" -d 'Create an empty module that `rbk serve` can run (definition `bank`, `pageviews` or `relay`)'
 complete -c rbk -n "__fish_rbk_using_subcommand help; and __fish_seen_subcommand_from testdata" -f -a "advance" -d 'Move a generated module one generation forward'

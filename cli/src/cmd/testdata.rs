@@ -19,7 +19,8 @@ pub enum TestdataCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
-    /// Create an empty module that `rbk serve` can run (definition `bank` or `pageviews`).
+    /// Create an empty module that `rbk serve` can run (definition `bank`, `pageviews` or
+    /// `relay`).
     Create {
         #[arg(long, default_value = "com.rbk.LiveBank")]
         module: String,
@@ -27,6 +28,11 @@ pub enum TestdataCommand {
         definition: String,
         #[arg(long, default_value_t = 4)]
         tasks: u32,
+        /// Its topologies read their depot of this module instead of their own (module.json
+        /// then says so in `subscribes` and `dependencies`), e.g. a `relay` module reading
+        /// another `relay` module's `*events`.
+        #[arg(long, value_name = "MODULE")]
+        reads: Option<String>,
     },
     /// Move a generated module one generation forward.
     Advance {
@@ -74,11 +80,17 @@ pub fn run(ctx: &Ctx, command: &TestdataCommand) -> Result<()> {
             module,
             definition,
             tasks,
+            reads,
         } => {
             std::fs::create_dir_all(&ctx.cfg.data_dir)
                 .with_context(|| format!("creating `{}`", ctx.cfg.data_dir.display()))?;
-            let dir =
-                rbk_engine::host::create_module(&ctx.cfg.data_dir, module, *tasks, definition)?;
+            let dir = rbk_engine::host::create_module_reading(
+                &ctx.cfg.data_dir,
+                module,
+                *tasks,
+                definition,
+                reads.as_deref(),
+            )?;
             outln!(
                 "created {module} ({definition}, {tasks} tasks) in {}",
                 dir.display()

@@ -1256,3 +1256,81 @@ fn restores_keep_dependents_consistent_and_can_be_undone() {
     ]);
     assert!(!env.module().join("tasks/0/pstates/balances").exists());
 }
+
+/// `rbk serve` runs a module B whose topology reads module A's depot. A, restored through
+/// the host to a backup with fewer records, is stopped, replaced and started again while B
+/// keeps running: B must move its offset back to A's restored end on its own (its offsets
+/// live in its PState, which no other process may touch).
+#[test]
+fn a_served_reader_follows_a_restore_of_the_module_it_reads() {
+    const A: &str = "com.rbk.RelayA";
+    const B: &str = "com.rbk.RelayB";
+    let env = Env::new();
+    for (module, reads) in [(A, None), (B, Some(A))] {
+        let mut args = vec![
+            "testdata",
+            "create",
+            "--module",
+            module,
+            "--definition",
+            "relay",
+            "--tasks",
+            "1",
+        ];
+        args.extend(reads.iter().flat_map(|r| ["--reads", *r]));
+        env.ok(&args);
+    }
+    let data = env.dir().join("data");
+    let progress = |module: &str| -> serde_json::Value {
+        let p = data.join(format!(
+            "modules/{module}/tasks/0/topologies/core/progress.json"
+        ));
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let key = format!("{A}/*events");
+    // Two rounds of load with a stop in between; A is backed up at the stop.
+    env.ok(&["serve", "--load", "2000", "--for-seconds", "2"]);
+    let out: serde_json::Value =
+        serde_json::from_str(&env.ok(&["backup", "--module", A, "--json"])).unwrap();
+    let id = out["backup_id"].as_str().unwrap().to_string();
+    let info: serde_json::Value =
+        serde_json::from_str(&env.ok(&["info", "--backupId", &id, "--json"])).unwrap();
+    let restored_end = info["task_entries"][0]["depots"][0]["end_offset"]
+        .as_u64()
+        .unwrap();
+    assert!(restored_end > 0);
+    env.ok(&["serve", "--load", "2000", "--for-seconds", "2"]);
+    let before = progress(B)["processed"][&key].as_u64().unwrap();
+    assert!(before > restored_end, "{before} <= {restored_end}");
+
+    // Served without load: the only thing that moves B's offset is the restore of A.
+    let child = Command::new(env!("CARGO_BIN_EXE_rbk"))
+        .current_dir(env.dir())
+        .args(["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut served = Served(child);
+    let socket = data.join(".rbk/host.sock");
+    wait_for("the control socket", || socket.exists());
+    env.ok(&["restore", "--backupId", &id, "--yes", "--no-undo-backup"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&served.0),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert_eq!(served.0.wait().unwrap().code(), Some(0));
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut served.0.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(
+        log.contains(&format!(
+            "next offset reset from {before} to {restored_end}"
+        )),
+        "{log}"
+    );
+    assert_eq!(progress(B)["processed"][&key].as_u64(), Some(restored_end));
+    let r = rbk_engine::host::check::check_module(&data.join("modules").join(B)).unwrap();
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+}
