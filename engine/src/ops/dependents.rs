@@ -210,6 +210,12 @@ pub fn recalibrate_dependents(
         let Some(reader) = peer(data_dir, &name)? else {
             continue;
         };
+        // Only a module that says it reads the restored one (the layout has every foreign
+        // depot in `dependencies` and `subscribes`): another module's unreadable progress
+        // must not stop this restore.
+        if !reader.deps.iter().any(|d| d.module == restored) {
+            continue;
+        }
         resets.extend(clamp_progress(&reader, dry_run, |module, depot, t| {
             Ok((module == restored).then(|| {
                 restored_bounds

@@ -356,12 +356,12 @@ fn bad_dependencies_and_progress_keys_are_clear_errors_before_anything_changes()
         ),
         (json!({}), json!({}), "not a list"),
         (
-            json!([]),
+            json!([{"module": A, "depot": "*depot"}]),
             json!({"com.mycompany.ModuleA/depot": 1}),
             "processed key",
         ),
         (
-            json!([]),
+            json!([{"module": A, "depot": "*depot"}]),
             json!({"com.mycompany.ModuleA/*depot": "x"}),
             "whole number",
         ),
@@ -375,6 +375,10 @@ fn bad_dependencies_and_progress_keys_are_clear_errors_before_anything_changes()
         assert!(msg.contains(B), "names the module: {msg}");
         assert_eq!(digest(&d.module(A)), before);
     }
+    // A module that does not read A cannot stop its restore, whatever its progress holds.
+    d.write_module(B, 1, &[], &[], &[], json!([]));
+    std::fs::write(d.progress_path(B, 0), b"{not json").unwrap();
+    d.restore(&id, force()).unwrap();
 }
 
 #[test]
