@@ -98,8 +98,9 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
             id.module
         )));
     }
-    // Refused before the module is stopped: a refused restore changes nothing at all.
-    if !args.flags.ignore_dependencies {
+    // Refused before a served module is stopped: a refused restore changes nothing at all.
+    // (`restore::restore` checks too; this only runs it before the stop.)
+    if running && !args.flags.ignore_dependencies {
         rbk_engine::ops::dependents::check_restore(&cfg.data_dir, &repo.load_committed(&id)?)?;
     }
     let mut host = host.filter(|_| running);

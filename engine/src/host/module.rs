@@ -31,7 +31,7 @@ use serde_json::json;
 use super::builtin::lookup;
 use super::definition::{Ctx, Definition, ForeignDepot, Kind, TopologyDef, task_of};
 use crate::depot::{DepotCursor, DepotWriter, partition_bounds};
-use crate::layout::deps::foreign_depot;
+use crate::layout::deps::{foreign_depot, subscribes};
 use crate::layout::epochs::EpochWatch;
 use crate::layout::{ModuleMeta, module_dir, write_atomically};
 use crate::manifest::{depot_dir, pstate_dir, topology_dir};
@@ -186,9 +186,9 @@ pub(crate) fn load_module_value(module_dir: &Path) -> Result<ModuleJson> {
             }
             _ => Error::io(&path, e),
         })?;
-    let meta = ModuleMeta::parse(&path, &bytes)?;
     let v: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| Error::layout(&path, format!("module.json is not valid JSON: {e}")))?;
+    let meta = ModuleMeta::from_value(&path, &v)?;
     let def = v
         .get("rbk.definition")
         .and_then(|d| d.as_str())
@@ -199,18 +199,9 @@ pub(crate) fn load_module_value(module_dir: &Path) -> Result<ModuleJson> {
 /// Names of the topologies module.json (`v`) says read another module's depot (a
 /// `subscribes` entry `M/*d`).
 pub(crate) fn foreign_readers(v: &serde_json::Value) -> std::collections::HashSet<String> {
-    v.get("topologies")
-        .and_then(|t| t.as_array())
-        .into_iter()
-        .flatten()
-        .filter(|t| {
-            t.get("subscribes")
-                .and_then(|s| s.as_array())
-                .into_iter()
-                .flatten()
-                .any(|s| s.as_str().is_some_and(|s| s.contains('/')))
-        })
-        .filter_map(|t| t.get("name").and_then(|n| n.as_str()).map(String::from))
+    subscribes(v)
+        .filter(|(_, _, s)| s.as_str().is_some_and(|s| s.contains('/')))
+        .filter_map(|(_, name, _)| name.map(String::from))
         .collect()
 }
 
@@ -223,22 +214,15 @@ fn resolve_reads(
     v: &serde_json::Value,
     topologies: &mut [TopologyDef],
 ) -> Result<()> {
-    let declared = v.get("topologies").and_then(|t| t.as_array());
     for topo in topologies {
-        let Some(entry) = declared
-            .into_iter()
-            .flatten()
-            .find(|t| t.get("name").and_then(|n| n.as_str()) == Some(topo.name))
-        else {
-            continue;
-        };
         let what = format!("topology {} subscribes entry", topo.name);
-        for sub in entry
-            .get("subscribes")
-            .and_then(|s| s.as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str())
+        // The first topology of that name in module.json, as before.
+        let first = subscribes(v)
+            .find(|(_, name, _)| *name == Some(topo.name))
+            .map(|(i, _, _)| i);
+        for sub in subscribes(v)
+            .filter(|(i, _, _)| Some(*i) == first)
+            .filter_map(|(_, _, s)| s.as_str())
         {
             let Some((module, depot)) = foreign_depot(path, &what, sub)? else {
                 continue;

@@ -82,6 +82,24 @@ pub fn foreign_depot<'a>(path: &Path, what: &str, s: &'a str) -> Result<Option<(
     Ok(Some((module, depot)))
 }
 
+/// Every `subscribes` entry of module.json (`v`), with the index and the name (if any) of its
+/// topology, unchecked: the callers decide what a malformed entry means to them.
+pub fn subscribes(v: &Value) -> impl Iterator<Item = (usize, Option<&str>, &Value)> {
+    v.get("topologies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let name = t.get("name").and_then(Value::as_str);
+            t.get("subscribes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(move |s| (i, name, s))
+        })
+}
+
 /// Everything the module whose `module.json` (at `path`) is `v` reads of other modules:
 /// its `dependencies` and the foreign depots its topologies subscribe to, sorted, without
 /// duplicates. Entries naming the module itself are left out.
@@ -101,29 +119,16 @@ pub fn dependencies(path: &Path, own_name: &str, v: &Value) -> Result<Vec<Depend
             return Err(Error::layout(path, "`dependencies` is not a list"));
         }
     }
-    for (i, t) in v
-        .get("topologies")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        for s in t
-            .get("subscribes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let what = format!("topologies[{i}].subscribes entry");
-            let s = s
-                .as_str()
-                .ok_or_else(|| Error::layout(path, format!("{what} {s} is not a string")))?;
-            if let Some((module, object)) = foreign_depot(path, &what, s)? {
-                out.push(Dependency {
-                    module: module.to_string(),
-                    object,
-                });
-            }
+    for (i, _, s) in subscribes(v) {
+        let what = format!("topologies[{i}].subscribes entry");
+        let s = s
+            .as_str()
+            .ok_or_else(|| Error::layout(path, format!("{what} {s} is not a string")))?;
+        if let Some((module, object)) = foreign_depot(path, &what, s)? {
+            out.push(Dependency {
+                module: module.to_string(),
+                object,
+            });
         }
     }
     out.retain(|d| d.module != own_name);

@@ -51,6 +51,14 @@ impl ModuleMeta {
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<Self> {
         let v: Value = serde_json::from_slice(bytes)
             .map_err(|e| Error::layout(path, format!("module.json is not valid JSON: {e}")))?;
+        Self::from_value(path, &v)
+    }
+
+    /// [`ModuleMeta::parse`] of module.json already parsed.
+    ///
+    /// # Errors
+    /// As [`ModuleMeta::parse`].
+    pub fn from_value(path: &Path, v: &Value) -> Result<Self> {
         let name = v
             .get("name")
             .and_then(Value::as_str)

@@ -56,8 +56,7 @@ fn peer(data_dir: &Path, name: &str) -> Result<Option<Peer>> {
     let Some(v) = read_json(&path)? else {
         return Ok(None);
     };
-    let bytes = serde_json::to_vec(&v).expect("json");
-    let meta = ModuleMeta::parse(&path, &bytes)?;
+    let meta = ModuleMeta::from_value(&path, &v)?;
     Ok(Some(Peer {
         deps: deps::dependencies(&path, name, &v)?,
         name: name.to_string(),

@@ -336,22 +336,44 @@ pub fn restore(
         return Err(Error::TargetNotEmpty { path: target });
     }
     // The session keeps a concurrent GC from sweeping chunks this restore reads, even if
-    // the backup is deleted meanwhile (docs/gc.md).
+    // the backup is deleted meanwhile (docs/gc.md); so it begins before the manifest is read.
     // A store that this process may only read (e.g. read-only credentials) still restores,
     // just without that protection.
-    let manifest = repo.load_committed(id)?;
-    if !opts.ignore_dependencies {
-        dependents::check_restore(data_dir, &manifest)?;
-    }
-    let depots = dependents::bounds_of(&manifest);
-    // What will be reset is known now; an unreadable progress.json stops the restore here.
-    dependents::recalibrate_dependents(data_dir, &id.module, manifest.task_count, &depots, true)?;
     let store = repo.store();
     let session = match store.begin_session("restore", &id.module) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!("restoring without a session (a concurrent GC is not held back): {e}");
             None
+        }
+    };
+    let end_session = |session: Option<rbk_chunkstore::WriteSession>| {
+        if let Some(Err(e)) = session.map(|s| s.end()) {
+            tracing::warn!("could not end restore session: {e}");
+        }
+    };
+    let prepared = (|| {
+        let manifest = repo.load_committed(id)?;
+        if !opts.ignore_dependencies {
+            dependents::check_restore(data_dir, &manifest)?;
+        }
+        let depots = dependents::bounds_of(&manifest);
+        // What will be reset is known now; an unreadable progress.json stops the restore
+        // here.
+        dependents::recalibrate_dependents(
+            data_dir,
+            &id.module,
+            manifest.task_count,
+            &depots,
+            true,
+        )?;
+        Ok::<_, Error>((manifest, depots))
+    })();
+    let (manifest, depots) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            end_session(session);
+            return Err(e);
         }
     };
     // The current state is backed up once the new one is staged: a restore that fails
@@ -380,9 +402,7 @@ pub fn restore(
     let result = restore_in_session(
         repo, data_dir, &manifest, &target, opts, take_undo, progress,
     );
-    if let Some(Err(e)) = session.map(|s| s.end()) {
-        tracing::warn!("could not end restore session: {e}");
-    }
+    end_session(session);
     let (files, total, undo_backup_id) = result?;
     // The module is in place: readers across its boundary are made consistent with it.
     let resets = (|| {
