@@ -13,7 +13,8 @@
 //! - `index` is the local RocksDB cache of which chunk lives in which pack;
 //! - [`ChunkStore`] ties them together; a [`WriteSession`] writes chunks into packs and
 //!   commits a manifest, reads come back verified;
-//! - [`gc`] is the whole garbage-collection protocol (`docs/gc.md`), given a live set.
+//! - [`gc`] is the whole garbage-collection protocol (`docs/gc.md`), given a live set;
+//! - [`mirror`] keeps a second provider a complete copy of the store (`docs/mirror.md`).
 //!
 //! The store (the provider's objects) is the truth. The index is a cache that can be deleted
 //! at any time and is rebuilt by reading pack trailers.
@@ -26,6 +27,7 @@ pub mod gc;
 mod id;
 mod index;
 pub mod keys;
+pub mod mirror;
 pub mod pack;
 pub mod progress;
 pub mod provider;

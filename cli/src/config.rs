@@ -4,6 +4,7 @@
 //! ```yaml
 //! data.dir: /var/rama/data
 //! backup.provider: "fs /mnt/backups/rbk"
+//! backup.mirror: "s3 http://127.0.0.1:3900/backups/rbk"   # optional (docs/mirror.md)
 //! ```
 //! Nested keys (`data: {dir: ...}`) are accepted too. Relative paths in the file are relative
 //! to the directory holding it.
@@ -30,6 +31,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "backup.provider",
         "the store: `fs <dir>`, `s3 <bucket>[/<prefix>]` or `s3 http(s)://host:port/<bucket>[/<prefix>]`",
+    ),
+    (
+        "backup.mirror",
+        "a second copy of the store, kept up to date after each backup (same forms as `backup.provider`)",
     ),
 ];
 
@@ -67,6 +72,8 @@ pub struct Config {
     pub file: Option<(PathBuf, Source)>,
     pub data_dir_source: Source,
     pub provider_source: Source,
+    /// The store's mirror, if one is configured, and where that came from.
+    pub mirror: Option<(String, Source)>,
 }
 
 impl Config {
@@ -88,6 +95,7 @@ pub struct Flags<'a> {
     pub config: Option<&'a Path>,
     pub data_dir: Option<&'a Path>,
     pub provider: Option<&'a str>,
+    pub mirror: Option<&'a str>,
 }
 
 /// The provider used when none is configured: a local store beside the data dir.
@@ -111,14 +119,9 @@ const MAX_CONFIG_LEN: u64 = 1 << 20;
 /// # Errors
 /// A named config file that is missing or not a regular file; a file that is not valid YAML,
 /// has a key rbk does not know, a key set twice or a value that is not a string; a file that
-/// sets no store; `RBK_MIRROR` (this rbk has no mirror).
+/// sets no store; a mirror that is the store itself.
 pub fn resolve(flags: Flags<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config> {
     let env = |var: &str| env(var).filter(|v| !v.trim().is_empty());
-    if let Some(m) = env(ENV_MIRROR) {
-        bail!(
-            "{ENV_MIRROR} is set (`{m}`), but this version of rbk cannot mirror a store: unset it, or backups would not go where you expect"
-        );
-    }
     let file = match (flags.config, env(ENV_CONFIG)) {
         (Some(p), _) => Some((p.to_path_buf(), Source::Flag("--config"))),
         (None, Some(p)) => Some((PathBuf::from(p), Source::Env(ENV_CONFIG))),
@@ -157,12 +160,27 @@ pub fn resolve(flags: Flags<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result
     } else {
         (default_provider(&data_dir), Source::Default)
     };
+    let mirror = if let Some(m) = flags.mirror {
+        Some((m.to_string(), Source::Flag("--mirror")))
+    } else if let Some(m) = env(ENV_MIRROR) {
+        Some((m, Source::Env(ENV_MIRROR)))
+    } else {
+        values.mirror.map(|m| (m, file_source()))
+    };
+    if let Some((m, source)) = &mirror
+        && m.trim() == provider.trim()
+    {
+        bail!(
+            "the mirror ({source}) is the store itself (`{m}`): a mirror must be somewhere else, e.g. `backup.mirror: \"s3 http://host:3900/bucket/rbk\"`"
+        );
+    }
     Ok(Config {
         data_dir,
         provider,
         file,
         data_dir_source,
         provider_source,
+        mirror,
     })
 }
 
@@ -171,6 +189,7 @@ pub fn resolve(flags: Flags<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result
 struct FileValues {
     data_dir: Option<PathBuf>,
     provider: Option<String>,
+    mirror: Option<String>,
 }
 
 fn read_file(path: &Path) -> Result<FileValues> {
@@ -222,13 +241,17 @@ fn read_file(path: &Path) -> Result<FileValues> {
     let base = path.parent().unwrap_or(Path::new(""));
     Ok(FileValues {
         data_dir: found.value("data.dir").map(|d| base.join(d)),
-        provider: found
-            .value("backup.provider")
-            .map(|p| match p.trim().strip_prefix("fs ") {
-                Some(dir) => format!("fs {}", base.join(dir.trim()).display()),
-                None => p.to_string(),
-            }),
+        provider: found.value("backup.provider").map(|p| relative_to(base, p)),
+        mirror: found.value("backup.mirror").map(|p| relative_to(base, p)),
     })
+}
+
+/// A provider spec from a config file: a local store's path is relative to the file.
+fn relative_to(base: &Path, spec: &str) -> String {
+    match spec.trim().strip_prefix("fs ") {
+        Some(dir) => format!("fs {}", base.join(dir.trim()).display()),
+        None => spec.to_string(),
+    }
 }
 
 /// "did you mean …?" for an unknown key: the known key nearest in edit distance, compared in
@@ -494,17 +517,17 @@ mod tests {
         assert_eq!(
             err(flags),
             format!(
-                "unknown key `backup.provder` in config file `{shown}` line 2: did you mean `backup.provider`? (rbk.yaml accepts `data.dir`, `backup.provider`; see docs/cli.md)"
+                "unknown key `backup.provder` in config file `{shown}` line 2: did you mean `backup.provider`? (rbk.yaml accepts `data.dir`, `backup.provider`, `backup.mirror`; see docs/cli.md)"
             )
         );
         file(
             dir.path(),
-            "# comment\ndata:\n  dir: d\nbackup:\n  provider: memory\n  mirorr: x\n",
+            "# comment\ndata:\n  dir: d\nbackup:\n  provider: memory\n  retention: x\n",
         );
         assert_eq!(
             err(flags),
             format!(
-                "unknown key `backup.mirorr` in config file `{shown}` line 6: rbk.yaml accepts only `data.dir`, `backup.provider` (see docs/cli.md)"
+                "unknown key `backup.retention` in config file `{shown}` line 6: rbk.yaml accepts only `data.dir`, `backup.provider`, `backup.mirror` (see docs/cli.md)"
             )
         );
         file(dir.path(), "backup: {provider: memory}\ndata: {dri: d}\n");
@@ -595,13 +618,50 @@ mod tests {
             &empty,
         )
         .unwrap();
-        assert_eq!(c.data_dir_source, Source::File(f));
-        // A mirror cannot be honoured, so it is refused rather than ignored.
+        assert_eq!(c.data_dir_source, Source::File(f.clone()));
+        // A mirror: flag over environment over file; never the store itself.
         let mirror = |v: &str| (v == ENV_MIRROR).then(|| "s3 b".to_string());
-        assert!(
-            format!("{:#}", resolve(Flags::default(), &mirror).unwrap_err())
-                .starts_with("RBK_MIRROR is set")
+        let c = resolve(Flags::default(), &mirror).unwrap();
+        assert_eq!(c.mirror, Some(("s3 b".into(), Source::Env(ENV_MIRROR))));
+        let c = resolve(
+            Flags {
+                mirror: Some("s3 c"),
+                ..Flags::default()
+            },
+            &mirror,
+        )
+        .unwrap();
+        assert_eq!(c.mirror, Some(("s3 c".into(), Source::Flag("--mirror"))));
+        file(
+            dir.path(),
+            "backup.provider: \"fs s\"\nbackup.mirror: \"fs m\"\n",
         );
+        let c = resolve(
+            Flags {
+                config: Some(&f),
+                ..Flags::default()
+            },
+            &no_env,
+        )
+        .unwrap();
+        let m = format!("fs {}", dir.path().join("m").display());
+        assert_eq!(c.mirror, Some((m, Source::File(f.clone()))));
+        file(
+            dir.path(),
+            "backup.provider: \"s3 b\"\nbackup.mirror: \"s3 b\"\n",
+        );
+        let e = format!(
+            "{:#}",
+            resolve(
+                Flags {
+                    config: Some(&f),
+                    ..Flags::default()
+                },
+                &no_env
+            )
+            .unwrap_err()
+        );
+        assert!(e.contains("is the store itself"), "{e}");
     }
 
     #[test]

@@ -59,6 +59,10 @@ struct Cli {
     /// Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`).
     #[arg(long, global = true, value_name = "SPEC")]
     provider: Option<String>,
+    /// The store's mirror, e.g. `s3 http://host:3900/bucket/rbk` [env: RBK_MIRROR] (overrides
+    /// `backup.mirror`); see docs/mirror.md.
+    #[arg(long, global = true, value_name = "SPEC")]
+    mirror: Option<String>,
     /// Machine-readable JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -94,6 +98,11 @@ enum Command {
     Gc(cmd::gc::GcArgs),
     /// Check that backups are restorable without restoring them.
     Verify(cmd::verify::VerifyArgs),
+    /// Keep the store's mirror up to date (`sync`) or see how far behind it is (`status`).
+    Mirror {
+        #[command(subcommand)]
+        command: cmd::mirror::MirrorCommand,
+    },
     /// Rebuild the local chunk index from the store's pack trailers.
     RepairIndex(cmd::repair_index::RepairIndexArgs),
     /// How much the store saves, and where: logical, unique and stored bytes, dedup and
@@ -179,6 +188,7 @@ fn run(cli: &Cli) -> Result<()> {
         config: cli.config.as_deref(),
         data_dir: cli.data_dir.as_deref(),
         provider: cli.provider.as_deref(),
+        mirror: cli.mirror.as_deref(),
     };
     let cfg = config::resolve(flags, &|var| std::env::var(var).ok())
         .map_err(|e| cmd::usage(format!("{e:#}")))?;
@@ -195,6 +205,7 @@ fn run(cli: &Cli) -> Result<()> {
         Command::Delete(a) => cmd::delete::run(&ctx, a),
         Command::Gc(a) => cmd::gc::run(&ctx, a),
         Command::Verify(a) => cmd::verify::run(&ctx, a),
+        Command::Mirror { command } => cmd::mirror::run(&ctx, command),
         Command::RepairIndex(a) => cmd::repair_index::run(&ctx, a),
         Command::Stats(a) => cmd::stats::run(&ctx, a),
         Command::Testdata { command } => cmd::testdata::run(&ctx, command),

@@ -59,6 +59,11 @@ fn log(json_out: bool, event: serde_json::Value, text: String) {
     }
 }
 
+/// How often `rbk serve` checks the mirror when no backup ran, and how long one catch-up may
+/// take before the loop goes back to its schedule (the next round carries on).
+const MIRROR_CHECK: Duration = Duration::from_secs(60);
+const MIRROR_ROUND: Duration = Duration::from_secs(300);
+
 pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
     // Checked before opening any module, so the answer names the real problem rather than
     // a RocksDB lock.
@@ -109,6 +114,9 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
 
     let begun = Instant::now();
     let mut sched = Scheduler::new(begun);
+    // The mirror is caught up after every round that backed up, and checked once a minute
+    // otherwise (a mirror that was down, or backups taken by `rbk backup` meanwhile).
+    let mut next_mirror = begun;
     while !stop.load(Ordering::Acquire) {
         if a.for_seconds
             .is_some_and(|s| begun.elapsed() >= Duration::from_secs(s))
@@ -120,11 +128,12 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
             eprintln!("warning: {w}");
         }
         let due = sched.due(now);
-        if !due.backups.is_empty() || due.gc {
+        let mirror_due = cfg.mirror.is_some() && now >= next_mirror;
+        if !due.backups.is_empty() || due.gc || mirror_due {
             // Opened for this round only: the local index admits one process at a time, and
             // `rbk backup`/`list`/`restore` on this data dir need it between rounds (they
             // wait for a round to end). Not waiting here keeps the loop responsive to stop.
-            let repo = match open_repo_within(cfg, true, Duration::ZERO) {
+            let mut repo = match open_repo_within(cfg, true, Duration::ZERO) {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("periodic work skipped this round: {e:#}");
@@ -132,6 +141,14 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
                     continue;
                 }
             };
+            let mirrored = cfg.mirror.is_some()
+                && match crate::cmd::attach_mirror(cfg, &mut repo, None) {
+                    Ok(attached) => attached,
+                    Err(e) => {
+                        eprintln!("mirror: {e:#}");
+                        false
+                    }
+                };
             let repo = &repo;
             for module in &due.backups {
                 // A failed periodic backup is reported and retried at the next period.
@@ -165,6 +182,31 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
                     ),
                     Err(e) => eprintln!("periodic gc failed: {e}"),
                 }
+                if let Some(side) = repo.mirror_repo() {
+                    let opts = gc::GcOptions::default();
+                    if let Err(e) = gc::gc(&side, &cfg.data_dir, &opts, &NoProgress) {
+                        eprintln!("periodic gc of the mirror failed: {e}");
+                    }
+                }
+            }
+            if mirrored {
+                // Bounded like a backup's wait, so the loop goes on serving its schedule.
+                repo.set_mirror_deadline(Some(Instant::now() + MIRROR_ROUND));
+                match crate::cmd::mirror::catch_up(repo, &NoProgress) {
+                    Ok(s) if s.report.manifests_copied > 0 => log(
+                        json_out,
+                        serde_json::json!({"event": "mirror", "manifests_copied": s.report.manifests_copied, "bytes_copied": s.report.bytes_copied, "pending_objects": s.status.pending_objects()}),
+                        format!(
+                            "mirror: copied {} backup(s), {} pack(s)",
+                            s.report.manifests_copied, s.report.packs_copied
+                        ),
+                    ),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("mirror sync failed (retried in a minute): {e:#}"),
+                }
+            }
+            if cfg.mirror.is_some() {
+                next_mirror = Instant::now() + MIRROR_CHECK;
             }
         }
         std::thread::sleep(Duration::from_millis(200));

@@ -4,21 +4,31 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rbk_chunkstore::mirror::{Mirror, MirrorReport, MirrorStatus};
 use rbk_chunkstore::provider::Provider;
-use rbk_chunkstore::{ChunkStore, ErrorKind, keys};
+use rbk_chunkstore::{ChunkId, ChunkStore, ErrorKind, Progress, StoredManifest, keys};
 
 use crate::backup_id::{BackupId, validate_module_name};
 use crate::manifest::{MAX_MANIFEST_LEN, Manifest};
 use crate::{Error, Result};
 
+/// The store, and its mirror when one is configured (docs/mirror.md): backups commit to
+/// the store, the mirror follows; reads fall back to the mirror for what the store lacks.
 #[derive(Debug)]
 pub struct Repo {
-    store: ChunkStore,
+    store: Arc<ChunkStore>,
+    mirror: Option<Mirror>,
 }
 
 /// Where the local index lives for a data dir: `<data-dir>/.rbk/index/<store id>`.
 pub fn index_root(data_dir: &Path) -> PathBuf {
     data_dir.join(".rbk").join("index")
+}
+
+/// Where the mirror's local index lives: `<data-dir>/.rbk/index-mirror/<store id>` (the
+/// mirror has the store's id, so it cannot share the primary's directory).
+pub fn mirror_index_root(data_dir: &Path) -> PathBuf {
+    data_dir.join(".rbk").join("index-mirror")
 }
 
 /// The file recording which store a data dir belongs to: `<data-dir>/.rbk/store-id`.
@@ -64,7 +74,8 @@ impl Repo {
     /// As [`ChunkStore::open`].
     pub fn open(provider: Arc<dyn Provider>, index_root: &Path, create: bool) -> Result<Self> {
         Ok(Repo {
-            store: ChunkStore::open(provider, index_root, create)?,
+            store: Arc::new(ChunkStore::open(provider, index_root, create)?),
+            mirror: None,
         })
     }
 
@@ -72,8 +83,92 @@ impl Repo {
         &self.store
     }
 
-    pub fn store_mut(&mut self) -> &mut ChunkStore {
-        &mut self.store
+    /// Opens `provider` as this store's mirror (giving it the store's config if it has none)
+    /// and reads what the store lacks from it. With `deadline`, requests to the mirror give
+    /// up then ([`Repo::set_mirror_deadline`] moves it).
+    ///
+    /// # Errors
+    /// `InvalidInput` when the mirror holds another store; provider and index errors.
+    pub fn attach_mirror(
+        &mut self,
+        provider: Arc<dyn Provider>,
+        index_root: &Path,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<()> {
+        let mirror = Mirror::open(&self.store, provider, index_root, deadline)?;
+        self.store.set_fallback(mirror.store().clone());
+        self.mirror = Some(mirror);
+        Ok(())
+    }
+
+    pub fn mirror(&self) -> Option<&Mirror> {
+        self.mirror.as_ref()
+    }
+
+    pub fn set_mirror_deadline(&self, deadline: Option<std::time::Instant>) {
+        if let Some(m) = &self.mirror {
+            m.set_deadline(deadline);
+        }
+    }
+
+    /// The mirror as a repository of its own, for the operations that run on each side
+    /// (GC, verify, list).
+    pub fn mirror_repo(&self) -> Option<Repo> {
+        self.mirror.as_ref().map(|m| Repo {
+            store: m.store().clone(),
+            mirror: None,
+        })
+    }
+
+    /// Brings the mirror up to date: every committed backup of the store that it lacks, each
+    /// after the packs it needs. No mirror: nothing to do.
+    ///
+    /// # Errors
+    /// As [`Mirror::sync`]; `CorruptManifest` for a manifest the store holds damaged.
+    pub fn sync_mirror(&self, progress: &dyn Progress) -> Result<Option<MirrorReport>> {
+        let Some(mirror) = &self.mirror else {
+            return Ok(None);
+        };
+        mirror
+            .sync(
+                &self.store,
+                |m, body| self.mirrored_chunks(m, body),
+                progress,
+            )
+            .map(Some)
+    }
+
+    /// How far the mirror is behind; `None` without one.
+    ///
+    /// # Errors
+    /// As [`Mirror::status`].
+    pub fn mirror_status(&self) -> Result<Option<MirrorStatus>> {
+        let Some(mirror) = &self.mirror else {
+            return Ok(None);
+        };
+        mirror
+            .status(&self.store, |m, body| self.mirrored_chunks(m, body))
+            .map(Some)
+    }
+
+    /// The chunks of a stored manifest that is to be mirrored; `None` for objects that are
+    /// not backups and for backups never committed (their chunks may be gone).
+    fn mirrored_chunks(&self, m: &StoredManifest, body: &[u8]) -> Result<Option<Vec<ChunkId>>> {
+        let Some(id) = backup_id_of(m) else {
+            return Ok(None);
+        };
+        let key = manifest_key(&id);
+        let manifest = Manifest::decode(&key, body)?;
+        if manifest.backup_id != id || self.uncommitted(&manifest)?.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(
+            manifest
+                .files()
+                .into_iter()
+                .flat_map(|(_, f)| f.chunks.iter().copied())
+                .collect(),
+        ))
     }
 
     /// Binds `data_dir` to this store when it is bound to none yet. Backups and restores do
@@ -113,15 +208,23 @@ impl Repo {
     ///
     /// # Errors
     /// `BackupNotFound`, provider errors.
+    /// With a mirror, the backup is deleted on both sides.
     pub fn delete_manifest(&self, id: &BackupId) -> Result<()> {
         let name = id.to_string();
-        if !self.store.manifest_exists(&id.module, &name)? {
+        let mut found = false;
+        for store in std::iter::once(&self.store).chain(self.mirror.as_ref().map(Mirror::store)) {
+            if store.manifest_exists(&id.module, &name)? {
+                store.delete_manifest(&id.module, &name)?;
+                found = true;
+            }
+        }
+        if !found {
             return Err(Error::BackupNotFound {
                 backup_id: name,
                 module: id.module.clone(),
             });
         }
-        Ok(self.store.delete_manifest(&id.module, &name)?)
+        Ok(())
     }
 
     /// Every backup in the store, of every module, oldest first per module. Objects under
@@ -133,9 +236,36 @@ impl Repo {
         self.ids_under(None)
     }
 
+    /// A manifest missing or damaged in the store is read from the mirror, if there is one.
+    ///
     /// # Errors
     /// `BackupNotFound`, `CorruptManifest`, provider errors.
     pub fn load_manifest(&self, id: &BackupId) -> Result<Manifest> {
+        match (self.load_manifest_here(id), self.mirror_repo()) {
+            (
+                Err(e @ (Error::BackupNotFound { .. } | Error::CorruptManifest { .. })),
+                Some(mirror),
+            ) => match mirror.load_manifest_here(id) {
+                Ok(m) => {
+                    tracing::warn!(
+                        "backup {id} is {} in `{}`; read from its mirror `{}`",
+                        if matches!(e, Error::BackupNotFound { .. }) {
+                            "missing"
+                        } else {
+                            "damaged"
+                        },
+                        self.store.describe(),
+                        mirror.store.describe()
+                    );
+                    Ok(m)
+                }
+                Err(_) => Err(e),
+            },
+            (r, _) => r,
+        }
+    }
+
+    fn load_manifest_here(&self, id: &BackupId) -> Result<Manifest> {
         let key = manifest_key(id);
         let bytes = self
             .store

@@ -5,8 +5,10 @@
 //! directory), [`S3Provider`] (S3 and S3-compatible servers) and [`MemoryProvider`] (tests).
 //! Wrappers are [`Layer`]s, which forward every method they do not override:
 //! [`RetryingProvider`] (backoff on temporary failures, around every remote provider) and
-//! [`FaultyProvider`] (fault injection for tests).
+//! [`DeadlineProvider`] (every request gives up at a deadline: a mirror that stopped answering)
+//! and [`FaultyProvider`] (fault injection for tests).
 
+mod deadline;
 mod faulty;
 mod layer;
 mod local;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+pub use deadline::DeadlineProvider;
 pub use faulty::{FaultyProvider, Op};
 pub use layer::Layer;
 pub use local::LocalProvider;

@@ -47,7 +47,13 @@ pub struct ChunkStore {
     /// For files that never change (version 3 stores), else `None`.
     immutable_chunker: Option<Chunker>,
     index: Arc<RocksChunkIndex>,
-    timing: SessionTiming,
+    /// Set once before use by tests and `rbk gc --lease-seconds`; a lock, so a store shared
+    /// with its mirror's readers can still be tuned.
+    timing: Mutex<SessionTiming>,
+    /// Where chunks missing or damaged here are read from instead: the store's mirror.
+    fallback: std::sync::OnceLock<Arc<ChunkStore>>,
+    /// Chunks read from `fallback` since the store was opened.
+    fallback_reads: std::sync::atomic::AtomicU64,
     /// Packs the last index sync could not read, with why.
     damaged: Mutex<Vec<(String, String)>>,
     /// Buffers of uploaded packs, reused for new ones. Freeing and allocating a 10 MiB buffer
@@ -110,7 +116,9 @@ impl ChunkStore {
             rt,
             config,
             index: Arc::new(index),
-            timing: SessionTiming::default(),
+            timing: Mutex::new(SessionTiming::default()),
+            fallback: std::sync::OnceLock::new(),
+            fallback_reads: std::sync::atomic::AtomicU64::new(0),
             damaged: Mutex::new(Vec::new()),
             spare_packs: Arc::default(),
         })
@@ -118,12 +126,34 @@ impl ChunkStore {
 
     /// Sets how often sessions of this process heartbeat and how long a GC run by this
     /// process waits for others' heartbeats.
-    pub fn set_session_timing(&mut self, timing: SessionTiming) {
-        self.timing = timing;
+    pub fn set_session_timing(&self, timing: SessionTiming) {
+        *lock(&self.timing) = timing;
     }
 
     pub fn session_timing(&self) -> SessionTiming {
-        self.timing
+        *lock(&self.timing)
+    }
+
+    /// Reads chunks that are missing or damaged in this store from `mirror` instead (a
+    /// restore that survives a damaged or lost disk). Each such chunk is counted
+    /// ([`Self::fallback_reads`]) and logged. Set once; a second call changes nothing.
+    pub fn set_fallback(&self, mirror: Arc<ChunkStore>) {
+        let _ = self.fallback.set(mirror);
+    }
+
+    /// How many chunks were read from the fallback store since this store was opened.
+    pub fn fallback_reads(&self) -> u64 {
+        self.fallback_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn fallback(&self) -> Option<&Arc<ChunkStore>> {
+        self.fallback.get()
+    }
+
+    pub(crate) fn count_fallback_reads(&self, n: u64) {
+        self.fallback_reads
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -419,7 +449,7 @@ mod tests {
         use std::time::Duration;
         let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
         let dir = tempfile::tempdir().unwrap();
-        let mut s = open(p.clone(), dir.path());
+        let s = open(p.clone(), dir.path());
         s.set_session_timing(SessionTiming {
             heartbeat: Duration::from_millis(10),
             lease: Duration::from_secs(60),

@@ -25,7 +25,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::MAX_SPAN;
+use super::{MAX_SPAN, lock};
 use crate::index::ChunkLocation;
 use crate::{ChunkId, ChunkStore, Error, ErrorKind, PackId, Result, compress, keys};
 
@@ -53,6 +53,8 @@ struct PlanItem {
     offset: u64,
     id: ChunkId,
     loc: ChunkLocation,
+    /// Located in the fallback store (the mirror), not in this one.
+    on_fallback: bool,
 }
 
 impl ReadPlan {
@@ -146,12 +148,20 @@ impl ChunkStore {
         for (seq, ids) in seqs.iter().enumerate() {
             let mut offset = 0u64;
             for id in *ids {
-                let loc = self.locate(id)?;
+                let (loc, on_fallback) = match (self.locate(id), self.fallback()) {
+                    (Ok(loc), _) => (loc, false),
+                    // Not in this store: its mirror may still have it.
+                    (Err(e), Some(fallback)) if is_missing_or_damaged(&e) => {
+                        (fallback.locate(id).map_err(|_| e)?, true)
+                    }
+                    (Err(e), _) => return Err(e),
+                };
                 items.push(PlanItem {
                     seq,
                     offset,
                     id: *id,
                     loc,
+                    on_fallback,
                 });
                 offset += loc.raw_len as u64;
             }
@@ -179,12 +189,20 @@ impl ChunkStore {
         workers: usize,
         sink: impl Fn(usize, u64, &[u8]) -> std::result::Result<(), E> + Sync,
     ) -> std::result::Result<(), E> {
-        let mut items = plan.items;
+        let (mut items, mut from_fallback): (Vec<PlanItem>, Vec<PlanItem>) =
+            plan.items.into_iter().partition(|it| !it.on_fallback);
+        let salvage = self.fallback().map(|_| Mutex::new(Vec::new()));
         let mut resynced = false;
         loop {
-            let gone = self.fetch_items(&items, workers.max(1), !resynced, &sink)?;
+            let gone =
+                self.fetch_items(&items, workers.max(1), !resynced, salvage.as_ref(), &sink)?;
+            if let Some(salvaged) = &salvage {
+                let salvaged =
+                    std::mem::take(&mut *salvaged.lock().unwrap_or_else(|p| p.into_inner()));
+                from_fallback.extend(salvaged.into_iter().map(|i| items[i]));
+            }
             if gone.is_empty() {
-                return Ok(());
+                break;
             }
             // The index is a cache: sync it once from the store, look the chunks of the
             // vanished packs up again, and read only those.
@@ -193,20 +211,77 @@ impl ChunkStore {
             let mut again = Vec::with_capacity(gone.len());
             for i in gone {
                 let mut item = items[i];
-                item.loc = self.locate(&item.id)?;
-                again.push(item);
+                match self.locate(&item.id) {
+                    Ok(loc) => {
+                        item.loc = loc;
+                        again.push(item);
+                    }
+                    Err(e) if salvage.is_some() && is_missing_or_damaged(&e) => {
+                        from_fallback.push(item);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             items = again;
         }
+        match self.fallback() {
+            Some(fallback) if !from_fallback.is_empty() => {
+                self.read_from_fallback(fallback, from_fallback, workers, sink)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads chunks this store lacks, or holds damaged, from its mirror: located in the
+    /// mirror's own index (a chunk may sit in another pack there), each verified as usual.
+    fn read_from_fallback<E: From<Error> + Send>(
+        &self,
+        fallback: &ChunkStore,
+        mut items: Vec<PlanItem>,
+        workers: usize,
+        sink: impl Fn(usize, u64, &[u8]) -> std::result::Result<(), E> + Sync,
+    ) -> std::result::Result<(), E> {
+        for it in &mut items {
+            let loc = fallback.locate(&it.id)?;
+            if loc.raw_len != it.loc.raw_len {
+                return Err(Error::corrupt(
+                    format!("chunk {}", it.id),
+                    format!(
+                        "{} bytes in the mirror `{}`, {} here",
+                        loc.raw_len,
+                        fallback.describe(),
+                        it.loc.raw_len
+                    ),
+                )
+                .into());
+            }
+            it.loc = loc;
+            it.on_fallback = false;
+        }
+        tracing::warn!(
+            "{} chunk(s) missing or damaged in `{}` were read from its mirror `{}`",
+            items.len(),
+            self.describe(),
+            fallback.describe()
+        );
+        self.count_fallback_reads(items.len() as u64);
+        let plan = ReadPlan {
+            items,
+            lengths: Vec::new(),
+        };
+        fallback.read_plan(plan, workers, sink)
     }
 
     /// One pass of [`Self::read_plan`] over `items`. With `stop_on_gone`, a span whose pack is
     /// gone is skipped and its items' positions are returned; otherwise that is `NotFound`.
+    /// With `salvage`, a chunk that is damaged, or whose pack is gone or unreadable, is not an
+    /// error: its position goes into `salvage`, to be read from the mirror.
     fn fetch_items<E: From<Error> + Send>(
         &self,
         items: &[PlanItem],
         workers: usize,
         stop_on_gone: bool,
+        salvage: Option<&Mutex<Vec<usize>>>,
         sink: &(impl Fn(usize, u64, &[u8]) -> std::result::Result<(), E> + Sync),
     ) -> std::result::Result<Vec<usize>, E> {
         use futures_util::StreamExt;
@@ -249,15 +324,23 @@ impl ChunkStore {
                             continue; // drain, so the driver never blocks on a full channel
                         }
                         let bytes = Recycled(bytes, spare);
-                        for it in order[span.first..span.end].iter().map(|&k| &items[k]) {
+                        for &k in &order[span.first..span.end] {
+                            let it = &items[k];
                             let at = (it.loc.offset - span.start) as usize;
                             let blob = &bytes[at..at + it.loc.stored_len as usize];
                             let raw = it.loc.raw_len as usize;
-                            let done = compress::decompress_verified_into(
+                            let checked = compress::decompress_verified_into(
                                 &mut ctx, blob, raw, max_chunk, &it.id, &mut buf,
-                            )
-                            .map_err(|e| in_pack(e, &span.pack).into())
-                            .and_then(|()| sink(it.seq, it.offset, &buf));
+                            );
+                            let done = match (checked, salvage) {
+                                (Ok(()), _) => sink(it.seq, it.offset, &buf),
+                                (Err(e), Some(salvage)) if is_missing_or_damaged(&e) => {
+                                    tracing::warn!("{}", in_pack(e, &span.pack));
+                                    lock(salvage).push(k);
+                                    Ok(())
+                                }
+                                (Err(e), _) => Err(in_pack(e, &span.pack).into()),
+                            };
                             if let Err(e) = done {
                                 fail(e);
                                 break;
@@ -291,14 +374,22 @@ impl ChunkStore {
                     let got = joined.map_err(|e| {
                         Error::InvalidInput(format!("read of pack {} failed: {e}", span.pack))
                     })?;
-                    let bytes = match got {
+                    let read = match got {
                         Err(e) if e.kind() == ErrorKind::NotFound && stop_on_gone => {
                             gone.extend(&order[span.first..span.end]);
                             continue;
                         }
-                        r => r?,
+                        r => r.and_then(|b| span.check_read(b.len()).map(|()| b)),
                     };
-                    span.check_read(bytes.len())?;
+                    let bytes = match (read, salvage) {
+                        (Ok(b), _) => b,
+                        (Err(e), Some(salvage)) if is_missing_or_damaged(&e) => {
+                            tracing::warn!("{e}");
+                            lock(salvage).extend(&order[span.first..span.end]);
+                            continue;
+                        }
+                        (Err(e), _) => return Err(e),
+                    };
                     if tx.send((span, bytes)).is_err() {
                         break; // every worker is gone, which only happens after a failure
                     }
@@ -332,6 +423,12 @@ impl Drop for Recycled<'_> {
         let buf = std::mem::take(&mut self.0);
         self.1.lock().unwrap_or_else(|p| p.into_inner()).push(buf);
     }
+}
+
+/// Whether `e` says an object is missing or damaged — what a mirror can make up for — rather
+/// than that the store could not be asked (which the mirror would not fix either).
+fn is_missing_or_damaged(e: &Error) -> bool {
+    matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt)
 }
 
 /// Names the pack in a chunk's `Corrupt` error, so an operator knows which object is damaged.

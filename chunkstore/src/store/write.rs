@@ -95,7 +95,7 @@ impl ChunkStore {
                 return Err(e);
             }
         };
-        let session = session.start_heartbeats(self.runtime(), self.timing.heartbeat);
+        let session = session.start_heartbeats(self.runtime(), self.session_timing().heartbeat);
         Ok(WriteSession {
             store: self,
             session,
@@ -138,7 +138,16 @@ impl WriteSession<'_> {
         Ok(self.usable_location(id)?.is_some())
     }
 
-    fn usable_location(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
+    /// Whether this session may rely on pack `pack`: no GC had condemned it when the session
+    /// began (docs/gc.md, case 2).
+    pub(crate) fn may_rely_on(&self, pack: &PackId) -> bool {
+        match &self.condemned {
+            Condemned::Packs(p) => !p.contains(pack),
+            Condemned::Everything => false,
+        }
+    }
+
+    pub(crate) fn usable_location(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
         let locs = self.store.index.locations(id)?;
         Ok(locs.into_iter().find(|l| self.condemned.allows(l)))
     }
@@ -353,26 +362,44 @@ impl WriteSession<'_> {
         group: &str,
         mut candidate: impl FnMut(u32) -> (String, Bytes),
     ) -> Result<String> {
-        let store = self.store;
         self.flush()?;
         self.check_alive()?;
         let mut attempt = 0;
-        let name = loop {
+        loop {
             let (name, body) = candidate(attempt);
-            if store.block_on(
-                store
-                    .provider
-                    .put_if_absent(&keys::manifest(group, &name), body),
-            )? {
-                break name;
+            if self.put_manifest_checked(group, &name, body)? {
+                return Ok(name);
             }
             attempt += 1;
-        };
+        }
+    }
+
+    /// Writes manifest `name` of `group` as it is (a mirror's copy of a primary's manifest),
+    /// with the same checks as [`Self::write_manifest`]. Returns false when the store has a
+    /// manifest of that name already (an earlier or concurrent copy), which is left alone.
+    ///
+    /// # Errors
+    /// `SessionRevoked`, provider and index errors.
+    pub fn copy_manifest(&self, group: &str, name: &str, body: Bytes) -> Result<bool> {
+        self.flush()?;
+        self.check_alive()?;
+        self.put_manifest_checked(group, name, body)
+    }
+
+    /// The commit point and the check after it: a GC that revoked the session in between may
+    /// sweep chunks the manifest references, so the manifest is deleted again and the write
+    /// fails. Returns false, having written nothing, when the name is taken.
+    fn put_manifest_checked(&self, group: &str, name: &str, body: Bytes) -> Result<bool> {
+        let store = self.store;
+        let key = keys::manifest(group, name);
+        if !store.block_on(store.provider.put_if_absent(&key, body))? {
+            return Ok(false);
+        }
         if let Err(e) = self.check_alive() {
-            let _ = store.block_on(store.provider.delete(&keys::manifest(group, &name)));
+            let _ = store.block_on(store.provider.delete(&key));
             return Err(e);
         }
-        Ok(name)
+        Ok(true)
     }
 
     /// [`Self::write_manifest`], then ends the session (whether the write succeeded or not).

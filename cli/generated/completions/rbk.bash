@@ -49,6 +49,9 @@ _rbk() {
             rbk,man)
                 cmd="rbk__subcmd__man"
                 ;;
+            rbk,mirror)
+                cmd="rbk__subcmd__mirror"
+                ;;
             rbk,repair-index)
                 cmd="rbk__subcmd__repair__subcmd__index"
                 ;;
@@ -112,6 +115,9 @@ _rbk() {
             rbk__subcmd__help,man)
                 cmd="rbk__subcmd__help__subcmd__man"
                 ;;
+            rbk__subcmd__help,mirror)
+                cmd="rbk__subcmd__help__subcmd__mirror"
+                ;;
             rbk__subcmd__help,repair-index)
                 cmd="rbk__subcmd__help__subcmd__repair__subcmd__index"
                 ;;
@@ -133,6 +139,12 @@ _rbk() {
             rbk__subcmd__help__subcmd__bench,dedup)
                 cmd="rbk__subcmd__help__subcmd__bench__subcmd__dedup"
                 ;;
+            rbk__subcmd__help__subcmd__mirror,status)
+                cmd="rbk__subcmd__help__subcmd__mirror__subcmd__status"
+                ;;
+            rbk__subcmd__help__subcmd__mirror,sync)
+                cmd="rbk__subcmd__help__subcmd__mirror__subcmd__sync"
+                ;;
             rbk__subcmd__help__subcmd__testdata,advance)
                 cmd="rbk__subcmd__help__subcmd__testdata__subcmd__advance"
                 ;;
@@ -141,6 +153,24 @@ _rbk() {
                 ;;
             rbk__subcmd__help__subcmd__testdata,generate)
                 cmd="rbk__subcmd__help__subcmd__testdata__subcmd__generate"
+                ;;
+            rbk__subcmd__mirror,help)
+                cmd="rbk__subcmd__mirror__subcmd__help"
+                ;;
+            rbk__subcmd__mirror,status)
+                cmd="rbk__subcmd__mirror__subcmd__status"
+                ;;
+            rbk__subcmd__mirror,sync)
+                cmd="rbk__subcmd__mirror__subcmd__sync"
+                ;;
+            rbk__subcmd__mirror__subcmd__help,help)
+                cmd="rbk__subcmd__mirror__subcmd__help__subcmd__help"
+                ;;
+            rbk__subcmd__mirror__subcmd__help,status)
+                cmd="rbk__subcmd__mirror__subcmd__help__subcmd__status"
+                ;;
+            rbk__subcmd__mirror__subcmd__help,sync)
+                cmd="rbk__subcmd__mirror__subcmd__help__subcmd__sync"
                 ;;
             rbk__subcmd__testdata,advance)
                 cmd="rbk__subcmd__testdata__subcmd__advance"
@@ -173,7 +203,7 @@ _rbk() {
 
     case "${cmd}" in
         rbk)
-            opts="-q -h -V --config --data-dir --provider --json --quiet --index-wait --help --version backup list info restore delete gc verify repair-index stats bench serve testdata demo config completions man help"
+            opts="-q -h -V --config --data-dir --provider --mirror --json --quiet --index-wait --help --version backup list info restore delete gc verify mirror repair-index stats bench serve testdata demo config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -191,6 +221,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -203,7 +237,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__backup)
-            opts="-q -h --action --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --ignore-dependencies --no-undo-backup --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --action --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --ignore-dependencies --no-undo-backup --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --side --mirror-wait --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -253,6 +287,14 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --side)
+                    COMPREPLY=($(compgen -W "primary mirror both" -- "${cur}"))
+                    return 0
+                    ;;
+                --mirror-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -262,6 +304,10 @@ _rbk() {
                     return 0
                     ;;
                 --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -277,7 +323,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__bench)
-            opts="-q -h --config --data-dir --provider --json --quiet --index-wait --help dedup help"
+            opts="-q -h --config --data-dir --provider --mirror --json --quiet --index-wait --help dedup help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -295,6 +341,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -307,7 +357,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__bench__subcmd__dedup)
-            opts="-q -h --chunk-sizes --level --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --chunk-sizes --level --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -330,6 +380,10 @@ _rbk() {
                     return 0
                     ;;
                 --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -387,7 +441,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__completions)
-            opts="-q -h --config --data-dir --provider --json --quiet --index-wait --help bash elvish fish powershell zsh"
+            opts="-q -h --config --data-dir --provider --mirror --json --quiet --index-wait --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -402,6 +456,10 @@ _rbk() {
                     return 0
                     ;;
                 --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -417,7 +475,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__config)
-            opts="-q -h --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -435,6 +493,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -447,7 +509,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__delete)
-            opts="-q -h --backupId --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --backupId --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -469,6 +531,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -481,7 +547,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__demo)
-            opts="-q -h --dir --force --keep --tasks --seconds --backups --modules --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --dir --force --keep --tasks --seconds --backups --modules --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -519,6 +585,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -531,7 +601,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__gc)
-            opts="-q -h --module --backupId --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -577,6 +647,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -589,7 +663,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__help)
-            opts="backup list info restore delete gc verify repair-index stats bench serve testdata demo config completions man help"
+            opts="backup list info restore delete gc verify mirror repair-index stats bench serve testdata demo config completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -770,6 +844,48 @@ _rbk() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        rbk__subcmd__help__subcmd__mirror)
+            opts="sync status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__help__subcmd__mirror__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__help__subcmd__mirror__subcmd__sync)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         rbk__subcmd__help__subcmd__repair__subcmd__index)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -897,7 +1013,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__info)
-            opts="-q -h --backupId --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --backupId --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -919,6 +1035,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -931,7 +1051,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__list)
-            opts="-q -h --module --pageToken --pageSize --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --pageToken --pageSize --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -961,6 +1081,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -973,7 +1097,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__man)
-            opts="-q -h --out-dir --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --out-dir --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -995,6 +1119,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1006,8 +1134,8 @@ _rbk() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        rbk__subcmd__repair__subcmd__index)
-            opts="-q -h --config --data-dir --provider --json --quiet --index-wait --help"
+        rbk__subcmd__mirror)
+            opts="-q -h --config --data-dir --provider --mirror --json --quiet --index-wait --help sync status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1025,6 +1153,168 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --index-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__mirror__subcmd__help)
+            opts="sync status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__mirror__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__mirror__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__mirror__subcmd__help__subcmd__sync)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__mirror__subcmd__status)
+            opts="-q -h --config --data-dir --provider --mirror --json --quiet --index-wait --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --index-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__mirror__subcmd__sync)
+            opts="-q -h --config --data-dir --provider --mirror --json --quiet --index-wait --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --index-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rbk__subcmd__repair__subcmd__index)
+            opts="-q -h --config --data-dir --provider --mirror --json --quiet --index-wait --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --data-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1037,7 +1327,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__restore)
-            opts="-q -h --backupId --force --yes --no-sync --keep-setid --ignore-dependencies --no-undo-backup --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --backupId --force --yes --no-sync --keep-setid --ignore-dependencies --no-undo-backup --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1059,6 +1349,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1071,7 +1365,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__serve)
-            opts="-q -h --load --for-seconds --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --load --for-seconds --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1097,6 +1391,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1109,7 +1407,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__stats)
-            opts="-q -h --module --backupId --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1135,6 +1433,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1147,7 +1449,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__testdata)
-            opts="-q -h --config --data-dir --provider --json --quiet --index-wait --help generate create advance help"
+            opts="-q -h --config --data-dir --provider --mirror --json --quiet --index-wait --help generate create advance help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1165,6 +1467,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1177,7 +1483,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__testdata__subcmd__advance)
-            opts="-q -h --module --percent --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --percent --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1203,6 +1509,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1215,7 +1525,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__testdata__subcmd__create)
-            opts="-q -h --module --definition --tasks --reads --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --definition --tasks --reads --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1249,6 +1559,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --index-wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1261,7 +1575,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__testdata__subcmd__generate)
-            opts="-q -h --module --tasks --size-mib --seed --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --tasks --size-mib --seed --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1292,6 +1606,10 @@ _rbk() {
                     return 0
                     ;;
                 --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1377,7 +1695,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__verify)
-            opts="-q -h --module --backupId --read-data --read-data-subset --config --data-dir --provider --json --quiet --index-wait --help"
+            opts="-q -h --module --backupId --read-data --read-data-subset --side --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1395,6 +1713,10 @@ _rbk() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --side)
+                    COMPREPLY=($(compgen -W "primary mirror both" -- "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1404,6 +1726,10 @@ _rbk() {
                     return 0
                     ;;
                 --provider)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

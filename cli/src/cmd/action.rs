@@ -51,12 +51,24 @@ pub struct ActionArgs {
     pub gc: GcFlags,
     #[command(flatten)]
     pub verify: VerifyFlags,
+    /// backup, with a mirror: how long to wait, once the backup committed, for the mirror to
+    /// catch up. A mirror still behind or unreachable then is reported on stderr, not an
+    /// error: the backup is in the store, and the next backup, `rbk mirror sync` or `rbk
+    /// serve` catches up.
+    #[arg(long = "mirror-wait", value_name = "SECONDS", default_value_t = 300)]
+    pub mirror_wait: u64,
 }
 
 pub fn run(ctx: &Ctx, a: &ActionArgs) -> Result<()> {
     let (module, backup_id) = (a.module.clone(), a.backup_id.clone());
     match a.action {
-        Action::Backup => super::backup::run(ctx, &BackupArgs { module }),
+        Action::Backup => super::backup::run(
+            ctx,
+            &BackupArgs {
+                module,
+                mirror_wait: a.mirror_wait,
+            },
+        ),
         Action::List => super::list::run(
             ctx,
             &ListArgs {

@@ -12,12 +12,22 @@ use super::{Ctx, ModuleArg, Report, mib, need, open_repo};
 pub struct BackupArgs {
     #[command(flatten)]
     pub module: ModuleArg,
+    /// `--mirror-wait` (see [`super::action::ActionArgs`]).
+    #[arg(skip)]
+    pub mirror_wait: u64,
 }
 
 pub struct BackupDone {
     report: backup::BackupReport,
     /// What the snapshot saw, for a module a host runs.
     live: Option<LiveView>,
+    /// What the mirror did afterwards, when there is one.
+    mirror: Option<MirrorOutcome>,
+}
+
+enum MirrorOutcome {
+    Synced(super::mirror::Synced),
+    Failed(String),
 }
 
 pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
@@ -25,7 +35,7 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     let module = need(&args.module.module, "--module", "backup")?;
     // Validate the module before creating or touching the store.
     rbk_engine::layout::scan_module(&cfg.data_dir, module)?;
-    let repo = open_repo(cfg, true)?;
+    let mut repo = open_repo(cfg, true)?;
     let bars = ctx.bars();
     // A module a host runs is backed up from a consistent snapshot the host takes; a stopped
     // one from its files.
@@ -48,7 +58,15 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
             )
         });
     }
-    let report = BackupDone { report, live };
+    let mirror = cfg
+        .mirror
+        .is_some()
+        .then(|| mirror_after(ctx, &mut repo, args.mirror_wait));
+    let report = BackupDone {
+        report,
+        live,
+        mirror,
+    };
     ctx.show(&report);
     let (r, s) = (&report.report, &report.report.stats);
     ctx.note(|| {
@@ -69,13 +87,48 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
     Ok(())
 }
 
+/// Brings the mirror up to date within `wait_seconds`. Never fails: the backup is committed.
+fn mirror_after(ctx: &Ctx, repo: &mut rbk_engine::Repo, wait_seconds: u64) -> MirrorOutcome {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_seconds);
+    let synced = super::attach_mirror(ctx.cfg, repo, Some(deadline)).and_then(|attached| {
+        if !attached {
+            anyhow::bail!("only the mirror could be opened");
+        }
+        super::mirror::catch_up(repo, &ctx.bars())
+    });
+    match synced {
+        Ok(s) if s.status.pending_objects() == 0 => MirrorOutcome::Synced(s),
+        Ok(s) => {
+            let why = format!(
+                "{}: {} object(s) still pending after --mirror-wait {wait_seconds} s",
+                super::mirror::unreachable(ctx.cfg),
+                s.status.pending_objects()
+            );
+            eprintln!("rbk: {why}");
+            MirrorOutcome::Failed(why)
+        }
+        Err(e) => {
+            let why = format!("{}: {e:#}", super::mirror::unreachable(ctx.cfg));
+            // Said even with --quiet or --json: an operator must learn that the off-machine
+            // copy is behind.
+            eprintln!("rbk: {why}");
+            MirrorOutcome::Failed(why)
+        }
+    }
+}
+
 impl Report for BackupDone {
     fn json(&self) -> serde_json::Value {
         let (r, s) = (&self.report, &self.report.stats);
         json!({"backup_id": r.backup_id.to_string(), "live": self.live.as_ref().map(|l| json!({"commit_ids": l.commit_ids, "pause_us": l.pause.as_micros() as u64})), "files": s.files, "files_reused": s.files_reused, "logical_bytes": s.logical_bytes,
-               "new_chunks": s.new_chunks, "new_stored_bytes": s.new_stored_bytes, "packs_written": r.packs_written, "bytes_read": r.bytes_read,
-               "added_bytes": r.added_bytes, "added_chunks": s.new_chunks, "reused_bytes": s.logical_bytes.saturating_sub(r.added_raw_bytes),
-               "dedup_ratio": dedup_ratio(s.logical_bytes, r.added_raw_bytes), "seconds": r.seconds})
+        "new_chunks": s.new_chunks, "new_stored_bytes": s.new_stored_bytes, "packs_written": r.packs_written, "bytes_read": r.bytes_read,
+        "added_bytes": r.added_bytes, "added_chunks": s.new_chunks, "reused_bytes": s.logical_bytes.saturating_sub(r.added_raw_bytes),
+        "dedup_ratio": dedup_ratio(s.logical_bytes, r.added_raw_bytes), "seconds": r.seconds,
+        "mirror": match &self.mirror {
+            None => serde_json::Value::Null,
+            Some(MirrorOutcome::Synced(s)) => s.json_value(),
+            Some(MirrorOutcome::Failed(why)) => json!({"error": why}),
+        }})
     }
 
     fn text(&self) -> String {

@@ -48,6 +48,7 @@ fn config_json(cfg: &Config) -> serde_json::Value {
         "config_file": cfg.file.as_ref().map(|(p, s)| setting(p.display().to_string(), s)),
         "data.dir": setting(cfg.data_dir.display().to_string(), &cfg.data_dir_source),
         "backup.provider": setting(config::redact(&cfg.provider), &cfg.provider_source),
+        "backup.mirror": cfg.mirror.as_ref().map(|(m, s)| setting(config::redact(m), s)),
         "index": repo::index_root(&cfg.data_dir).display().to_string(),
         "aws_environment": aws_env().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
     })
@@ -70,6 +71,10 @@ fn config_text(cfg: &Config) -> String {
             config::redact(&cfg.provider),
             cfg.provider_source
         ),
+        match &cfg.mirror {
+            Some((m, source)) => format!("backup.mirror    {}  ({source})", config::redact(m)),
+            None => "backup.mirror    none".to_string(),
+        },
         format!(
             "local index      {}",
             repo::index_root(&cfg.data_dir).display()

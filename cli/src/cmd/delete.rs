@@ -1,7 +1,7 @@
 //! `rbk delete --backupId B`: delete one backup; the chunks only it used are freed by the next
 //! `rbk gc`.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use clap::Args;
 use rbk_engine::BackupId;
 use rbk_engine::ops::gc;
@@ -32,7 +32,12 @@ impl Report for Deleted {
 
 pub fn run(ctx: &Ctx, args: &DeleteArgs) -> Result<()> {
     let id = BackupId::parse(need(&args.backup_id.backup_id, "--backupId", "delete")?)?;
-    let repo = open_repo(ctx.cfg, false)?;
+    let mut repo = open_repo(ctx.cfg, false)?;
+    // Deleted on both sides: a backup deleted here and kept on the mirror would come back
+    // to no one, but cost storage there until the mirror's own retention expired it.
+    super::attach_mirror(ctx.cfg, &mut repo, None).context(
+        "the backup was not deleted: its mirror could not be reached; run it again once it answers",
+    )?;
     gc::delete_backup(&repo, &id)?;
     ctx.show(&Deleted(id));
     Ok(())

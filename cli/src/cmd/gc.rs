@@ -56,11 +56,14 @@ pub fn run(ctx: &Ctx, args: &GcArgs) -> Result<()> {
     }
     let cfg = ctx.cfg;
     let mut repo = open_repo(cfg, false)?;
-    if let Some(secs) = f.lease_seconds {
-        let mut timing = repo.store().session_timing();
-        timing.lease = std::time::Duration::from_secs(secs);
-        repo.store_mut().set_session_timing(timing);
-    }
+    let set_lease = |repo: &rbk_engine::Repo| {
+        if let Some(secs) = f.lease_seconds {
+            let mut timing = repo.store().session_timing();
+            timing.lease = std::time::Duration::from_secs(secs);
+            repo.store().set_session_timing(timing);
+        }
+    };
+    set_lease(&repo);
     let opts = gc::GcOptions {
         dry_run: f.dry_run,
         policy: rbk_engine::retention::PolicyOverride {
@@ -72,8 +75,48 @@ pub fn run(ctx: &Ctx, args: &GcArgs) -> Result<()> {
         now_ms: None,
         revoke: f.revoke.clone(),
     };
-    ctx.show(&gc::gc(&repo, &cfg.data_dir, &opts, &ctx.bars())?);
+    let primary = gc::gc(&repo, &cfg.data_dir, &opts, &ctx.bars())?;
+    // The mirror is an ordinary store: the same GC, by the same rules, on its side
+    // (docs/mirror.md). The sessions named by --revoke are the primary's.
+    let mirror = match super::attach_mirror(cfg, &mut repo, None) {
+        Ok(true) => {
+            let side = repo.mirror_repo().expect("a mirror is attached");
+            set_lease(&side);
+            let opts = gc::GcOptions {
+                revoke: Vec::new(),
+                ..opts
+            };
+            Some(gc::gc(&side, &cfg.data_dir, &opts, &ctx.bars()).map_err(anyhow::Error::new))
+        }
+        Ok(false) => None,
+        Err(e) => Some(Err(e)),
+    };
+    match mirror {
+        None => ctx.show(&primary),
+        Some(Ok(m)) => ctx.show(&BothSides(primary, m)),
+        Some(Err(e)) => {
+            ctx.show(&primary);
+            return Err(e.context(
+                "the store was collected, but its mirror was not; run `rbk gc` again once the mirror answers",
+            ));
+        }
+    }
     Ok(())
+}
+
+/// A GC of the store and of its mirror: the store's report, with the mirror's under `mirror`.
+struct BothSides(gc::GcReport, gc::GcReport);
+
+impl Report for BothSides {
+    fn json(&self) -> serde_json::Value {
+        let mut v = self.0.json();
+        v["mirror"] = self.1.json();
+        v
+    }
+
+    fn text(&self) -> String {
+        format!("{}\nmirror:\n{}", self.0.text(), self.1.text())
+    }
 }
 
 impl Report for gc::GcReport {

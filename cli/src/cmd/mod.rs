@@ -10,6 +10,7 @@ pub mod delete;
 pub mod gc;
 pub mod info;
 pub mod list;
+pub mod mirror;
 pub mod repair_index;
 pub mod restore;
 pub mod stats;
@@ -102,13 +103,91 @@ pub fn open_repo(cfg: &Config, create: bool) -> Result<Repo> {
 }
 
 /// [`open_repo`], waiting at most `wait` for the index.
+///
+/// With a mirror configured: a command that creates the store (a backup) first gives an
+/// empty primary the mirror's config, so a primary whose disk was replaced is the same store
+/// again; a command that only reads, finding no store at the primary, reads the mirror
+/// instead (and says so).
 pub fn open_repo_within(cfg: &Config, create: bool, wait: std::time::Duration) -> Result<Repo> {
     announce_default_store(cfg);
+    let primary = provider::from_spec(&cfg.provider)?;
+    if let (true, Some((spec, _))) = (create, &cfg.mirror) {
+        let mirror = provider::from_spec(spec)?;
+        let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+        match rt.block_on(rbk_chunkstore::mirror::seed_primary(
+            primary.as_ref(),
+            mirror.as_ref(),
+        )) {
+            Ok(true) => eprintln!(
+                "rbk: the store `{}` was empty; it is the mirror's store again (its config was copied from `{}`)",
+                cfg.provider,
+                crate::config::redact(spec)
+            ),
+            Ok(false) => {}
+            // The mirror not answering must not stop a backup.
+            Err(e) => tracing::debug!("could not ask the mirror for its config: {e}"),
+        }
+    }
+    let opened = with_index_wait(wait, || {
+        Repo::open(primary.clone(), &repo::index_root(&cfg.data_dir), create)
+    });
+    match (opened, &cfg.mirror) {
+        (Err(rbk_engine::Error::Store(e)), Some((spec, _)))
+            if !create && e.kind() == rbk_chunkstore::ErrorKind::NotFound =>
+        {
+            eprintln!(
+                "rbk: there is no store at `{}`; reading its mirror `{}` instead",
+                cfg.provider,
+                crate::config::redact(spec)
+            );
+            let mirror = provider::from_spec(spec)?;
+            with_index_wait(wait, || {
+                Repo::open(
+                    mirror.clone(),
+                    &repo::mirror_index_root(&cfg.data_dir),
+                    false,
+                )
+            })
+            .with_context(|| format!("opening the mirror `{}`", crate::config::redact(spec)))
+        }
+        (r, _) => r.with_context(|| format!("opening the store `{}`", cfg.provider)),
+    }
+}
+
+/// Opens the configured mirror beside `repo`; `Ok(false)` when none is configured, or when
+/// `repo` is the mirror already (the primary is gone). With `deadline`, requests to the
+/// mirror give up then.
+pub fn attach_mirror(
+    cfg: &Config,
+    repo: &mut Repo,
+    deadline: Option<std::time::Instant>,
+) -> Result<bool> {
+    let Some((spec, _)) = &cfg.mirror else {
+        return Ok(false);
+    };
+    let mirror = provider::from_spec(spec)?;
+    if repo.store().describe() == mirror.describe() {
+        return Ok(false);
+    }
+    use std::sync::atomic::Ordering;
+    let wait = std::time::Duration::from_secs(INDEX_WAIT_SECONDS.load(Ordering::Relaxed));
+    let root = repo::mirror_index_root(&cfg.data_dir);
+    with_index_wait(wait, || repo.attach_mirror(mirror.clone(), &root, deadline))
+        .with_context(|| format!("opening the mirror `{}`", crate::config::redact(spec)))?;
+    Ok(true)
+}
+
+/// Runs `open` until it does not find the local index busy, at most `wait` long: the index
+/// admits one process at a time, and another rbk process (a backup or GC round of `rbk
+/// serve`, typically seconds) may have it.
+fn with_index_wait<T>(
+    wait: std::time::Duration,
+    mut open: impl FnMut() -> rbk_engine::Result<T>,
+) -> rbk_engine::Result<T> {
     let deadline = std::time::Instant::now() + wait;
     let mut told = false;
     loop {
-        let p = provider::from_spec(&cfg.provider)?;
-        match Repo::open(p, &repo::index_root(&cfg.data_dir), create) {
+        match open() {
             Err(rbk_engine::Error::Store(rbk_chunkstore::Error::IndexBusy { path, .. }))
                 if std::time::Instant::now() < deadline =>
             {
@@ -122,7 +201,7 @@ pub fn open_repo_within(cfg: &Config, create: bool, wait: std::time::Duration) -
                 }
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
-            r => return r.with_context(|| format!("opening the store `{}`", cfg.provider)),
+            r => return r,
         }
     }
 }

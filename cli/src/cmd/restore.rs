@@ -85,7 +85,14 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     let cfg = ctx.cfg;
     let bars = ctx.bars();
     let id = BackupId::parse(need(&args.backup_id.backup_id, "--backupId", "restore")?)?;
-    let repo = open_repo(cfg, false)?;
+    let mut repo = open_repo(cfg, false)?;
+    // What the store lacks, or holds damaged, is read from the mirror. A mirror that does
+    // not answer within a while is given up on: the store alone may well be enough.
+    let patience = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    if let Err(e) = super::attach_mirror(cfg, &mut repo, Some(patience)) {
+        eprintln!("rbk: restoring without the mirror: {e:#}");
+    }
+    repo.set_mirror_deadline(None);
     // A module a host runs is stopped, restored and started from the restored state.
     let mut host = rbk_engine::host::control::Client::connect(&cfg.data_dir)?;
     let running = match host.as_mut() {
@@ -131,6 +138,13 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
         }
     }
     let r = r?;
+    let from_mirror = repo.store().fallback_reads();
+    if from_mirror > 0 {
+        eprintln!(
+            "rbk: {from_mirror} chunk(s) missing or damaged in the store `{}` were read from its mirror; `rbk verify --side primary` shows which backups the store cannot restore alone",
+            repo.store().describe()
+        );
+    }
     ctx.show(&Restored { id, report: r });
     Ok(())
 }

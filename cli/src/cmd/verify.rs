@@ -32,6 +32,16 @@ pub struct VerifyFlags {
         conflicts_with = "read_data"
     )]
     pub read_data_subset: Option<String>,
+    /// verify: which copy of the store to check when a mirror is configured (default: both).
+    #[arg(long, value_enum)]
+    pub side: Option<Side>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Primary,
+    Mirror,
+    Both,
 }
 
 pub fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
@@ -40,8 +50,78 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
         (None, true) => verify::ReadData::All,
         (None, false) => verify::ReadData::None,
     };
-    let repo = open_repo(ctx.cfg, false)?;
-    let ids = match (&args.backup_id.backup_id, &args.module.module) {
+    let side = match (args.flags.side, &ctx.cfg.mirror) {
+        (Some(s), Some(_)) => s,
+        (None, Some(_)) => Side::Both,
+        (None | Some(Side::Primary), None) => Side::Primary,
+        (Some(_), None) => {
+            return Err(usage(
+                "--side mirror|both needs a mirror: set `backup.mirror` in rbk.yaml, --mirror or RBK_MIRROR".into(),
+            ));
+        }
+    };
+    // Each side is checked on its own: the primary without falling back to the mirror,
+    // which would hide its damage.
+    let mut primary = open_repo(ctx.cfg, false)?;
+    let mut sides: Vec<(&str, rbk_engine::Repo)> = Vec::new();
+    if side != Side::Primary {
+        if !super::attach_mirror(ctx.cfg, &mut primary, None)? {
+            // The store is gone, and `primary` is the mirror opened in its place.
+            if side == Side::Both {
+                return Err(usage(format!(
+                    "there is no store at `{}` to verify; `--side mirror` checks the mirror alone",
+                    ctx.cfg.provider
+                )));
+            }
+            sides.push(("mirror", primary));
+        } else {
+            let mirror = primary.mirror_repo().expect("a mirror is attached");
+            if side == Side::Both {
+                let alone = open_alone(ctx, primary)?;
+                sides.push(("primary", alone));
+            }
+            sides.push(("mirror", mirror));
+        }
+    } else {
+        sides.push(("primary", primary));
+    }
+    let mut reports = Vec::new();
+    for (name, repo) in &sides {
+        let r = verify::verify(repo, &backups_to_check(repo, args)?, read, &ctx.bars())?;
+        reports.push((*name, repo.store().describe(), r));
+    }
+    let problems: usize = reports.iter().map(|(_, _, r)| r.problems.len()).sum();
+    let backups: usize = reports
+        .iter()
+        .map(|(_, _, r)| r.damaged_backups().len())
+        .sum();
+    if let [(_, _, only)] = &reports[..] {
+        ctx.show(only);
+    } else {
+        ctx.show(&Sides(reports));
+    }
+    if problems > 0 {
+        return Err(anyhow::Error::new(rbk_engine::Error::Damaged {
+            problems,
+            backups,
+        }));
+    }
+    Ok(())
+}
+
+/// The primary without its mirror attached: the repository is reopened, as the mirror's
+/// index belongs to the mirror's side now.
+fn open_alone(ctx: &Ctx, with_mirror: rbk_engine::Repo) -> Result<rbk_engine::Repo> {
+    drop(with_mirror);
+    let cfg = crate::config::Config {
+        mirror: None,
+        ..ctx.cfg.clone()
+    };
+    open_repo(&cfg, false)
+}
+
+fn backups_to_check(repo: &rbk_engine::Repo, args: &VerifyArgs) -> Result<Vec<BackupId>> {
+    Ok(match (&args.backup_id.backup_id, &args.module.module) {
         (Some(id), _) => vec![BackupId::parse(id)?],
         (None, Some(m)) => {
             let ids = repo.backup_ids(m)?;
@@ -54,16 +134,34 @@ pub fn run(ctx: &Ctx, args: &VerifyArgs) -> Result<()> {
             ids
         }
         (None, None) => Vec::new(),
-    };
-    let r = verify::verify(&repo, &ids, read, &ctx.bars())?;
-    ctx.show(&r);
-    if !r.problems.is_empty() {
-        return Err(anyhow::Error::new(rbk_engine::Error::Damaged {
-            problems: r.problems.len(),
-            backups: r.damaged_backups().len(),
-        }));
+    })
+}
+
+/// Both sides' reports, each under its side's name.
+struct Sides(Vec<(&'static str, String, verify::VerifyReport)>);
+
+impl Report for Sides {
+    fn json(&self) -> serde_json::Value {
+        let clean = self.0.iter().all(|(_, _, r)| r.problems.is_empty());
+        let sides: serde_json::Map<String, serde_json::Value> = self
+            .0
+            .iter()
+            .map(|(name, at, r)| {
+                let mut v = r.json();
+                v["store"] = json!(at);
+                (name.to_string(), v)
+            })
+            .collect();
+        json!({"clean": clean, "sides": sides})
     }
-    Ok(())
+
+    fn text(&self) -> String {
+        self.0
+            .iter()
+            .map(|(name, at, r)| format!("{name} `{at}`:\n{}", r.text()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 /// `10%`, `10` or `0.5%` → a percentage in 0..=100.

@@ -852,7 +852,7 @@ fn a_misspelled_config_key_is_an_error_and_nothing_is_written() {
         ),
         (
             "data.dir: data\nbackup.provider: \"fs store\"\nbackup.mirorr: \"s3 b\"\n",
-            "unknown key `backup.mirorr` in config file `rbk.yaml` line 3: rbk.yaml accepts only `data.dir`, `backup.provider`",
+            "unknown key `backup.mirorr` in config file `rbk.yaml` line 3: did you mean `backup.mirror`?",
         ),
         // A file that names no store does not fall back to the default one.
         ("data.dir: data\n", "sets no `backup.provider`"),
@@ -880,9 +880,18 @@ fn a_misspelled_config_key_is_an_error_and_nothing_is_written() {
         String::from_utf8_lossy(&out.stderr)
             .contains("`backup.provder` in config file `other.yaml` line 1")
     );
-    // A mirror rbk cannot honour is refused, not ignored.
-    let out = env.rbk_with(&["backup", "--module", MODULE], &[("RBK_MIRROR", "s3 b")]);
+    // A mirror that is the store itself is refused, not taken for a second copy.
+    std::fs::write(
+        env.dir().join("rbk.yaml"),
+        "backup.provider: \"fs store\"\n",
+    )
+    .unwrap();
+    let out = env.rbk_with(
+        &["backup", "--module", MODULE],
+        &[("RBK_MIRROR", "fs store")],
+    );
     assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is the store itself"));
     nothing_written(&env);
 }
 

@@ -3,5 +3,6 @@
 
 mod cli;
 mod corrupt_stores;
+mod mirror;
 mod msrv;
 mod s3;

@@ -346,7 +346,7 @@ fn a_revoked_backup_removes_its_manifest_and_a_retry_succeeds() {
 #[test]
 fn packs_of_a_crashed_backup_are_freed_once_its_lease_runs_out() {
     let env = Env::new(4);
-    let mut repo = env.repo_for(&env.data);
+    let repo = env.repo_for(&env.data);
     let b0 = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
     let p = env.provider();
     let packs_before = keys_under(&p, "packs/").len();
@@ -370,7 +370,7 @@ fn packs_of_a_crashed_backup_are_freed_once_its_lease_runs_out() {
     assert_eq!((r.store.packs_condemned, r.store.records_waiting), (1, 1));
     assert_eq!(keys_under(&p, "packs/").len(), packs_before + 1);
     // Past it, GC revokes the session and sweeps the orphan pack.
-    repo.store_mut().set_session_timing(SessionTiming {
+    repo.store().set_session_timing(SessionTiming {
         heartbeat: Duration::from_millis(10),
         lease: Duration::from_millis(50),
     });

@@ -57,8 +57,8 @@ struct Attempt {
 }
 
 fn open(p: Arc<dyn Provider>, data: &Path, timing: SessionTiming) -> Option<Repo> {
-    let mut r = Repo::open(p, &repo::index_root(data), true).ok()?;
-    r.store_mut().set_session_timing(timing);
+    let r = Repo::open(p, &repo::index_root(data), true).ok()?;
+    r.store().set_session_timing(timing);
     Some(r)
 }
 

@@ -653,10 +653,10 @@ impl Progress for RevokeOnFirstAdvance {
 #[test]
 fn a_revoked_backup_stops_uploading_within_a_heartbeat() {
     let env = Env::new(24);
-    let mut repo = env.repo_for(&env.data);
+    let repo = env.repo_for(&env.data);
     let mut timing = repo.store().session_timing();
     timing.heartbeat = Duration::from_millis(20);
-    repo.store_mut().set_session_timing(timing);
+    repo.store().set_session_timing(timing);
     let progress = RevokeOnFirstAdvance {
         sessions: env.store.join("sessions"),
         total: Default::default(),
@@ -721,7 +721,7 @@ fn gc_collects_temporary_files_of_writes_that_died_after_a_day() {
 fn old_tombstones_are_collected_and_a_session_without_heartbeats_knows_it_was_revoked() {
     use rbk_engine::ops::gc::{self, GcOptions};
     let env = Env::new(1);
-    let mut repo = env.repo_for(&env.data);
+    let repo = env.repo_for(&env.data);
     backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
     let tombstone = |id: &str, age: Duration| {
         let path = env.store.join(format!("sessions/{id}/revoked"));
@@ -751,7 +751,7 @@ fn old_tombstones_are_collected_and_a_session_without_heartbeats_knows_it_was_re
     // its heartbeats, and nothing else does.
     let mut timing = repo.store().session_timing();
     timing.heartbeat = Duration::from_millis(20);
-    repo.store_mut().set_session_timing(timing);
+    repo.store().set_session_timing(timing);
     let s = repo.store().begin_session("backup", MODULE).unwrap();
     s.check_alive().unwrap();
     let dir = env.store.join("sessions").join(s.id());
