@@ -72,7 +72,8 @@ pub fn unreachable(cfg: &Config) -> String {
 /// As [`Repo::sync_mirror`].
 pub fn catch_up(repo: &Repo, progress: &dyn Progress) -> Result<Synced> {
     let mut total = MirrorReport::default();
-    for _ in 0..3 {
+    let mut rounds = 0;
+    loop {
         let r = repo.sync_mirror(progress)?.unwrap_or_default();
         total.manifests_copied += r.manifests_copied;
         total.manifests_skipped += r.manifests_skipped;
@@ -80,19 +81,15 @@ pub fn catch_up(repo: &Repo, progress: &dyn Progress) -> Result<Synced> {
         total.bytes_copied += r.bytes_copied;
         total.chunks_rewritten += r.chunks_rewritten;
         total.seconds += r.seconds;
+        rounds += 1;
         let status = repo.mirror_status()?.unwrap_or_default();
-        if status.pending_objects() == 0 {
+        if status.pending_objects() == 0 || rounds == 3 {
             return Ok(Synced {
                 report: total,
                 status,
             });
         }
     }
-    let status = repo.mirror_status()?.unwrap_or_default();
-    Ok(Synced {
-        report: total,
-        status,
-    })
 }
 
 pub struct Synced {

@@ -113,7 +113,11 @@ pub fn open_repo_within(cfg: &Config, create: bool, wait: std::time::Duration) -
     let primary = provider::from_spec(&cfg.provider)?;
     if let (true, Some((spec, _))) = (create, &cfg.mirror) {
         let mirror = provider::from_spec(spec)?;
-        let rt = tokio::runtime::Runtime::new().context("tokio runtime")?;
+        // Two config reads at most: one thread is plenty.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("tokio runtime")?;
         match rt.block_on(rbk_chunkstore::mirror::seed_primary(
             primary.as_ref(),
             mirror.as_ref(),
