@@ -297,7 +297,7 @@ impl Mirror {
             });
         for c in copied {
             let (pack, size, entries) = c?;
-            self.store.index().add_pack(&pack, size, &entries)?;
+            self.store.index()?.add_pack(&pack, size, &entries)?;
             report.packs_copied += 1;
             report.bytes_copied += size;
         }

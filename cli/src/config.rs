@@ -5,6 +5,7 @@
 //! data.dir: /var/rama/data
 //! backup.provider: "fs /mnt/backups/rbk"
 //! backup.mirror: "s3 http://127.0.0.1:3900/backups/rbk"   # optional (docs/mirror.md)
+//! serve.http: 127.0.0.1:9180                              # optional (docs/web.md)
 //! ```
 //! Nested keys (`data: {dir: ...}`) are accepted too. Relative paths in the file are relative
 //! to the directory holding it.
@@ -35,6 +36,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "backup.mirror",
         "a second copy of the store, kept up to date after each backup (same forms as `backup.provider`)",
+    ),
+    (
+        "serve.http",
+        "where `rbk serve` serves the backups page and metrics, e.g. `127.0.0.1:9180` (off when unset)",
     ),
 ];
 
@@ -74,6 +79,8 @@ pub struct Config {
     pub provider_source: Source,
     /// The store's mirror, if one is configured, and where that came from.
     pub mirror: Option<(String, Source)>,
+    /// `serve.http` from the config file (`rbk serve --http` overrides it).
+    pub serve_http: Option<String>,
 }
 
 impl Config {
@@ -181,6 +188,7 @@ pub fn resolve(flags: Flags<'_>, env: &dyn Fn(&str) -> Option<String>) -> Result
         data_dir_source,
         provider_source,
         mirror,
+        serve_http: values.serve_http,
     })
 }
 
@@ -190,6 +198,7 @@ struct FileValues {
     data_dir: Option<PathBuf>,
     provider: Option<String>,
     mirror: Option<String>,
+    serve_http: Option<String>,
 }
 
 fn read_file(path: &Path) -> Result<FileValues> {
@@ -243,6 +252,7 @@ fn read_file(path: &Path) -> Result<FileValues> {
         data_dir: found.value("data.dir").map(|d| base.join(d)),
         provider: found.value("backup.provider").map(|p| relative_to(base, p)),
         mirror: found.value("backup.mirror").map(|p| relative_to(base, p)),
+        serve_http: found.value("serve.http").map(str::to_string),
     })
 }
 
@@ -517,7 +527,7 @@ mod tests {
         assert_eq!(
             err(flags),
             format!(
-                "unknown key `backup.provder` in config file `{shown}` line 2: did you mean `backup.provider`? (rbk.yaml accepts `data.dir`, `backup.provider`, `backup.mirror`; see docs/cli.md)"
+                "unknown key `backup.provder` in config file `{shown}` line 2: did you mean `backup.provider`? (rbk.yaml accepts `data.dir`, `backup.provider`, `backup.mirror`, `serve.http`; see docs/cli.md)"
             )
         );
         file(
@@ -527,7 +537,7 @@ mod tests {
         assert_eq!(
             err(flags),
             format!(
-                "unknown key `backup.retention` in config file `{shown}` line 6: rbk.yaml accepts only `data.dir`, `backup.provider`, `backup.mirror` (see docs/cli.md)"
+                "unknown key `backup.retention` in config file `{shown}` line 6: rbk.yaml accepts only `data.dir`, `backup.provider`, `backup.mirror`, `serve.http` (see docs/cli.md)"
             )
         );
         file(dir.path(), "backup: {provider: memory}\ndata: {dri: d}\n");

@@ -22,8 +22,10 @@ macro_rules! outln {
 mod cmd;
 mod config;
 mod demo;
+mod journal;
 mod progress;
 mod serve;
+mod web;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -19,6 +19,39 @@ use rbk_engine::ops::{backup, gc};
 
 use crate::cmd::open_repo_within;
 use crate::config::Config;
+use crate::journal;
+use crate::web::{MirrorLag, ServeStatus, Web, wall_time};
+
+/// Who the journal says did the periodic work.
+const BY: &str = "rbk serve";
+
+fn record_gc(
+    side: &str,
+    outcome: std::result::Result<&gc::GcReport, &dyn std::fmt::Display>,
+    data_dir: &std::path::Path,
+) {
+    if let Some(event) = journal::gc_event(side, outcome) {
+        journal::record(data_dir, BY, event);
+    }
+}
+
+/// What the backups page shows of this loop.
+fn status_of(
+    host: &Host,
+    sched: &Scheduler,
+    data_dir: &std::path::Path,
+    mirror: Option<MirrorLag>,
+) -> ServeStatus {
+    ServeStatus {
+        running: host.running(),
+        next_backup: rbk_engine::layout::module_names(data_dir)
+            .into_iter()
+            .filter_map(|m| Some((m.clone(), wall_time(sched.next_backup(&m)?))))
+            .collect(),
+        next_gc: sched.next_gc().map(wall_time),
+        mirror,
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -28,6 +61,10 @@ pub struct ServeArgs {
     /// Stop after this many seconds (default: run until SIGINT/SIGTERM).
     #[arg(long = "for-seconds", value_name = "SECONDS")]
     for_seconds: Option<u64>,
+    /// Serve the backups page, its JSON API and Prometheus metrics on ADDR, e.g.
+    /// `127.0.0.1:9180` (overrides `serve.http` in rbk.yaml; off when neither is set).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
 }
 
 /// Set by SIGINT/SIGTERM.
@@ -78,6 +115,19 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
     let host = Arc::new(Host::new(&cfg.data_dir, HostOptions::default())?);
     let started = host.start_all()?;
     let control = ControlServer::start(host.clone())?;
+    let web = match a.http.as_ref().or(cfg.serve_http.as_ref()) {
+        Some(addr) => {
+            let web = Web::new(&cfg.data_dir, &cfg.provider);
+            let server = crate::web::start(addr, web.clone())?;
+            log(
+                json_out,
+                serde_json::json!({"event": "http", "addr": server.addr.to_string()}),
+                format!("backups page on http://{}/", server.addr),
+            );
+            Some((web, server))
+        }
+        None => None,
+    };
     log(
         json_out,
         serde_json::json!({"event": "serving", "modules": started}),
@@ -117,6 +167,7 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
     // The mirror is caught up after every round that backed up, and checked once a minute
     // otherwise (a mirror that was down, or backups taken by `rbk backup` meanwhile).
     let mut next_mirror = begun;
+    let mut mirror_lag: Option<MirrorLag> = None;
     while !stop.load(Ordering::Acquire) {
         if a.for_seconds
             .is_some_and(|s| begun.elapsed() >= Duration::from_secs(s))
@@ -128,6 +179,9 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
             eprintln!("warning: {w}");
         }
         let due = sched.due(now);
+        if let Some((web, _)) = &web {
+            web.set_status(status_of(&host, &sched, &cfg.data_dir, mirror_lag.clone()));
+        }
         let mirror_due = cfg.mirror.is_some() && now >= next_mirror;
         if !due.backups.is_empty() || due.gc || mirror_due {
             // Opened for this round only: the local index admits one process at a time, and
@@ -157,10 +211,17 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
                     Some(m) => backup::Source::Running(m),
                     None => backup::Source::Files,
                 };
-                let r =
-                    backup::backup_from_source(repo, &cfg.data_dir, module, source, &NoProgress)
-                        .map(|(r, _)| r);
-                match r {
+                let done =
+                    backup::backup_from_source(repo, &cfg.data_dir, module, source, &NoProgress);
+                let event = journal::backup_event(
+                    module,
+                    match &done {
+                        Ok((r, live)) => Ok((r, live.as_ref())),
+                        Err(e) => Err(e as &dyn std::fmt::Display),
+                    },
+                );
+                journal::record(&cfg.data_dir, BY, event);
+                match done.map(|(r, _)| r) {
                     Ok(r) => log(
                         json_out,
                         serde_json::json!({"event": "backup", "backup_id": r.backup_id.to_string(), "seconds": r.seconds}),
@@ -170,7 +231,13 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
                 }
             }
             if due.gc {
-                match gc::gc(repo, &cfg.data_dir, &gc::GcOptions::default(), &NoProgress) {
+                let collected = gc::gc(repo, &cfg.data_dir, &gc::GcOptions::default(), &NoProgress);
+                record_gc(
+                    "store",
+                    collected.as_ref().map_err(|e| e as _),
+                    &cfg.data_dir,
+                );
+                match collected {
                     Ok(r) => log(
                         json_out,
                         serde_json::json!({"event": "gc", "backups_deleted": r.manifests_deleted.len(), "packs_condemned": r.store.packs_condemned}),
@@ -184,7 +251,13 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
                 }
                 if let Some(side) = repo.mirror_repo() {
                     let opts = gc::GcOptions::default();
-                    if let Err(e) = gc::gc(&side, &cfg.data_dir, &opts, &NoProgress) {
+                    let collected = gc::gc(&side, &cfg.data_dir, &opts, &NoProgress);
+                    record_gc(
+                        "mirror",
+                        collected.as_ref().map_err(|e| e as _),
+                        &cfg.data_dir,
+                    );
+                    if let Err(e) = collected {
                         eprintln!("periodic gc of the mirror failed: {e}");
                     }
                 }
@@ -192,7 +265,23 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
             if mirrored {
                 // Bounded like a backup's wait, so the loop goes on serving its schedule.
                 repo.set_mirror_deadline(Some(Instant::now() + MIRROR_ROUND));
-                match crate::cmd::mirror::catch_up(repo, &NoProgress) {
+                let caught_up = crate::cmd::mirror::catch_up(repo, &NoProgress);
+                mirror_lag = Some(match &caught_up {
+                    Ok(s) => MirrorLag {
+                        as_of: std::time::SystemTime::now(),
+                        pending_objects: s.status.pending_objects(),
+                        pending_bytes: s.status.pending_bytes,
+                        last_synced: s.status.last_synced.as_ref().map(|m| m.name.clone()),
+                        oldest_pending_age_seconds: s.status.oldest_pending_age_seconds(),
+                        error: None,
+                    },
+                    Err(e) => MirrorLag {
+                        as_of: std::time::SystemTime::now(),
+                        error: Some(format!("{e:#}")),
+                        ..mirror_lag.clone().unwrap_or_else(MirrorLag::unknown)
+                    },
+                });
+                match caught_up {
                     Ok(s) if s.report.manifests_copied > 0 => log(
                         json_out,
                         serde_json::json!({"event": "mirror", "manifests_copied": s.report.manifests_copied, "bytes_copied": s.report.bytes_copied, "pending_objects": s.status.pending_objects()}),
@@ -208,6 +297,9 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
             if cfg.mirror.is_some() {
                 next_mirror = Instant::now() + MIRROR_CHECK;
             }
+            if let Some((web, _)) = &web {
+                web.refresh_soon();
+            }
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -216,6 +308,7 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
         let _ = l.join();
     }
     drop(control);
+    drop(web);
     host.shutdown()?;
     log(
         json_out,

@@ -29,7 +29,7 @@ pub mod retention;
 pub mod testdata;
 mod wire;
 
-pub use backup_id::{BackupId, MAX_MODULE_NAME_LEN, RBK_TEMP_PREFIX};
+pub use backup_id::{BackupId, MAX_MODULE_NAME_LEN, RBK_TEMP_PREFIX, validate_module_name};
 pub use error::{Error, ErrorKind, Result};
 pub use rbk_chunkstore::progress::{NoProgress, Progress};
 pub use repo::Repo;

@@ -79,6 +79,19 @@ impl Repo {
         })
     }
 
+    /// Opens the store behind `provider` as a read-only view, without the local index that
+    /// one process at a time may hold: it lists backups and reads manifests (a status page
+    /// beside running backups); what needs chunks fails with an `Index` error.
+    ///
+    /// # Errors
+    /// As [`ChunkStore::open_view`].
+    pub fn open_view(provider: Arc<dyn Provider>) -> Result<Self> {
+        Ok(Repo {
+            store: Arc::new(ChunkStore::open_view(provider)?),
+            mirror: None,
+        })
+    }
+
     pub fn store(&self) -> &ChunkStore {
         &self.store
     }

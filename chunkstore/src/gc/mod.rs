@@ -229,7 +229,7 @@ pub fn collect<E: From<Error>>(
             .collect();
         let total: u64 = packs
             .iter()
-            .filter_map(|pk| store.index().pack_size(pk).ok().flatten())
+            .filter_map(|pk| store.index().ok()?.pack_size(pk).ok().flatten())
             .sum();
         progress.begin("gc: sweep", total);
         report.sweep = sweep::sweep(
@@ -268,13 +268,13 @@ fn mark(
     // A live chunk counts in the first pack (in id order) that holds it; copies in later
     // packs are dead weight there. One bit per live chunk.
     let mut claimed = vec![0u64; live.len().div_ceil(64)];
-    for (pack, size) in store.index().packs()? {
+    for (pack, size) in store.index()?.packs()? {
         report.packs_total += 1;
         report.pack_bytes_total += size;
         if pending.contains(&pack) {
             continue;
         }
-        let entries = store.index().pack_entries(&pack)?;
+        let entries = store.index()?.pack_entries(&pack)?;
         let usage = PackUsage::with(pack, size, &entries, |e| match live.position(&e.id) {
             Some(i) if claimed[i / 64] & (1 << (i % 64)) == 0 => {
                 claimed[i / 64] |= 1 << (i % 64);

@@ -56,7 +56,7 @@ pub fn sweep(
     mut on_pack: impl FnMut(u64),
 ) -> Result<SweepReport> {
     let mut report = SweepReport::default();
-    let index = store.index();
+    let index = store.index()?;
     let mut todo: Vec<(PackId, u64, Vec<PackEntry>)> = Vec::new();
     let mut seen = HashSet::new();
     for pack in packs {

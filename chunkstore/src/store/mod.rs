@@ -16,7 +16,7 @@ mod read;
 mod sync;
 mod write;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -46,7 +46,9 @@ pub struct ChunkStore {
     chunker: Chunker,
     /// For files that never change (version 3 stores), else `None`.
     immutable_chunker: Option<Chunker>,
-    index: Arc<RocksChunkIndex>,
+    /// `None` for a view opened with [`ChunkStore::open_view`]: it lists and reads objects
+    /// other than chunks, and never takes the index that one process at a time may hold.
+    index: Option<Arc<RocksChunkIndex>>,
     /// Set once before use by tests and `rbk gc --lease-seconds`; a lock, so a store shared
     /// with its mirror's readers can still be tuned.
     timing: Mutex<SessionTiming>,
@@ -76,6 +78,24 @@ impl ChunkStore {
     /// `NotFound` for a missing store, `Corrupt` for an unreadable config, `Index` when the
     /// local index cannot be opened, provider errors.
     pub fn open(provider: Arc<dyn Provider>, index_root: &Path, create: bool) -> Result<Self> {
+        Self::open_with(provider, Some(index_root), create)
+    }
+
+    /// Opens the store behind `provider` without its local index: a view that lists and
+    /// reads manifests and sessions, as a status page does while backups hold the index.
+    /// Whatever needs the index (chunks, packs, writing) fails with `Index`.
+    ///
+    /// # Errors
+    /// As [`ChunkStore::open`] without `create`.
+    pub fn open_view(provider: Arc<dyn Provider>) -> Result<Self> {
+        Self::open_with(provider, None, false)
+    }
+
+    fn open_with(
+        provider: Arc<dyn Provider>,
+        index_root: Option<&Path>,
+        create: bool,
+    ) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -103,9 +123,14 @@ impl ChunkStore {
                 Err(e) => Err(e),
             }
         })?;
-        let index_dir = index_root.join(&config.store_id);
-        std::fs::create_dir_all(&index_dir).map_err(|e| Error::io(&index_dir, e))?;
-        let index = RocksChunkIndex::open(&index_dir)?;
+        let index = match index_root {
+            Some(root) => {
+                let index_dir = root.join(&config.store_id);
+                std::fs::create_dir_all(&index_dir).map_err(|e| Error::io(&index_dir, e))?;
+                Some(Arc::new(RocksChunkIndex::open(&index_dir)?))
+            }
+            None => None,
+        };
         Ok(ChunkStore {
             chunker: Chunker::new(config.chunker)?,
             immutable_chunker: match config.immutable_chunk_size {
@@ -115,7 +140,7 @@ impl ChunkStore {
             provider,
             rt,
             config,
-            index: Arc::new(index),
+            index,
             timing: Mutex::new(SessionTiming::default()),
             fallback: std::sync::OnceLock::new(),
             fallback_reads: std::sync::atomic::AtomicU64::new(0),
@@ -179,8 +204,11 @@ impl ChunkStore {
     }
 
     /// Where the local index lives (`rbk repair-index` sets it aside).
-    pub fn index_path(&self) -> &Path {
-        self.index.path()
+    ///
+    /// # Errors
+    /// `Index` for a view ([`ChunkStore::open_view`]).
+    pub fn index_path(&self) -> Result<&Path> {
+        Ok(self.index()?.path())
     }
 
     /// Every copy of chunk `id` the index knows (none: not in the store, as far as the last
@@ -189,7 +217,7 @@ impl ChunkStore {
     /// # Errors
     /// `Index` errors.
     pub fn chunk_locations(&self, id: &ChunkId) -> Result<Vec<ChunkLocation>> {
-        self.index.locations(id)
+        self.index()?.locations(id)
     }
 
     /// Every pack the index knows, with its size.
@@ -197,7 +225,7 @@ impl ChunkStore {
     /// # Errors
     /// `Index` errors.
     pub fn packs(&self) -> Result<Vec<(PackId, u64)>> {
-        self.index.packs()
+        self.index()?.packs()
     }
 
     /// The chunks pack `pack` holds, as the index knows them (none: an unknown pack).
@@ -205,21 +233,28 @@ impl ChunkStore {
     /// # Errors
     /// `Index` errors.
     pub fn pack_entries(&self, pack: &PackId) -> Result<Vec<crate::pack::PackEntry>> {
-        self.index.pack_entries(pack)
+        self.index()?.pack_entries(pack)
     }
 
     /// The local index itself, for tests that damage it on purpose.
     #[cfg(feature = "testing")]
     pub fn index_for_tests(&self) -> &RocksChunkIndex {
-        &self.index
+        self.index().expect("opened with its index")
     }
 
     pub(crate) fn provider(&self) -> &Arc<dyn Provider> {
         &self.provider
     }
 
-    pub(crate) fn index(&self) -> &RocksChunkIndex {
-        &self.index
+    /// The local index; `Index` for a view ([`ChunkStore::open_view`]).
+    pub(crate) fn index(&self) -> Result<&Arc<RocksChunkIndex>> {
+        self.index.as_ref().ok_or_else(|| Error::Index {
+            path: PathBuf::new(),
+            detail: format!(
+                "the store `{}` was opened as a read-only view, without its local index",
+                self.provider.describe()
+            ),
+        })
     }
 
     /// Runs a provider future to completion. Must not be called from inside an async context.
@@ -269,7 +304,7 @@ impl ChunkStore {
             self.provider
                 .put_if_absent(&keys::pack(&pack), Bytes::from(bytes)),
         )?;
-        self.index.add_pack(&pack, size, &entries)?;
+        self.index()?.add_pack(&pack, size, &entries)?;
         Ok((pack, size))
     }
 
@@ -283,7 +318,7 @@ impl ChunkStore {
         self.block_on(self.provider.delete_many(&keys))?;
         packs
             .iter()
-            .try_for_each(|pack| self.index.remove_pack(pack))
+            .try_for_each(|pack| self.index()?.remove_pack(pack))
     }
 
     /// Reads the chunks `ids` as one sequence through [`Self::read_plan`] (on every core,
@@ -371,9 +406,9 @@ mod tests {
         // A fresh index (new machine) is rebuilt from pack trailers on demand.
         let fresh = tempfile::tempdir().unwrap();
         let s = open(p.clone(), fresh.path());
-        assert_eq!(s.index().get(&ids[7]).unwrap(), None);
+        assert_eq!(s.index().unwrap().get(&ids[7]).unwrap(), None);
         assert_eq!(read_all(&s, &ids[5..9]).unwrap(), chunks[5..9].concat());
-        assert!(s.index().get(&ids[7]).unwrap().is_some());
+        assert!(s.index().unwrap().get(&ids[7]).unwrap().is_some());
     }
 
     #[test]
@@ -632,7 +667,7 @@ mod tests {
         s.block_on(p.delete(&keys::pack(&loc.pack))).unwrap();
         let r = s.sync_index().unwrap();
         assert_eq!((r.packs, r.added, r.removed), (0, 0, 1));
-        assert_eq!(s.index().get(&id).unwrap(), None);
+        assert_eq!(s.index().unwrap().get(&id).unwrap(), None);
         assert_eq!(s.locate(&id).unwrap_err().kind(), ErrorKind::NotFound);
     }
 }

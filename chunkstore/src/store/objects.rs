@@ -41,6 +41,18 @@ impl ChunkStore {
             .collect())
     }
 
+    /// How many packs the store holds and their bytes, by listing them (no index needed).
+    ///
+    /// # Errors
+    /// Provider errors.
+    pub fn pack_totals(&self) -> Result<(u64, u64)> {
+        let listed = self.block_on(provider::list_all(self.provider().as_ref(), keys::PACKS))?;
+        Ok(listed
+            .iter()
+            .filter(|o| keys::parse_pack(&o.key).is_some())
+            .fold((0, 0), |(n, b), o| (n + 1, b + o.size)))
+    }
+
     /// The bytes of a manifest, at most [`limits::MANIFEST`].
     ///
     /// # Errors

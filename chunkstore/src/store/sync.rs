@@ -36,7 +36,7 @@ impl ChunkStore {
             let Some(pack) = keys::parse_pack(&key) else {
                 continue; // not a pack rbk wrote; ignore
             };
-            if !self.index.has_pack(&pack)? {
+            if !self.index()?.has_pack(&pack)? {
                 let entries = match self.read_pack_index(&key, size) {
                     Ok(e) => e,
                     // Swept by a GC since the listing: as if it had not been listed.
@@ -48,14 +48,14 @@ impl ChunkStore {
                     }
                     Err(e) => return Err(e),
                 };
-                self.index.add_pack(&pack, size, &entries)?;
+                self.index()?.add_pack(&pack, size, &entries)?;
                 report.added += 1;
             }
             present.insert(pack);
         }
-        for (pack, _) in self.index.packs()? {
+        for (pack, _) in self.index()?.packs()? {
             if !present.contains(&pack) {
-                self.index.remove_pack(&pack)?;
+                self.index()?.remove_pack(&pack)?;
                 report.removed += 1;
             }
         }
@@ -101,7 +101,7 @@ impl ChunkStore {
     /// # Errors
     /// Provider and index errors.
     pub fn rebuild_index(&self) -> Result<SyncReport> {
-        self.index.clear()?;
+        self.index()?.clear()?;
         self.sync_index()
     }
 
@@ -134,11 +134,11 @@ impl ChunkStore {
     /// # Errors
     /// `NotFound` when no pack in the store holds the chunk.
     pub fn locate(&self, id: &ChunkId) -> Result<ChunkLocation> {
-        if let Some(loc) = self.index.get(id)? {
+        if let Some(loc) = self.index()?.get(id)? {
             return Ok(loc);
         }
         self.sync_index()?;
-        self.index
+        self.index()?
             .get(id)?
             .ok_or_else(|| self.missing_chunk_error(id))
     }

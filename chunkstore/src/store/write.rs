@@ -83,6 +83,8 @@ impl ChunkStore {
     /// # Errors
     /// Provider and index errors.
     pub fn begin_session(&self, kind: &str, label: &str) -> Result<WriteSession<'_>> {
+        // A view cannot write: say so before anything reaches the store.
+        self.index()?;
         let session = self.block_on(Session::begin(self.provider.clone(), kind, label))?;
         let prepared = self
             .block_on(records::list(self.provider.as_ref()))
@@ -148,7 +150,7 @@ impl WriteSession<'_> {
     }
 
     pub(crate) fn usable_location(&self, id: &ChunkId) -> Result<Option<ChunkLocation>> {
-        let locs = self.store.index.locations(id)?;
+        let locs = self.store.index()?.locations(id)?;
         Ok(locs.into_iter().find(|l| self.condemned.allows(l)))
     }
 
@@ -255,7 +257,7 @@ impl WriteSession<'_> {
         let store = self.store;
         let (provider, index, counters, failed, spare) = (
             store.provider.clone(),
-            store.index.clone(),
+            store.index()?.clone(),
             self.counters.clone(),
             self.failed.clone(),
             store.spare_packs.clone(),

@@ -1365,7 +1365,7 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__serve)
-            opts="-q -h --load --for-seconds --config --data-dir --provider --mirror --json --quiet --index-wait --help"
+            opts="-q -h --load --for-seconds --http --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1376,6 +1376,10 @@ _rbk() {
                     return 0
                     ;;
                 --for-seconds)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -238,6 +238,7 @@ complete -c rbk -n "__fish_rbk_using_subcommand bench; and __fish_seen_subcomman
 complete -c rbk -n "__fish_rbk_using_subcommand bench; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rbk -n "__fish_rbk_using_subcommand serve" -l load -d 'Append this many random records per second to each running module (0: none)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand serve" -l for-seconds -d 'Stop after this many seconds (default: run until SIGINT/SIGTERM)' -r
+complete -c rbk -n "__fish_rbk_using_subcommand serve" -l http -d 'Serve the backups page, its JSON API and Prometheus metrics on ADDR, e.g. `127.0.0.1:9180` (overrides `serve.http` in rbk.yaml; off when neither is set)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand serve" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand serve" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand serve" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r

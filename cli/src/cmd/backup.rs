@@ -48,7 +48,16 @@ pub fn run(ctx: &Ctx, args: &BackupArgs) -> Result<()> {
         Some(c) if served => Source::Host(c),
         _ => Source::Files,
     };
-    let (report, live) = backup::backup_from_source(&repo, &cfg.data_dir, module, source, &bars)?;
+    let done = backup::backup_from_source(&repo, &cfg.data_dir, module, source, &bars);
+    let event = crate::journal::backup_event(
+        module,
+        match &done {
+            Ok((r, live)) => Ok((r, live.as_ref())),
+            Err(e) => Err(e as &dyn std::fmt::Display),
+        },
+    );
+    crate::journal::record(&cfg.data_dir, "rbk backup", event);
+    let (report, live) = done?;
     if let Some(l) = &live {
         ctx.note(|| {
             format!(

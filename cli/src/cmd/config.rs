@@ -49,6 +49,7 @@ fn config_json(cfg: &Config) -> serde_json::Value {
         "data.dir": setting(cfg.data_dir.display().to_string(), &cfg.data_dir_source),
         "backup.provider": setting(config::redact(&cfg.provider), &cfg.provider_source),
         "backup.mirror": cfg.mirror.as_ref().map(|(m, s)| setting(config::redact(m), s)),
+        "serve.http": cfg.serve_http,
         "index": repo::index_root(&cfg.data_dir).display().to_string(),
         "aws_environment": aws_env().into_iter().collect::<std::collections::BTreeMap<_, _>>(),
     })
@@ -75,6 +76,12 @@ fn config_text(cfg: &Config) -> String {
             Some((m, source)) => format!("backup.mirror    {}  ({source})", config::redact(m)),
             None => "backup.mirror    none".to_string(),
         },
+        format!(
+            "serve.http       {}",
+            cfg.serve_http
+                .as_deref()
+                .unwrap_or("none (rbk serve --http ADDR turns it on)")
+        ),
         format!(
             "local index      {}",
             repo::index_root(&cfg.data_dir).display()

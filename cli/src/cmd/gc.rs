@@ -75,7 +75,9 @@ pub fn run(ctx: &Ctx, args: &GcArgs) -> Result<()> {
         now_ms: None,
         revoke: f.revoke.clone(),
     };
-    let primary = gc::gc(&repo, &cfg.data_dir, &opts, &ctx.bars())?;
+    let primary = gc::gc(&repo, &cfg.data_dir, &opts, &ctx.bars());
+    record_gc(cfg, "store", primary.as_ref().map_err(|e| e as _));
+    let primary = primary?;
     // The mirror is an ordinary store: the same GC, by the same rules, on its side
     // (docs/mirror.md). The sessions named by --revoke are the primary's.
     let mirror = match super::attach_mirror(cfg, &mut repo, None) {
@@ -86,7 +88,9 @@ pub fn run(ctx: &Ctx, args: &GcArgs) -> Result<()> {
                 revoke: Vec::new(),
                 ..opts
             };
-            Some(gc::gc(&side, &cfg.data_dir, &opts, &ctx.bars()).map_err(anyhow::Error::new))
+            let r = gc::gc(&side, &cfg.data_dir, &opts, &ctx.bars());
+            record_gc(cfg, "mirror", r.as_ref().map_err(|e| e as _));
+            Some(r.map_err(anyhow::Error::new))
         }
         Ok(false) => None,
         Err(e) => Some(Err(e)),
@@ -102,6 +106,16 @@ pub fn run(ctx: &Ctx, args: &GcArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn record_gc(
+    cfg: &crate::config::Config,
+    side: &str,
+    outcome: std::result::Result<&gc::GcReport, &dyn std::fmt::Display>,
+) {
+    if let Some(event) = crate::journal::gc_event(side, outcome) {
+        crate::journal::record(&cfg.data_dir, "rbk gc", event);
+    }
 }
 
 /// A GC of the store and of its mirror: the store's report, with the mirror's under `mirror`.

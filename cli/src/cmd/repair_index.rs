@@ -43,7 +43,7 @@ pub fn run(ctx: &Ctx, _args: &RepairIndexArgs) -> Result<()> {
     // into an empty directory, whatever the old one holds. Opening it first checks
     // that no other rbk process is using it.
     let repo = open_repo(cfg, false)?;
-    let old = repo.store().index_path().to_path_buf();
+    let old = repo.store().index_path()?.to_path_buf();
     drop(repo);
     let aside = rbk_chunkstore::RocksChunkIndex::set_aside(&old, "replaced")?;
     let repo = open_repo(cfg, false)?;
@@ -54,7 +54,7 @@ pub fn run(ctx: &Ctx, _args: &RepairIndexArgs) -> Result<()> {
             aside.display()
         );
     }
-    let path = repo.store().index_path().display().to_string();
+    let path = repo.store().index_path()?.display().to_string();
     ctx.show(&Rebuilt {
         path,
         report: r.clone(),

@@ -3,15 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const MODULE: &str = "com.rbk.BankModule";
+pub(crate) const MODULE: &str = "com.rbk.BankModule";
 
-struct Env {
+pub(crate) struct Env {
     tmp: tempfile::TempDir,
 }
 
 impl Env {
     /// A generated module in `<tmp>/data` and an `rbk.yaml` pointing at it and `<tmp>/store`.
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(
             tmp.path().join("rbk.yaml"),
@@ -29,12 +29,12 @@ impl Env {
         env
     }
 
-    fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.tmp.path()
     }
 
     /// Runs rbk in the env's directory, so `./rbk.yaml` is picked up.
-    fn rbk(&self, args: &[&str]) -> Output {
+    pub(crate) fn rbk(&self, args: &[&str]) -> Output {
         self.rbk_with(args, &[])
     }
 
@@ -58,7 +58,7 @@ impl Env {
             .unwrap()
     }
 
-    fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.rbk(args);
         assert_eq!(
             out.status.code(),
@@ -659,7 +659,7 @@ fn a_restore_killed_at_any_point_leaves_the_old_module_or_the_new_one() {
 }
 
 /// An `rbk serve` child process; killed if the test fails before stopping it.
-struct Served(std::process::Child);
+pub(crate) struct Served(pub(crate) std::process::Child);
 
 impl Drop for Served {
     fn drop(&mut self) {
@@ -668,7 +668,7 @@ impl Drop for Served {
     }
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !cond() {
         assert!(

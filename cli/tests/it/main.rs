@@ -6,3 +6,4 @@ mod corrupt_stores;
 mod mirror;
 mod msrv;
 mod s3;
+mod web;

@@ -106,6 +106,18 @@ impl Scheduler {
         due
     }
 
+    /// When `module`'s next periodic backup is due (`None`: it has no period).
+    pub fn next_backup(&self, module: &str) -> Option<Instant> {
+        let m = self.modules.get(module)?;
+        m.backup_every.map(|every| m.last_backup + every)
+    }
+
+    /// When the next periodic GC is due (`None`: no module asks for one).
+    pub fn next_gc(&self) -> Option<Instant> {
+        let every = self.modules.values().filter_map(|m| m.gc_every).min()?;
+        Some(self.last_gc + every)
+    }
+
     /// The backup period of `module` as last read.
     pub fn backup_period(&self, module: &str) -> Option<Duration> {
         self.modules.get(module).and_then(|m| m.backup_every)
@@ -136,6 +148,9 @@ mod tests {
         let mut s = Scheduler::new(t0);
         assert!(s.refresh(data, t0).is_empty());
         let at = |secs| t0 + Duration::from_secs(secs);
+        assert_eq!(s.next_backup("a"), Some(at(10)));
+        assert_eq!(s.next_backup("b"), None);
+        assert_eq!(s.next_gc(), Some(at(30)));
         assert_eq!(s.due(at(9)), Due::default());
         assert_eq!(
             s.due(at(10)),

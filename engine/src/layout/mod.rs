@@ -12,6 +12,7 @@
 
 pub mod deps;
 pub mod epochs;
+pub mod journal;
 pub mod liveness;
 pub mod snapshot_dir;
 

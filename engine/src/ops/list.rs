@@ -23,9 +23,14 @@ pub fn list(
     page_size: usize,
 ) -> Result<BackupPage> {
     let after = page_token.map(BackupId::parse).transpose()?;
-    let mut ids = repo.backup_ids(module)?;
+    Ok(page(repo.backup_ids(module)?, after.as_ref(), page_size))
+}
+
+/// The page of `ids` (oldest first, as [`Repo::backup_ids`] gives them) that follows the
+/// backup `after`, newest first: the paging of [`list`], for callers that hold the ids.
+pub fn page(mut ids: Vec<BackupId>, after: Option<&BackupId>, page_size: usize) -> BackupPage {
     ids.reverse();
-    let start = match &after {
+    let start = match after {
         Some(t) => ids.partition_point(|id| id >= t),
         None => 0,
     };
@@ -34,8 +39,8 @@ pub fn list(
     let next_token = (end < ids.len())
         .then(|| backups.last().map(ToString::to_string))
         .flatten();
-    Ok(BackupPage {
+    BackupPage {
         backups,
         next_token,
-    })
+    }
 }
