@@ -42,6 +42,32 @@ struct Shown {
     restores: Vec<epochs::RestoreEpoch>,
 }
 
+/// Each task of `m`: its depots (offsets, segments), PStates (files, bytes) and topologies
+/// (commit ids); `rbk info --json` and the backups page say it the same way.
+pub fn tasks_json(m: &rbk_engine::manifest::Manifest) -> serde_json::Value {
+    json!(m.tasks.iter().map(|t| json!({
+        "task": t.task,
+        "depots": t.depots.iter().map(|d| json!({"name": format!("*{}", d.name), "start_offset": d.start_offset, "end_offset": d.end_offset, "segments": d.files.len()})).collect::<Vec<_>>(),
+        "pstates": t.pstates.iter().map(|p| json!({"name": format!("$${}", p.name), "files": p.files.len(), "bytes": p.files.iter().map(|f| f.size).sum::<u64>()})).collect::<Vec<_>>(),
+        "topologies": t.topologies.iter().map(|p| json!({"name": p.name, "commit_id": p.commit_id})).collect::<Vec<_>>(),
+    })).collect::<Vec<_>>())
+}
+
+/// Restores of a backup into this data dir.
+pub fn restores_json(restores: &[epochs::RestoreEpoch]) -> serde_json::Value {
+    json!(
+        restores
+            .iter()
+            .map(|e| json!({
+                "epoch": e.epoch,
+                "restored": format_ms(e.restored_ms),
+                "undo_backup_id": e.undo_backup_id,
+                "offsets_reset": e.resets,
+            }))
+            .collect::<Vec<_>>()
+    )
+}
+
 impl Report for Shown {
     fn json(&self) -> serde_json::Value {
         let i = &self.info;
@@ -56,20 +82,10 @@ impl Report for Shown {
             "stored_bytes": i.stored_bytes,
             "unique_chunks": i.unique_chunks,
             "new_stored_bytes": m.stats.new_stored_bytes,
-        "added_bytes": i.added_bytes,
-        "added_chunks": m.stats.new_chunks,
-            "task_entries": m.tasks.iter().map(|t| json!({
-                "task": t.task,
-                "depots": t.depots.iter().map(|d| json!({"name": format!("*{}", d.name), "start_offset": d.start_offset, "end_offset": d.end_offset, "segments": d.files.len()})).collect::<Vec<_>>(),
-                "pstates": t.pstates.iter().map(|p| json!({"name": format!("$${}", p.name), "files": p.files.len(), "bytes": p.files.iter().map(|f| f.size).sum::<u64>()})).collect::<Vec<_>>(),
-                "topologies": t.topologies.iter().map(|p| json!({"name": p.name, "commit_id": p.commit_id})).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "restores": self.restores.iter().map(|e| json!({
-                "epoch": e.epoch,
-                "restored": format_ms(e.restored_ms),
-                "undo_backup_id": e.undo_backup_id,
-                "offsets_reset": e.resets,
-            })).collect::<Vec<_>>(),
+            "added_bytes": i.added_bytes,
+            "added_chunks": m.stats.new_chunks,
+            "task_entries": tasks_json(m),
+            "restores": restores_json(&self.restores),
         })
     }
 
@@ -85,8 +101,8 @@ impl Report for Shown {
             i.files,
             i.logical_bytes,
             mib(i.logical_bytes),
-            i.stored_bytes,
-            mib(i.stored_bytes),
+            i.stored_bytes.unwrap_or_default(),
+            mib(i.stored_bytes.unwrap_or_default()),
             i.unique_chunks,
             i.added_bytes,
             mib(i.added_bytes),

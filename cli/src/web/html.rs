@@ -454,7 +454,7 @@ fn failures(web: &Web, module: &str, n: usize) -> String {
 }
 
 pub fn backup_page(web: &Web, d: &Detail) -> String {
-    let m = &d.manifest;
+    let m = &d.info.manifest;
     let module = m.module();
     let id = m.backup_id.to_string();
     let mut b = format!(
@@ -469,10 +469,10 @@ pub fn backup_page(web: &Web, d: &Detail) -> String {
         b,
         r#"<div class="cards"><div class="card">tasks<b>{}</b></div><div class="card">files<b>{}</b></div><div class="card">logical<b>{}</b></div><div class="card">unique chunks<b>{}</b></div><div class="card">added when taken<b>{}</b></div><div class="card">new chunks<b>{}</b></div><div class="card">files not re-read<b>{}</b></div></div>"#,
         m.task_count,
-        d.files,
-        bytes(d.logical_bytes),
-        d.unique_chunks,
-        bytes(d.added_bytes),
+        d.info.files,
+        bytes(d.info.logical_bytes),
+        d.info.unique_chunks,
+        bytes(d.info.added_bytes),
         m.stats.new_chunks,
         m.stats.files_reused
     );

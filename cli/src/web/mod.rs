@@ -304,14 +304,10 @@ impl Web {
     }
 }
 
-/// One backup in full: what `rbk info` shows, without the index-bound stored bytes.
+/// One backup in full: what `rbk info` shows but the stored bytes (they need the local
+/// index), and its restores into this data dir.
 pub struct Detail {
-    pub manifest: rbk_engine::manifest::Manifest,
-    pub files: u64,
-    pub logical_bytes: u64,
-    pub unique_chunks: u64,
-    pub added_bytes: u64,
-    /// Restores of this backup into this data dir.
+    pub info: rbk_engine::ops::info::BackupInfo,
     pub restores: Vec<rbk_engine::layout::epochs::RestoreEpoch>,
 }
 
@@ -330,10 +326,8 @@ impl Web {
                 rbk_chunkstore::ErrorKind::Unavailable,
             )));
         };
-        let manifest = repo.load_committed(id)?;
-        let files = manifest.files();
-        let unique: std::collections::HashSet<_> =
-            files.iter().flat_map(|(_, f)| f.chunks.iter()).collect();
+        let info = rbk_engine::ops::info::info_without_index(&repo, id)?;
+        // A damaged epoch log must not hide the backup.
         let restores = rbk_engine::layout::epochs::read(&self.data_dir, &id.module)
             .map(|log| {
                 log.epochs
@@ -342,14 +336,7 @@ impl Web {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Detail {
-            files: files.len() as u64,
-            logical_bytes: files.iter().map(|(_, f)| f.size).sum(),
-            unique_chunks: unique.len() as u64,
-            added_bytes: manifest.stats.new_stored_bytes + manifest.encode().len() as u64,
-            restores,
-            manifest,
-        })
+        Ok(Detail { info, restores })
     }
 }
 

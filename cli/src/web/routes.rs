@@ -325,30 +325,20 @@ async fn api_backup(
         Ok(d) => d,
         Err(r) => return r.json(),
     };
-    let m = &d.manifest;
+    let m = &d.info.manifest;
     axum::Json(json!({
         "backup_id": m.backup_id.to_string(),
         "module": m.module(),
         "created": format_ms(m.created_ms),
         "tasks": m.task_count,
-        "files": d.files,
-        "logical_bytes": d.logical_bytes,
-        "unique_chunks": d.unique_chunks,
-        "added_bytes": d.added_bytes,
+        "files": d.info.files,
+        "logical_bytes": d.info.logical_bytes,
+        "unique_chunks": d.info.unique_chunks,
+        "added_bytes": d.info.added_bytes,
         "added_chunks": m.stats.new_chunks,
         "files_reused": m.stats.files_reused,
-        "task_entries": m.tasks.iter().map(|t| json!({
-            "task": t.task,
-            "depots": t.depots.iter().map(|d| json!({"name": format!("*{}", d.name), "start_offset": d.start_offset, "end_offset": d.end_offset, "segments": d.files.len()})).collect::<Vec<_>>(),
-            "pstates": t.pstates.iter().map(|p| json!({"name": format!("$${}", p.name), "files": p.files.len(), "bytes": p.files.iter().map(|f| f.size).sum::<u64>()})).collect::<Vec<_>>(),
-            "topologies": t.topologies.iter().map(|p| json!({"name": p.name, "commit_id": p.commit_id})).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "restores": d.restores.iter().map(|e| json!({
-            "epoch": e.epoch,
-            "restored": format_ms(e.restored_ms),
-            "undo_backup_id": e.undo_backup_id,
-            "offsets_reset": e.resets,
-        })).collect::<Vec<_>>(),
+        "task_entries": crate::cmd::info::tasks_json(m),
+        "restores": crate::cmd::info::restores_json(&d.restores),
     }))
     .into_response()
 }

@@ -92,7 +92,7 @@ fn an_unchanged_module_backed_up_twice_doubles_logical_bytes_and_adds_only_a_man
             b.totals.stored_bytes,
             b.totals.unique_chunks
         ),
-        (i.logical_bytes, i.stored_bytes, i.unique_chunks)
+        (i.logical_bytes, i.stored_bytes.unwrap(), i.unique_chunks)
     );
     assert_eq!(b.garbage_bytes, None);
     let m = stats(&repo, &Scope::Module(MODULE.into()), &NoProgress).unwrap();
