@@ -424,3 +424,49 @@ fn hostile_paths_are_refused_and_the_server_goes_on() {
     let v = get_json(&addr, &format!("/api/modules/{MODULE}/backups"));
     assert_eq!(v["backups"][0]["backup_id"], id.as_str());
 }
+
+#[test]
+fn a_running_module_s_periodic_backups_show_their_pause_and_the_mirror_its_lag() {
+    const LIVE: &str = "com.rbk.LiveBank";
+    let env = Env::new();
+    std::fs::write(
+        env.dir().join("rbk.yaml"),
+        "data.dir: data\nbackup.provider: \"fs store\"\nbackup.mirror: \"fs mirror\"\n",
+    )
+    .unwrap();
+    env.ok(&["testdata", "create", "--module", LIVE, "--tasks", "2"]);
+    std::fs::write(
+        env.dir()
+            .join("data/modules")
+            .join(LIVE)
+            .join("dynamic-options.json"),
+        r#"{"backup.period.seconds": 1}"#,
+    )
+    .unwrap();
+    let (_served, addr) = serve(&env);
+    let m = eventually("a periodic backup of the running module", || {
+        let m = metrics(&addr);
+        (m.get(&format!("rbk_commit_pause_seconds_count{{module={LIVE}}}")) >= Some(&1.0))
+            .then_some(m)
+    });
+    assert!(m[&format!("rbk_backup_duration_seconds_count{{module={LIVE}}}")] >= 1.0);
+    let v = eventually("the mirror caught up with a backup", || {
+        let v = get_json(&addr, "/api/modules");
+        v["mirror"]["last_synced_backup"].is_string().then_some(v)
+    });
+    let live = v["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["module"] == LIVE)
+        .unwrap()
+        .clone();
+    assert_eq!(live["running"], true);
+    assert!(live["next_backup"].is_string(), "{live}");
+    let synced = v["mirror"]["last_synced_backup"].as_str().unwrap();
+    assert!(synced.starts_with(&format!("{LIVE}-")), "{synced}");
+    assert!(v["mirror"]["error"].is_null(), "{v}");
+    let (_, page) = get(&addr, &format!("/modules/{LIVE}"));
+    assert!(page.contains("<h2>Mirror</h2>"));
+    assert!(page.contains("running"));
+}
