@@ -20,7 +20,7 @@ use rbk_engine::ops::{backup, gc};
 use crate::cmd::open_repo_within;
 use crate::config::Config;
 use crate::journal;
-use crate::web::{MirrorLag, ServeStatus, Web, wall_time};
+use crate::web::{MirrorLag, ServeStatus, StoredFigures, Web, wall_time};
 
 /// Who the journal says did the periodic work.
 const BY: &str = "rbk serve";
@@ -32,6 +32,24 @@ fn record_gc(
 ) {
     if let Some(event) = journal::gc_event(side, outcome) {
         journal::record(data_dir, BY, event);
+    }
+}
+
+/// Per-module stored bytes for the backups page (`rbk stats`), after each periodic GC: the
+/// round holds the local index this needs. It reads every manifest once more per GC period.
+fn publish_stored(web: &Web, repo: &rbk_engine::Repo) {
+    use rbk_engine::ops::stats;
+    match stats::stats(repo, &stats::Scope::Store, &NoProgress) {
+        Ok(s) => web.set_stored(StoredFigures {
+            as_of: std::time::SystemTime::now(),
+            by_module: s
+                .modules
+                .iter()
+                .map(|(m, t)| (m.clone(), t.stored_bytes))
+                .collect(),
+            garbage: s.garbage_bytes,
+        }),
+        Err(e) => eprintln!("stored bytes for the backups page: {e}"),
     }
 }
 
@@ -237,6 +255,11 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
                     collected.as_ref().map_err(|e| e as _),
                     &cfg.data_dir,
                 );
+                if collected.is_ok()
+                    && let Some((web, _)) = &web
+                {
+                    publish_stored(web, repo);
+                }
                 match collected {
                     Ok(r) => log(
                         json_out,

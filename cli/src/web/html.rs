@@ -149,7 +149,7 @@ pub fn overview(web: &Web, modules: &[ModuleView]) -> String {
             .next_gc
             .map_or("not scheduled".into(), |t| age(system_ms(t)))
     );
-    b.push_str(r#"<table><tr><th>module</th><th>running</th><th class="n">backups</th><th>last backup</th><th>status</th><th class="n">added by its backups</th><th>next backup</th></tr>"#);
+    b.push_str(r#"<table><tr><th>module</th><th>running</th><th class="n">backups</th><th>last backup</th><th>status</th><th class="n">stored</th><th class="n">added by its backups</th><th>next backup</th></tr>"#);
     for m in modules {
         let (last, st) = match &m.newest {
             Some((id, st)) => (
@@ -173,7 +173,7 @@ pub fn overview(web: &Web, modules: &[ModuleView]) -> String {
         };
         let _ = write!(
             b,
-            r#"<tr><td><a href="/modules/{}">{}</a>{}</td><td>{}</td><td class="n">{}</td><td>{last}</td><td>{st}</td><td class="n">{}</td><td>{}</td></tr>"#,
+            r#"<tr><td><a href="/modules/{}">{}</a>{}</td><td>{}</td><td class="n">{}</td><td>{last}</td><td>{st}</td><td class="n">{}</td><td class="n">{}</td><td>{}</td></tr>"#,
             seg(&m.module),
             esc(&m.module),
             if m.in_data_dir {
@@ -187,12 +187,25 @@ pub fn overview(web: &Web, modules: &[ModuleView]) -> String {
                 r#"<span class="muted">stopped</span>"#
             },
             m.backups,
+            m.stored_bytes.map_or("—".into(), bytes),
             bytes(m.added_bytes),
             m.next_backup
                 .map_or("—".into(), |t| esc(&age(system_ms(t))))
         );
     }
     b.push_str("</table>");
+    match web.stored() {
+        Some(f) => {
+            let _ = write!(
+                b,
+                r#"<p class="muted">stored: what each module's backups occupy in the store, as of the last periodic GC ({}){}</p>"#,
+                esc(&age(system_ms(f.as_of))),
+                f.garbage
+                    .map_or(String::new(), |g| format!("; {} no backup needs", bytes(g)))
+            );
+        }
+        None => b.push_str(r#"<p class="muted">stored: known after the first periodic GC of this process (or run <code>rbk stats</code>)</p>"#),
+    }
     b.push_str(&gc_runs(web, 10));
     b.push_str(&mirror(web));
     b.push_str(r#"<p class="muted">JSON: <a href="/api/modules">/api/modules</a> · Prometheus: <a href="/metrics">/metrics</a></p>"#);
@@ -291,11 +304,12 @@ pub fn module_page(
     if let Some(v) = view {
         let _ = write!(
             b,
-            r#"<div class="cards"><div class="card">backups<b>{}</b></div><div class="card">last backup<b>{}</b></div><div class="card">added by its backups<b>{}</b></div><div class="card">next backup<b>{}</b></div><div class="card">state<b>{}</b></div></div>"#,
+            r#"<div class="cards"><div class="card">backups<b>{}</b></div><div class="card">last backup<b>{}</b></div><div class="card">stored<b>{}</b></div><div class="card">added by its backups<b>{}</b></div><div class="card">next backup<b>{}</b></div><div class="card">state<b>{}</b></div></div>"#,
             v.backups,
             v.newest
                 .as_ref()
                 .map_or("none".into(), |(id, _)| esc(&age(id.millis))),
+            v.stored_bytes.map_or("—".into(), bytes),
             bytes(v.added_bytes),
             v.next_backup
                 .map_or("not scheduled".into(), |t| esc(&age(system_ms(t)))),

@@ -29,6 +29,7 @@ pub struct Metrics {
     failures: CounterVec,
     pause: HistogramVec,
     stored_bytes: Gauge,
+    module_stored: GaugeVec,
     packs: Gauge,
     store_up: Gauge,
     gc_last_run: Gauge,
@@ -100,6 +101,11 @@ impl Metrics {
                 PAUSE_BUCKETS,
             ),
             stored_bytes: gauge("rbk_store_stored_bytes", "Bytes of the packs in the store."),
+            module_stored: gauge_vec(
+                "rbk_module_stored_bytes",
+                "What the module's backups occupy in the store, as rbk stats counts it, as of the last periodic GC of rbk serve.",
+                &["module"],
+            ),
             packs: gauge("rbk_store_packs", "Packs in the store."),
             store_up: gauge(
                 "rbk_store_up",
@@ -203,6 +209,15 @@ impl Metrics {
             // Present from the start, so that `increase(...)` sees the first failure.
             self.failures.with_label_values(&[module.as_str()]);
             self.added.with_label_values(&[module.as_str()]);
+        }
+    }
+
+    pub fn set_module_stored(&self, by_module: &std::collections::BTreeMap<String, u64>) {
+        self.module_stored.reset();
+        for (module, bytes) in by_module {
+            self.module_stored
+                .with_label_values(&[module.as_str()])
+                .set(*bytes as f64);
         }
     }
 

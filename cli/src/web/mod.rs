@@ -47,6 +47,17 @@ pub struct ServeStatus {
     pub mirror: Option<MirrorLag>,
 }
 
+/// What each module's backups occupy in the store, as `rbk stats` counts it (a chunk
+/// shared by several modules counts for the first in name order), computed by the serve loop
+/// after a periodic GC, which holds the local index that this needs.
+#[derive(Debug, Clone)]
+pub struct StoredFigures {
+    pub as_of: SystemTime,
+    pub by_module: BTreeMap<String, u64>,
+    /// Pack bytes no backup needs (freed by the next GC's sweep).
+    pub garbage: Option<u64>,
+}
+
 /// The mirror as of this process's last sync.
 #[derive(Debug, Clone)]
 pub struct MirrorLag {
@@ -81,6 +92,7 @@ pub struct Web {
     catalog: RwLock<Arc<Catalog>>,
     metrics: Metrics,
     status: Mutex<ServeStatus>,
+    stored: Mutex<Option<StoredFigures>>,
     /// The journal's newest entries, oldest first.
     history: Mutex<Vec<Entry>>,
     /// The read-only view of the store, once it opened.
@@ -118,6 +130,8 @@ pub struct ModuleView {
     pub newest: Option<(BackupId, BackupStatus)>,
     /// Bytes its backups added to the store when they were taken (the ones still there).
     pub added_bytes: u64,
+    /// What its backups occupy in the store, as of the last periodic GC of this process.
+    pub stored_bytes: Option<u64>,
     pub next_backup: Option<SystemTime>,
     /// The newest failed backup on this data dir, when it is newer than the newest backup.
     pub failing: Option<Entry>,
@@ -153,6 +167,7 @@ impl Web {
             catalog: RwLock::default(),
             metrics,
             status: Mutex::default(),
+            stored: Mutex::default(),
             history: Mutex::new(tail_of(history)),
             repo: Mutex::new(None),
             refresh_asked: AtomicBool::new(false),
@@ -165,6 +180,16 @@ impl Web {
             self.metrics.set_mirror_pending(m.pending_objects);
         }
         *lock(&self.status) = status;
+    }
+
+    /// Per-module stored bytes, after a periodic GC.
+    pub fn set_stored(&self, figures: StoredFigures) {
+        self.metrics.set_module_stored(&figures.by_module);
+        *lock(&self.stored) = Some(figures);
+    }
+
+    fn stored(&self) -> Option<StoredFigures> {
+        lock(&self.stored).clone()
     }
 
     /// Asks for the store to be listed again now (after a round that changed it).
@@ -200,6 +225,7 @@ impl Web {
         let catalog = self.catalog();
         let status = self.status();
         let history = self.history();
+        let stored = self.stored();
         let local = rbk_engine::layout::module_names(&self.data_dir);
         let mut names: Vec<String> = catalog.modules.keys().cloned().collect();
         names.extend(local.iter().cloned());
@@ -224,6 +250,9 @@ impl Web {
                     running: status.running.contains(&module),
                     backups: ids.map_or(0, Vec::len),
                     added_bytes: catalog.summaries(&module).map(|s| s.added_bytes).sum(),
+                    stored_bytes: stored
+                        .as_ref()
+                        .map(|f| f.by_module.get(&module).copied().unwrap_or(0)),
                     next_backup: status.next_backup.get(&module).copied(),
                     newest,
                     failing,

@@ -194,6 +194,7 @@ fn module_json(v: &ModuleView) -> Value {
         "running": v.running,
         "backups": v.backups,
         "added_bytes": v.added_bytes,
+        "stored_bytes": v.stored_bytes,
         "last_backup": v.newest.as_ref().map(|(id, st)| json!({
             "backup_id": id.to_string(),
             "created": format_ms(id.millis),

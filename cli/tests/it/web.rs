@@ -440,7 +440,7 @@ fn a_running_module_s_periodic_backups_show_their_pause_and_the_mirror_its_lag()
             .join("data/modules")
             .join(LIVE)
             .join("dynamic-options.json"),
-        r#"{"backup.period.seconds": 1}"#,
+        r#"{"backup.period.seconds": 1, "backup.gc.period.seconds": 2}"#,
     )
     .unwrap();
     let (_served, addr) = serve(&env);
@@ -469,4 +469,17 @@ fn a_running_module_s_periodic_backups_show_their_pause_and_the_mirror_its_lag()
     let (_, page) = get(&addr, &format!("/modules/{LIVE}"));
     assert!(page.contains("<h2>Mirror</h2>"));
     assert!(page.contains("running"));
+
+    // After a periodic GC: what the module's backups occupy, on the page and as a metric.
+    let (stored, m) = eventually("stored bytes after a periodic GC", || {
+        let v = get_json(&addr, &format!("/api/modules/{LIVE}"));
+        let stored = v["stored_bytes"].as_f64()?;
+        let m = metrics(&addr);
+        // The journal's GC line reaches the metrics at the refresher's next look.
+        let gc_seen = m.get("rbk_gc_runs_total{outcome=ok,side=store}") >= Some(&1.0);
+        (m.get(&format!("rbk_module_stored_bytes{{module={LIVE}}}")) == Some(&stored) && gc_seen)
+            .then_some((stored, m))
+    });
+    assert!(stored > 0.0);
+    assert!(m["rbk_store_stored_bytes{}"] > 0.0);
 }
