@@ -2,6 +2,8 @@
 
 use std::fmt::Write as _;
 
+use super::escape::esc;
+
 const WIDTH: f64 = 720.0;
 const HEIGHT: f64 = 150.0;
 const LEFT: f64 = 70.0;
@@ -34,8 +36,8 @@ pub fn svg(s: &Series) -> String {
     let _ = write!(
         out,
         r#"<figure class="chart"><figcaption>{}</figcaption><svg viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{}">"#,
-        super::html::esc(s.title),
-        super::html::esc(s.title)
+        esc(s.title),
+        esc(s.title)
     );
     // Axis: the maximum and zero, with a faint grid line at each.
     for (v, text) in [(max, (s.label)(max)), (0.0, (s.label)(0.0))] {
@@ -46,7 +48,7 @@ pub fn svg(s: &Series) -> String {
             WIDTH - 10.0,
             LEFT - 6.0,
             yy + 4.0,
-            super::html::esc(&text)
+            esc(&text)
         );
     }
     if s.bars {
@@ -59,7 +61,7 @@ pub fn svg(s: &Series) -> String {
                     out,
                     r##"<rect x="{x:.1}" y="{top:.1}" width="{w:.1}" height="{:.1}" fill="#0969da"><title>{}</title></rect>"##,
                     (TOP + plot_h - top).max(0.5),
-                    super::html::esc(&(s.label)(*v))
+                    esc(&(s.label)(*v))
                 );
             }
         }
@@ -84,7 +86,7 @@ pub fn svg(s: &Series) -> String {
                     r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#bf3989"><title>{}</title></circle>"##,
                     LEFT + step * (i as f64 + 0.5),
                     y(*v),
-                    super::html::esc(&(s.label)(*v))
+                    esc(&(s.label)(*v))
                 );
             }
         }

@@ -9,6 +9,7 @@ use rbk_engine::ops::list::BackupPage;
 
 use super::catalog::Summary;
 use super::chart::{self, Series};
+use super::escape::{esc, seg};
 use super::{BackupStatus, Detail, ModuleView, Web, now_ms};
 use crate::cmd::format_ms;
 
@@ -35,35 +36,6 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}
 .nav{margin:10px 0}.nav a{margin-right:12px}
 .err{background:#ffebe9;border:1px solid #ff8182;border-radius:6px;padding:8px 12px;margin:8px 0}
 ";
-
-/// HTML-escapes text and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Percent-encodes one URL path segment or query value.
-pub fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
 
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -567,16 +539,6 @@ pub fn error_page(web: &Web, title: &str, detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_and_urls_are_escaped() {
-        assert_eq!(
-            esc(r#"<a href="x">'&'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
-        );
-        assert_eq!(seg("com.x.A-1_~"), "com.x.A-1_~");
-        assert_eq!(seg("a/b c?&é"), "a%2Fb%20c%3F%26%C3%A9");
-    }
 
     #[test]
     fn sizes_and_ages_read_naturally() {

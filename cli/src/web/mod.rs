@@ -10,6 +10,7 @@
 
 pub mod catalog;
 mod chart;
+mod escape;
 mod html;
 mod metrics;
 mod routes;
