@@ -29,6 +29,7 @@ impl ChunkStore {
     /// # Errors
     /// Provider and index errors.
     pub fn sync_index(&self) -> Result<SyncReport> {
+        let index = self.index()?;
         let listed = self.block_on(provider::list_all(self.provider.as_ref(), keys::PACKS))?;
         let mut present = HashSet::new();
         let mut report = SyncReport::default();
@@ -36,7 +37,7 @@ impl ChunkStore {
             let Some(pack) = keys::parse_pack(&key) else {
                 continue; // not a pack rbk wrote; ignore
             };
-            if !self.index()?.has_pack(&pack)? {
+            if !index.has_pack(&pack)? {
                 let entries = match self.read_pack_index(&key, size) {
                     Ok(e) => e,
                     // Swept by a GC since the listing: as if it had not been listed.
@@ -48,14 +49,14 @@ impl ChunkStore {
                     }
                     Err(e) => return Err(e),
                 };
-                self.index()?.add_pack(&pack, size, &entries)?;
+                index.add_pack(&pack, size, &entries)?;
                 report.added += 1;
             }
             present.insert(pack);
         }
-        for (pack, _) in self.index()?.packs()? {
+        for (pack, _) in index.packs()? {
             if !present.contains(&pack) {
-                self.index()?.remove_pack(&pack)?;
+                index.remove_pack(&pack)?;
                 report.removed += 1;
             }
         }
@@ -134,11 +135,12 @@ impl ChunkStore {
     /// # Errors
     /// `NotFound` when no pack in the store holds the chunk.
     pub fn locate(&self, id: &ChunkId) -> Result<ChunkLocation> {
-        if let Some(loc) = self.index()?.get(id)? {
+        let index = self.index()?;
+        if let Some(loc) = index.get(id)? {
             return Ok(loc);
         }
         self.sync_index()?;
-        self.index()?
+        index
             .get(id)?
             .ok_or_else(|| self.missing_chunk_error(id))
     }
