@@ -140,8 +140,6 @@ impl ChunkStore {
             return Ok(loc);
         }
         self.sync_index()?;
-        index
-            .get(id)?
-            .ok_or_else(|| self.missing_chunk_error(id))
+        index.get(id)?.ok_or_else(|| self.missing_chunk_error(id))
     }
 }
