@@ -20,7 +20,10 @@
 //! ranged reads. Every length read from a pack is checked against the object size before it
 //! is used, so a corrupt pack yields an error, never a panic or a huge allocation.
 
-use crate::{ChunkId, Error, Result};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::{ChunkId, Error, PackId, Result};
 
 pub const HEADER_MAGIC: &[u8; 8] = b"RBKPACK1";
 pub const TRAILER_MAGIC: &[u8; 8] = b"RBKPIDX1";
@@ -101,19 +104,7 @@ impl PackBuilder {
 
     /// Appends the index and footer; returns the pack bytes and its entries.
     pub fn finish(mut self) -> (Vec<u8>, Vec<PackEntry>) {
-        let index_start = self.bytes.len();
-        for e in &self.entries {
-            self.bytes.extend_from_slice(&e.id.0);
-            self.bytes.extend_from_slice(&e.offset.to_le_bytes());
-            self.bytes.extend_from_slice(&e.stored_len.to_le_bytes());
-            self.bytes.extend_from_slice(&e.raw_len.to_le_bytes());
-        }
-        let hash = blake3::hash(&self.bytes[index_start..]);
-        self.bytes
-            .extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
-        self.bytes.extend_from_slice(&0u32.to_le_bytes());
-        self.bytes.extend_from_slice(hash.as_bytes());
-        self.bytes.extend_from_slice(TRAILER_MAGIC);
+        self.bytes.extend_from_slice(&trailer(&self.entries));
         (self.bytes, self.entries)
     }
 }
@@ -121,6 +112,143 @@ impl PackBuilder {
 fn start_pack(bytes: &mut Vec<u8>) {
     bytes.extend_from_slice(HEADER_MAGIC);
     bytes.extend_from_slice(&rand::random::<[u8; SALT_LEN]>());
+}
+
+/// The index entries and footer that end a pack of `entries`.
+fn trailer(entries: &[PackEntry]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(entries.len() * ENTRY_LEN + FOOTER_LEN);
+    for e in entries {
+        out.extend_from_slice(&e.id.0);
+        out.extend_from_slice(&e.offset.to_le_bytes());
+        out.extend_from_slice(&e.stored_len.to_le_bytes());
+        out.extend_from_slice(&e.raw_len.to_le_bytes());
+    }
+    let hash = blake3::hash(&out);
+    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(hash.as_bytes());
+    out.extend_from_slice(TRAILER_MAGIC);
+    out
+}
+
+/// A pack written to a file as it fills, in a directory its provider can take the file from
+/// as the object ([`crate::provider::Provider::spool_dir`]): a local store's packs then
+/// never sit in memory, neither while they fill nor while they are made durable. The bytes
+/// are exactly those [`PackBuilder`] would produce; the pack's id is hashed as they are
+/// written.
+#[derive(Debug)]
+pub struct SpooledPack {
+    file: SpoolFile,
+    out: std::fs::File,
+    hasher: blake3::Hasher,
+    len: u64,
+    entries: Vec<PackEntry>,
+}
+
+impl SpooledPack {
+    /// Starts a pack in a new file in `dir`.
+    ///
+    /// # Errors
+    /// I/O errors creating or writing the file.
+    pub fn create(dir: &Path) -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join(format!("pack-{:016x}", rand::random::<u64>()));
+        let open = || {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+        };
+        let out = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                use std::os::unix::fs::DirBuilderExt;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)?;
+                open()?
+            }
+            r => r?,
+        };
+        let mut pack = SpooledPack {
+            file: SpoolFile { path },
+            out,
+            hasher: blake3::Hasher::new(),
+            len: 0,
+            entries: Vec::new(),
+        };
+        let mut head = Vec::with_capacity(HEADER_MAGIC.len() + SALT_LEN);
+        start_pack(&mut head);
+        pack.write(&head)?;
+        Ok(pack)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// # Errors
+    /// I/O errors writing the file (a full disk).
+    pub fn add(&mut self, id: ChunkId, raw_len: u32, stored: &[u8]) -> io::Result<()> {
+        let offset = self.len;
+        self.write(stored)?;
+        self.entries.push(PackEntry {
+            id,
+            offset,
+            stored_len: stored.len() as u32,
+            raw_len,
+        });
+        Ok(())
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends the index and footer. Returns the file (not yet synced: the provider makes it
+    /// durable as it takes it), the pack's id and size, and its entries.
+    ///
+    /// # Errors
+    /// I/O errors writing the file.
+    pub fn finish(mut self) -> io::Result<(SpoolFile, PackId, u64, Vec<PackEntry>)> {
+        let trailer = trailer(&self.entries);
+        self.write(&trailer)?;
+        let id = PackId(*self.hasher.finalize().as_bytes());
+        Ok((self.file, id, self.len, self.entries))
+    }
+
+    /// Where the pack is being written.
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+}
+
+/// A file in a provider's spool dir, deleted when dropped: once its provider has taken it
+/// as an object (a hard link), or when the pack is abandoned. A process killed before that
+/// leaves it for GC's collection of leftovers.
+#[derive(Debug)]
+pub struct SpoolFile {
+    path: PathBuf,
+}
+
+impl SpoolFile {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for SpoolFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Parses the footer of a pack of `pack_size` bytes; returns the byte range of its index.

@@ -155,6 +155,24 @@ pub async fn run(p: &dyn Provider) {
         big.slice(LARGE_OBJECT - 1000..)
     );
 
+    // A body handed over as a file (a spooled pack): in the provider's spool dir when it
+    // has one. The file stays the caller's; an existing object keeps its body.
+    let scratch =
+        std::env::temp_dir().join(format!("rbk-conformance-{:016x}", rand::random::<u64>()));
+    let dir = p.spool_dir().unwrap_or_else(|| scratch.clone());
+    std::fs::create_dir_all(&dir).expect("the spool dir");
+    let spooled = dir.join("conformance-spooled");
+    std::fs::write(&spooled, b"spooled body").expect("a spool file");
+    assert!(p.put_spooled_if_absent("s/one", &spooled).await.unwrap());
+    assert!(!p.put_spooled_if_absent("s/one", &spooled).await.unwrap());
+    assert!(!p.put_spooled_if_absent("a/one", &spooled).await.unwrap());
+    assert_eq!(&p.get("s/one", ANY).await.unwrap()[..], b"spooled body");
+    assert_eq!(&p.get("a/one", ANY).await.unwrap()[..], b"0123456789");
+    assert!(spooled.exists());
+    std::fs::remove_file(&spooled).expect("removing the spool file");
+    let _ = std::fs::remove_dir(&scratch);
+    p.delete("s/one").await.unwrap();
+
     // Delete.
     p.delete("a/one").await.unwrap();
     assert!(!p.exists("a/one").await.unwrap());
@@ -188,6 +206,18 @@ async fn local_provider_conforms() {
             .iter()
             .all(|o| !o.key.starts_with(".tmp"))
     );
+    // A spooled body is taken only from the spool dir: anything else is refused, unread.
+    let outside = dir.path().join("not-spooled");
+    std::fs::write(&outside, b"x").unwrap();
+    assert_eq!(
+        p.put_spooled_if_absent("s/two", &outside)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    assert!(!p.exists("s/two").await.unwrap());
+    std::fs::remove_file(&outside).unwrap();
     // Deleting the last object of a directory removes the emptied directories, up to (not
     // including) the root; a put into the same place recreates them.
     p.put_if_absent("x/y/z/obj", Bytes::from_static(b"1"))

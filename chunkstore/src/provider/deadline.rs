@@ -3,6 +3,7 @@
 //! (the wrapped provider is usually a [`super::RetryingProvider`]), so the deadline bounds
 //! them too.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -84,6 +85,11 @@ impl Layer for DeadlineProvider {
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
         self.bounded(key, self.inner.put_if_absent(key, body)).await
+    }
+
+    async fn put_spooled_if_absent(&self, key: &str, path: &Path) -> Result<bool> {
+        self.bounded(key, self.inner.put_spooled_if_absent(key, path))
+            .await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -12,6 +12,7 @@
 //! - *crash*: after `crash_after(n)` calls every call fails, as if the process died.
 
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -246,6 +247,10 @@ impl layer::Layer for FaultyProvider {
     }
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
         self.call(Op::Put, key, self.inner.put_if_absent(key, body))
+            .await
+    }
+    async fn put_spooled_if_absent(&self, key: &str, path: &Path) -> Result<bool> {
+        self.call(Op::Put, key, self.inner.put_spooled_if_absent(key, path))
             .await
     }
     async fn delete(&self, key: &str) -> Result<()> {

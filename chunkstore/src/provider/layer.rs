@@ -6,6 +6,8 @@
 //! touching a layer — a wrapper that re-implemented the trait by hand used to miss
 //! `get_range_into`, and silently lost the inner provider's buffer reuse.
 
+use std::path::{Path, PathBuf};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
@@ -45,6 +47,14 @@ pub trait Layer: Send + Sync + std::fmt::Debug {
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
         self.inner().put_if_absent(key, body).await
+    }
+
+    fn spool_dir(&self) -> Option<PathBuf> {
+        self.inner().spool_dir()
+    }
+
+    async fn put_spooled_if_absent(&self, key: &str, path: &Path) -> Result<bool> {
+        self.inner().put_spooled_if_absent(key, path).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -103,6 +113,14 @@ impl<L: Layer> Provider for L {
 
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool> {
         Layer::put_if_absent(self, key, body).await
+    }
+
+    fn spool_dir(&self) -> Option<PathBuf> {
+        Layer::spool_dir(self)
+    }
+
+    async fn put_spooled_if_absent(&self, key: &str, path: &Path) -> Result<bool> {
+        Layer::put_spooled_if_absent(self, key, path).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -84,6 +84,30 @@ fn create_private_dirs(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
+/// Links the durable file `tmp` to `path` unless an object is there (then returns false),
+/// and makes the link durable. The caller removes `tmp`.
+fn link_into_place(tmp: &Path, path: &Path) -> Result<bool> {
+    let parent = path.parent().expect("object path has a parent");
+    // A concurrent delete may remove the (then empty) parent between the two calls.
+    let mut linked = create_private_dirs(parent).and_then(|_| fs::hard_link(tmp, path));
+    for _ in 0..8 {
+        match &linked {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && tmp.exists() => {
+                linked = create_private_dirs(parent).and_then(|_| fs::hard_link(tmp, path));
+            }
+            _ => break,
+        }
+    }
+    match linked {
+        Ok(()) => {
+            sync_dir(parent)?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -232,31 +256,37 @@ impl Provider for LocalProvider {
                 f.write_all(&body)?;
                 f.sync_all()
             };
-            if let Err(e) = write() {
-                let _ = fs::remove_file(&tmp);
-                return Err(Error::io(&tmp, e));
-            }
-            let parent = path.parent().expect("object path has a parent");
-            // A concurrent delete may remove the (then empty) parent between the two calls.
-            let mut linked = create_private_dirs(parent).and_then(|_| fs::hard_link(&tmp, &path));
-            for _ in 0..8 {
-                match &linked {
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                        linked =
-                            create_private_dirs(parent).and_then(|_| fs::hard_link(&tmp, &path));
-                    }
-                    _ => break,
-                }
-            }
+            let linked = write()
+                .map_err(|e| Error::io(&tmp, e))
+                .and_then(|()| link_into_place(&tmp, &path));
             let _ = fs::remove_file(&tmp);
-            match linked {
-                Ok(()) => {
-                    sync_dir(parent)?;
-                    Ok(true)
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
-                Err(e) => Err(Error::io(&path, e)),
+            linked
+        })
+        .await
+    }
+
+    fn spool_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join(TMP_DIR))
+    }
+
+    /// Makes the spooled file durable and links it into place: no byte is copied.
+    async fn put_spooled_if_absent(&self, key: &str, spooled: &Path) -> Result<bool> {
+        let path = self.path_of(key)?;
+        let tmp = spooled.to_path_buf();
+        self.blocking(move |me| {
+            if tmp.parent() != Some(me.root.join(TMP_DIR).as_path()) {
+                return Err(Error::InvalidInput(format!(
+                    "`{}` is not in the store's spool dir",
+                    tmp.display()
+                )));
             }
+            if path.exists() {
+                return Ok(false);
+            }
+            File::open(&tmp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(&tmp, e))?;
+            link_into_place(&tmp, &path)
         })
         .await
     }

@@ -17,6 +17,7 @@ mod retry;
 #[cfg(feature = "s3")]
 mod s3;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -101,6 +102,27 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// Stores `body` under `key` unless an object is already there. Returns whether it wrote.
     /// Keys are content-addressed or unique, so an existing object never needs replacing.
     async fn put_if_absent(&self, key: &str, body: Bytes) -> Result<bool>;
+
+    /// A directory where packs may be written as they fill and then handed over whole by
+    /// [`Self::put_spooled_if_absent`], so they never sit in memory. A local store's is on
+    /// its own filesystem, where taking the file is a hard link. `None` (the default): the
+    /// store builds packs in memory.
+    fn spool_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// [`Self::put_if_absent`] with the body in the complete file `path` (in
+    /// [`Self::spool_dir`]). The file is the caller's: it deletes it afterwards, whatever
+    /// happened. The default reads it into memory.
+    ///
+    /// # Errors
+    /// As [`Self::put_if_absent`]; I/O errors reading the file.
+    async fn put_spooled_if_absent(&self, key: &str, path: &Path) -> Result<bool> {
+        let body = tokio::fs::read(path)
+            .await
+            .map_err(|e| Error::io(path, e))?;
+        self.put_if_absent(key, Bytes::from(body)).await
+    }
 
     /// Deletes `key`; deleting a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<()>;

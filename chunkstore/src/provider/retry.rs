@@ -12,6 +12,7 @@
 //! write succeeded but was reported lost would think another backup took its id.
 
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -194,6 +195,15 @@ impl layer::Layer for RetryingProvider {
             }
             (result, _) => result,
         }
+    }
+
+    /// Retried as [`Self::put_if_absent`], which needs the body in memory to compare it with
+    /// what an earlier attempt may have written.
+    async fn put_spooled_if_absent(&self, key: &str, path: &Path) -> Result<bool> {
+        let body = tokio::fs::read(path)
+            .await
+            .map_err(|e| crate::Error::io(path, e))?;
+        layer::Layer::put_if_absent(self, key, Bytes::from(body)).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

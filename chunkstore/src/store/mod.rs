@@ -655,6 +655,96 @@ mod tests {
         assert!(read_all(&s, &ids).unwrap() == chunks.concat());
     }
 
+    /// The files in a local store's spool dir.
+    fn spooled(store_root: &Path) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = std::fs::read_dir(store_root.join(".tmp"))
+            .map(|d| {
+                d.map(|e| {
+                    let e = e.unwrap();
+                    let name = e.file_name().into_string().unwrap();
+                    (name, e.metadata().unwrap().len())
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    /// On a local store a pack is written to the spool dir as it fills (never held in
+    /// memory) and linked into place when sealed; the spool dir is empty once the session
+    /// flushed, and a session dropped with an open pack leaves nothing behind.
+    #[test]
+    fn a_local_store_fills_packs_in_its_spool_dir_and_links_them_into_place() {
+        use rand::{RngCore, SeedableRng};
+        let root = tempfile::tempdir().unwrap();
+        let store_root = root.path().join("store");
+        let p: Arc<dyn Provider> = Arc::new(crate::provider::LocalProvider::new(&store_root));
+        let s = open(p.clone(), &root.path().join("index"));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let chunks: Vec<Vec<u8>> = (0..4)
+            .map(|_| {
+                let mut c = vec![0u8; 100 << 10];
+                rng.fill_bytes(&mut c);
+                c
+            })
+            .collect();
+        let ids: Vec<ChunkId> = chunks.iter().map(|c| ChunkId::of(c)).collect();
+        let w = s.begin_session("backup", "test").unwrap();
+        for (id, c) in ids.iter().zip(&chunks[..3]) {
+            assert!(w.put_chunk(*id, c).unwrap());
+        }
+        // The open pack: header, salt and three incompressible chunks (zstd frames a little
+        // larger than the chunks), on disk.
+        let open_pack = spooled(&store_root);
+        assert_eq!(open_pack.len(), 1, "{open_pack:?}");
+        assert!(open_pack[0].0.starts_with("pack-"), "{open_pack:?}");
+        assert!(open_pack[0].1 > 24 + 3 * (100 << 10), "{open_pack:?}");
+        w.flush().unwrap();
+        assert_eq!(spooled(&store_root), vec![]);
+        let packs = s.packs().unwrap();
+        assert_eq!(packs.len(), 1);
+        let (pack, size) = packs[0];
+        let bytes = std::fs::read(store_root.join(keys::pack(&pack))).unwrap();
+        assert_eq!(bytes.len() as u64, size);
+        assert_eq!(PackId::of(&bytes), pack, "the id hashed while writing");
+        let entries = crate::pack::parse_pack("p", &bytes).unwrap();
+        assert_eq!(entries.iter().map(|e| e.id).collect::<Vec<_>>(), ids[..3]);
+        assert_eq!(read_all(&s, &ids[..3]).unwrap(), chunks[..3].concat());
+        w.end().unwrap();
+
+        let w = s.begin_session("backup", "test").unwrap();
+        assert!(w.put_chunk(ids[3], &chunks[3]).unwrap());
+        assert_eq!(spooled(&store_root).len(), 1);
+        drop(w);
+        assert_eq!(spooled(&store_root), vec![]);
+        assert_eq!(s.packs().unwrap().len(), 1);
+    }
+
+    /// A spooled pack whose upload fails is not in the store or the index, and the session
+    /// cannot commit anything on top of it.
+    #[test]
+    fn a_failed_spooled_upload_fails_the_flush_and_leaves_nothing() {
+        use crate::provider::{FaultyProvider, Op};
+        let root = tempfile::tempdir().unwrap();
+        let store_root = root.path().join("store");
+        let local: Arc<dyn Provider> = Arc::new(crate::provider::LocalProvider::new(&store_root));
+        let faulty = Arc::new(
+            FaultyProvider::new(local.clone())
+                .fail_when(|op, key| op == Op::Put && key.starts_with(keys::PACKS)),
+        );
+        let s = open(faulty, &root.path().join("index"));
+        let data = b"a chunk whose pack cannot be written".repeat(100);
+        let id = ChunkId::of(&data);
+        let w = s.begin_session("backup", "test").unwrap();
+        assert!(w.put_chunk(id, &data).unwrap());
+        assert!(w.flush().unwrap_err().is_temporary());
+        drop(w);
+        assert_eq!(spooled(&store_root), vec![]);
+        assert_eq!(s.packs().unwrap(), vec![]);
+        assert_eq!(s.index().unwrap().get(&id).unwrap(), None);
+    }
+
     #[test]
     fn sync_forgets_vanished_packs() {
         let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());

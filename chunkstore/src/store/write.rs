@@ -28,7 +28,7 @@ use super::{ChunkStore, lock};
 use crate::compress::{self, Content};
 use crate::gc::records::{self, Condemned};
 use crate::index::ChunkLocation;
-use crate::pack::PackBuilder;
+use crate::pack::{PackBuilder, PackEntry, SpoolFile, SpooledPack};
 use crate::session::Session;
 use crate::{ChunkId, Error, PackId, Result, keys};
 
@@ -58,7 +58,7 @@ pub struct WriteSession<'s> {
     store: &'s ChunkStore,
     session: Session,
     /// Created on the first chunk: sessions that only read (restore, verify) never need one.
-    open_pack: Mutex<Option<PackBuilder>>,
+    open_pack: Mutex<Option<OpenPack>>,
     /// Uploads of sealed packs still in flight, oldest first. At most
     /// [`MAX_UPLOADS_IN_FLIGHT`] are kept, which bounds the memory held by sealed packs.
     uploads: Mutex<VecDeque<tokio::task::JoinHandle<Result<()>>>>,
@@ -71,6 +71,66 @@ pub struct WriteSession<'s> {
     /// Packs condemned by a GC when the session began: chunks in them are not deduplicated
     /// against but stored again (docs/gc.md).
     condemned: Condemned,
+}
+
+/// The pack a session is filling: written through to a file in its provider's spool dir
+/// when the provider has one (a local store: packs being filled or made durable then cost no
+/// memory), else in memory (a remote store uploads from memory).
+#[derive(Debug)]
+enum OpenPack {
+    Memory(PackBuilder),
+    /// Boxed: a BLAKE3 hasher keeps ~2 KB of state.
+    Spooled(Box<SpooledPack>),
+}
+
+impl OpenPack {
+    fn len(&self) -> u64 {
+        match self {
+            OpenPack::Memory(b) => b.len() as u64,
+            OpenPack::Spooled(p) => p.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            OpenPack::Memory(b) => b.is_empty(),
+            OpenPack::Spooled(p) => p.is_empty(),
+        }
+    }
+
+    fn add(&mut self, id: ChunkId, raw_len: u32, stored: &[u8]) -> Result<()> {
+        match self {
+            OpenPack::Memory(b) => {
+                b.add(id, raw_len, stored);
+                Ok(())
+            }
+            OpenPack::Spooled(p) => p
+                .add(id, raw_len, stored)
+                .map_err(|e| Error::io(p.path(), e)),
+        }
+    }
+
+    /// Appends the trailer: the pack's id, size, body and entries.
+    fn seal(self) -> Result<(PackId, u64, SealedBody, Vec<PackEntry>)> {
+        match self {
+            OpenPack::Memory(b) => {
+                let (bytes, entries) = b.finish();
+                let id = PackId::of(&bytes);
+                Ok((id, bytes.len() as u64, SealedBody::Memory(bytes), entries))
+            }
+            OpenPack::Spooled(p) => {
+                let path = p.path().to_path_buf();
+                let (file, id, size, entries) = (*p).finish().map_err(|e| Error::io(&path, e))?;
+                Ok((id, size, SealedBody::Spooled(file), entries))
+            }
+        }
+    }
+}
+
+/// A sealed pack's bytes, on their way to the provider.
+enum SealedBody {
+    Memory(Vec<u8>),
+    Spooled(SpoolFile),
 }
 
 impl ChunkStore {
@@ -224,13 +284,20 @@ impl WriteSession<'_> {
             let mut full = Vec::new();
             if slot
                 .as_ref()
-                .is_some_and(|p| !p.is_empty() && (p.len() + stored.len()) as u64 > target)
+                .is_some_and(|p| !p.is_empty() && p.len() + stored.len() as u64 > target)
             {
                 full.extend(slot.take());
             }
-            let open = slot.get_or_insert_with(|| self.store.new_pack());
-            open.add(id, data.len() as u32, &stored);
-            if open.len() as u64 >= target {
+            if slot.is_none() {
+                *slot = Some(self.new_pack()?);
+            }
+            let open = slot.as_mut().expect("a pack is open");
+            if let Err(e) = open.add(id, data.len() as u32, &stored) {
+                // The chunk counts as added but is in no pack: nothing may be committed.
+                self.failed.store(true, Ordering::SeqCst);
+                return Err(e);
+            }
+            if open.len() >= target {
                 full.extend(slot.take());
             }
             Ok((full, stored.len()))
@@ -247,13 +314,23 @@ impl WriteSession<'_> {
         Ok(true)
     }
 
-    /// Seals `builder` and starts its upload in the background, so chunking continues while
+    /// An empty pack: in the provider's spool dir when it has one, else in memory.
+    fn new_pack(&self) -> Result<OpenPack> {
+        match self.store.provider.spool_dir() {
+            Some(dir) => SpooledPack::create(&dir)
+                .map(|p| OpenPack::Spooled(Box::new(p)))
+                .map_err(|e| Error::io(&dir, e)),
+            None => Ok(OpenPack::Memory(self.store.new_pack())),
+        }
+    }
+
+    /// Seals `pack` and starts its upload in the background, so chunking continues while
     /// the pack is written and fsynced. Waits for the oldest upload when too many are in
     /// flight. A pack enters the index only after its upload succeeded.
-    fn upload_pack(&self, builder: PackBuilder) -> Result<()> {
-        let (bytes, entries) = builder.finish();
-        let pack = PackId::of(&bytes);
-        let size = bytes.len() as u64;
+    fn upload_pack(&self, pack: OpenPack) -> Result<()> {
+        let (pack, size, body, entries) = pack.seal().inspect_err(|_| {
+            self.failed.store(true, Ordering::SeqCst);
+        })?;
         let store = self.store;
         let (provider, index, counters, failed, spare) = (
             store.provider.clone(),
@@ -263,17 +340,26 @@ impl WriteSession<'_> {
             store.spare_packs.clone(),
         );
         let task = store.spawn(async move {
-            let body = Bytes::from(bytes);
-            let r = provider
-                .put_if_absent(&keys::pack(&pack), body.clone())
-                .await;
-            // Hand the buffer back for the next pack unless the provider still holds on to it.
-            if let Ok(buf) = body.try_into_mut() {
-                let mut spare = lock(&spare);
-                if spare.len() < MAX_UPLOADS_IN_FLIGHT + 1 {
-                    spare.push(Vec::from(buf));
+            let key = keys::pack(&pack);
+            let r = match body {
+                SealedBody::Memory(bytes) => {
+                    let body = Bytes::from(bytes);
+                    let r = provider.put_if_absent(&key, body.clone()).await;
+                    // Hand the buffer back for the next pack unless the provider still holds
+                    // on to it.
+                    if let Ok(buf) = body.try_into_mut() {
+                        let mut spare = lock(&spare);
+                        if spare.len() < MAX_UPLOADS_IN_FLIGHT + 1 {
+                            spare.push(Vec::from(buf));
+                        }
+                    }
+                    r
                 }
-            }
+                // The spool file is deleted when `file` drops, after the provider took it.
+                SealedBody::Spooled(file) => {
+                    provider.put_spooled_if_absent(&key, file.path()).await
+                }
+            };
             let r = r.and_then(|_| index.add_pack(&pack, size, &entries));
             match &r {
                 Ok(()) => {
