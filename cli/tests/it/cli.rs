@@ -623,21 +623,37 @@ fn a_restore_killed_at_any_point_leaves_the_old_module_or_the_new_one() {
     assert_eq!(digest(&env.module()), old);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let (mut kept_old, mut got_new) = (0, 0);
-    for _ in 0..16 {
+    // Kills land at random points of a window around that time. One timing is a poor guide
+    // on a loaded machine (a restore may take twice as long in the next second), so until
+    // both outcomes were seen the window moves: later while every kill kept the old module,
+    // earlier while every restore completed. At least 16 rounds, more until both were seen.
+    let mut scale = full;
+    for round in 0..48 {
+        if round >= 16 && kept_old > 0 && got_new > 0 {
+            break;
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_rbk"))
             .current_dir(env.dir())
             .args(["restore", "--backupId", &id, "--force", "--quiet"])
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(full / 3..full * 5 / 4)));
+        std::thread::sleep(Duration::from_millis(
+            rng.gen_range(scale / 3..scale * 5 / 4),
+        ));
         let _ = child.kill();
         child.wait().unwrap();
         let now = digest(&env.module());
         if now == old {
             kept_old += 1;
+            if got_new == 0 {
+                scale = scale * 5 / 4 + 1;
+            }
         } else {
             assert_eq!(now, restored, "the module was left half-written");
             got_new += 1;
+            if kept_old == 0 {
+                scale = (scale * 4 / 5).max(4);
+            }
             // Back to the old state for the next round.
             std::fs::write(
                 env.module().join("module.jar"),
