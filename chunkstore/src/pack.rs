@@ -162,11 +162,7 @@ impl SpooledPack {
         };
         let out = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                use std::os::unix::fs::DirBuilderExt;
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)?;
+                crate::safe_fs::create_private_dirs(dir)?;
                 open()?
             }
             r => r?,

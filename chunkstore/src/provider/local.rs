@@ -10,13 +10,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{ListPage, ObjectMeta, Provider, page_of, validate_key};
+use crate::safe_fs::create_private_dirs;
 use crate::{Error, Result};
 
 const TMP_DIR: &str = ".tmp";
@@ -74,14 +75,6 @@ fn open_object(key: &str, path: &Path) -> Result<(File, fs::Metadata)> {
         ),
         _ => not_found_or_io(key, path, e),
     })
-}
-
-/// `create_dir_all` with mode 0700 for every directory it creates.
-fn create_private_dirs(dir: &Path) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
 }
 
 /// Links the durable file `tmp` to `path` unless an object is there (then returns false),

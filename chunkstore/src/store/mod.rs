@@ -275,10 +275,10 @@ impl ChunkStore {
         self.rt.spawn(f)
     }
 
-    /// An empty pack builder, on a spare buffer when there is one, else with room for a
-    /// whole pack (see [`PackBuilder::with_capacity`]; untouched capacity costs address
-    /// space, not memory).
-    pub(crate) fn new_pack(&self) -> PackBuilder {
+    /// An empty in-memory pack builder (a remote store's; a local one spools its packs), on a
+    /// spare buffer when there is one, else with room for a whole pack (see
+    /// [`PackBuilder::with_capacity`]; untouched capacity costs address space, not memory).
+    pub(crate) fn new_memory_pack(&self) -> PackBuilder {
         match lock(&self.spare_packs).pop() {
             Some(buf) => PackBuilder::on_buffer(buf),
             None => {
@@ -624,19 +624,11 @@ mod tests {
     /// and the buffers holding them until uploaded, stay within the target.
     #[test]
     fn packs_stay_within_their_target_size() {
-        use rand::{RngCore, SeedableRng};
         let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
         let dir = tempfile::tempdir().unwrap();
         let s = open(p.clone(), dir.path());
         let target = s.config().pack_target_size;
-        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
-        let chunks: Vec<Vec<u8>> = (0..5)
-            .map(|_| {
-                let mut c = vec![0u8; 3 << 20];
-                rng.fill_bytes(&mut c);
-                c
-            })
-            .collect();
+        let chunks = random_chunks(4, 5, 3 << 20);
         let refs: Vec<(ChunkId, &[u8])> = chunks
             .iter()
             .map(|c| (ChunkId::of(c), c.as_slice()))
@@ -653,6 +645,19 @@ mod tests {
         assert!(sizes.iter().all(|&n| n <= target), "{sizes:?}");
         let ids: Vec<ChunkId> = refs.iter().map(|(id, _)| *id).collect();
         assert!(read_all(&s, &ids).unwrap() == chunks.concat());
+    }
+
+    /// `n` incompressible chunks of `len` bytes, the same for the same `seed`.
+    fn random_chunks(seed: u64, n: usize, len: usize) -> Vec<Vec<u8>> {
+        use rand::{RngCore, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| {
+                let mut c = vec![0u8; len];
+                rng.fill_bytes(&mut c);
+                c
+            })
+            .collect()
     }
 
     /// The files in a local store's spool dir.
@@ -676,19 +681,11 @@ mod tests {
     /// flushed, and a session dropped with an open pack leaves nothing behind.
     #[test]
     fn a_local_store_fills_packs_in_its_spool_dir_and_links_them_into_place() {
-        use rand::{RngCore, SeedableRng};
         let root = tempfile::tempdir().unwrap();
         let store_root = root.path().join("store");
         let p: Arc<dyn Provider> = Arc::new(crate::provider::LocalProvider::new(&store_root));
         let s = open(p.clone(), &root.path().join("index"));
-        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
-        let chunks: Vec<Vec<u8>> = (0..4)
-            .map(|_| {
-                let mut c = vec![0u8; 100 << 10];
-                rng.fill_bytes(&mut c);
-                c
-            })
-            .collect();
+        let chunks = random_chunks(9, 4, 100 << 10);
         let ids: Vec<ChunkId> = chunks.iter().map(|c| ChunkId::of(c)).collect();
         let w = s.begin_session("backup", "test").unwrap();
         for (id, c) in ids.iter().zip(&chunks[..3]) {

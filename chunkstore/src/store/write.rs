@@ -288,16 +288,18 @@ impl WriteSession<'_> {
             {
                 full.extend(slot.take());
             }
-            if slot.is_none() {
-                *slot = Some(self.new_pack()?);
-            }
-            let open = slot.as_mut().expect("a pack is open");
-            if let Err(e) = open.add(id, data.len() as u32, &stored) {
+            let added = match slot.as_mut() {
+                Some(open) => open.add(id, data.len() as u32, &stored),
+                None => self
+                    .new_pack()
+                    .and_then(|open| slot.insert(open).add(id, data.len() as u32, &stored)),
+            };
+            if let Err(e) = added {
                 // The chunk counts as added but is in no pack: nothing may be committed.
                 self.failed.store(true, Ordering::SeqCst);
                 return Err(e);
             }
-            if open.len() >= target {
+            if slot.as_ref().is_some_and(|open| open.len() >= target) {
                 full.extend(slot.take());
             }
             Ok((full, stored.len()))
@@ -320,7 +322,7 @@ impl WriteSession<'_> {
             Some(dir) => SpooledPack::create(&dir)
                 .map(|p| OpenPack::Spooled(Box::new(p)))
                 .map_err(|e| Error::io(&dir, e)),
-            None => Ok(OpenPack::Memory(self.store.new_pack())),
+            None => Ok(OpenPack::Memory(self.store.new_memory_pack())),
         }
     }
 
