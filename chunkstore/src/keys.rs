@@ -9,6 +9,8 @@
 //! sessions/clock-<16 hex>/probe            a GC's probe of the store's clock (deleted at once)
 //! gc/<record id>/condemned                 the packs one GC run condemned
 //! gc/<record id>/armed                     the sessions that record waits for
+//! pending/<group>/<name>/begin             a backup many processes write, not yet committed
+//! pending/<group>/<name>/part-<part>       one process's part of it
 //! ```
 //!
 //! Nothing else in the crate formats a key; the parsers return `None` for objects rbk did
@@ -21,6 +23,7 @@ pub const PACKS: &str = "packs/";
 pub const MANIFESTS: &str = "manifests/";
 pub const SESSIONS: &str = "sessions/";
 pub const GC: &str = "gc/";
+pub const PENDING: &str = "pending/";
 
 pub fn pack(id: &PackId) -> String {
     let h = id.to_hex();
@@ -90,6 +93,43 @@ pub fn parse_gc_record(key: &str) -> Option<(&str, &str)> {
     key.strip_prefix(GC)?.split_once('/')
 }
 
+pub const PENDING_BEGIN: &str = "begin";
+pub const PART_PREFIX: &str = "part-";
+
+pub fn pending_begin(group: &str, name: &str) -> String {
+    format!("{PENDING}{group}/{name}/{PENDING_BEGIN}")
+}
+
+pub fn pending_part(group: &str, name: &str, part: &str) -> String {
+    format!("{PENDING}{group}/{name}/{PART_PREFIX}{part}")
+}
+
+/// The prefix of one group's pending objects.
+pub fn pending_of(group: &str) -> String {
+    format!("{PENDING}{group}/")
+}
+
+/// One object of a pending write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingObject<'a> {
+    Begin,
+    Part(&'a str),
+}
+
+/// `(group, name, object)` of a key under `pending/`.
+pub fn parse_pending(key: &str) -> Option<(&str, &str, PendingObject<'_>)> {
+    let (group, rest) = key.strip_prefix(PENDING)?.split_once('/')?;
+    let (name, object) = rest.split_once('/')?;
+    let object = match object {
+        PENDING_BEGIN => PendingObject::Begin,
+        o => PendingObject::Part(
+            o.strip_prefix(PART_PREFIX)
+                .filter(|p| !p.is_empty() && !p.contains('/'))?,
+        ),
+    };
+    Some((group, name, object))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +148,16 @@ mod tests {
         );
         assert_eq!(parse_session(&revoked("s")), Some(("s", REVOKED)));
         assert_eq!(parse_gc_record(&gc_record("r", ARMED)), Some(("r", ARMED)));
+        assert_eq!(
+            parse_pending(&pending_begin("m", "b")),
+            Some(("m", "b", PendingObject::Begin))
+        );
+        assert_eq!(
+            parse_pending(&pending_part("m", "b", "p1")),
+            Some(("m", "b", PendingObject::Part("p1")))
+        );
+        assert_eq!(parse_pending("pending/m/b/other"), None);
+        assert_eq!(parse_pending("pending/m/b/part-"), None);
         let probe = clock_probe();
         let (id, name) = parse_session(&probe).unwrap();
         assert!(is_clock_probe(id, name));

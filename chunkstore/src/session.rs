@@ -56,6 +56,26 @@ pub struct Heartbeat {
     pub started_ms: u64,
     /// The writer's clock when this heartbeat was written.
     pub heartbeat_ms: u64,
+    /// A held session's own lease (a pending backup waiting for its parts, which nothing
+    /// heartbeats): GC gives up on it only after the longer of this and its own lease, and
+    /// never later than [`MAX_HELD_LEASE`]. Absent in the heartbeats of running processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+}
+
+/// The longest lease a held session may ask for: a pending backup forgotten by its operator
+/// holds up the sweep of what GC condemned meanwhile for at most this long.
+pub const MAX_HELD_LEASE: Duration = Duration::from_secs(7 * 86_400);
+
+impl Heartbeat {
+    /// How long a GC with lease `gc_lease_ms` waits for this session to show life.
+    pub fn lease_ms(&self, gc_lease_ms: u64) -> u64 {
+        let held = self
+            .lease_ms
+            .unwrap_or(0)
+            .min(MAX_HELD_LEASE.as_millis() as u64);
+        gc_lease_ms.max(held)
+    }
 }
 
 impl Heartbeat {
@@ -312,7 +332,7 @@ impl Session {
         label: &str,
     ) -> Result<Self> {
         let session = Session {
-            id: format!("{:013}-{:016x}", now_ms(), rand::random::<u64>()),
+            id: new_session_id(),
             provider,
             kind: kind.into(),
             label: label.into(),
@@ -321,7 +341,7 @@ impl Session {
             task: None,
             revoked: Arc::new(AtomicBool::new(false)),
         };
-        let body = heartbeat_body(kind, label, session.started_ms);
+        let body = heartbeat_body(kind, label, session.started_ms, None);
         session
             .provider
             .put_if_absent(&keys::heartbeat(&session.id, 0), body)
@@ -406,7 +426,7 @@ impl Session {
     }
 }
 
-fn heartbeat_body(kind: &str, label: &str, started_ms: u64) -> Bytes {
+fn heartbeat_body(kind: &str, label: &str, started_ms: u64, lease_ms: Option<u64>) -> Bytes {
     let hb = Heartbeat {
         kind: kind.into(),
         label: label.into(),
@@ -414,6 +434,7 @@ fn heartbeat_body(kind: &str, label: &str, started_ms: u64) -> Bytes {
         pid: std::process::id(),
         started_ms,
         heartbeat_ms: now_ms(),
+        lease_ms,
     };
     Bytes::from(serde_json::to_vec(&hb).expect("heartbeat serializes"))
 }
@@ -450,7 +471,7 @@ async fn heartbeat_loop(
         }
         // A failed heartbeat is retried at the next tick; if they keep failing, a GC may
         // revoke the session and the commit check fails it cleanly.
-        let body = heartbeat_body(&kind, &label, started_ms);
+        let body = heartbeat_body(&kind, &label, started_ms, None);
         if p.put_if_absent(&keys::heartbeat(&id, seq + 1), body)
             .await
             .is_ok()
@@ -461,7 +482,64 @@ async fn heartbeat_loop(
     }
 }
 
-fn hostname() -> String {
+/// A fresh session id: `<13-digit epoch ms>-<16 hex>`.
+fn new_session_id() -> String {
+    format!("{:013}-{:016x}", now_ms(), rand::random::<u64>())
+}
+
+/// Begins a *held* session: one heartbeat with its own `lease`, which no process renews. It
+/// stands for work that outlives any one process (a pending backup whose parts other
+/// machines write): GCs arm their records with it like any running session, so nothing it
+/// will reference is swept while it is held, and they give up on it once `lease` has passed
+/// by the store's clock. Returns its id.
+///
+/// # Errors
+/// `InvalidInput` for a lease over [`MAX_HELD_LEASE`]; provider errors.
+pub async fn begin_held(
+    p: &dyn Provider,
+    kind: &str,
+    label: &str,
+    lease: Duration,
+) -> Result<String> {
+    if lease > MAX_HELD_LEASE {
+        return Err(Error::InvalidInput(format!(
+            "a lease of {} s is longer than the {} s allowed",
+            lease.as_secs(),
+            MAX_HELD_LEASE.as_secs()
+        )));
+    }
+    let id = new_session_id();
+    let body = heartbeat_body(kind, label, now_ms(), Some(lease.as_millis() as u64));
+    p.put_if_absent(&keys::heartbeat(&id, 0), body).await?;
+    Ok(id)
+}
+
+/// Fails with `SessionRevoked` unless held session `id` is still held: not revoked, and its
+/// heartbeat not deleted (by a GC that revoked it, or by the end of the session).
+///
+/// # Errors
+/// `SessionRevoked`, provider errors.
+pub async fn check_held(p: &dyn Provider, id: &str) -> Result<()> {
+    match session_state(p, id).await? {
+        Some(s) if !s.is_over() => Ok(()),
+        _ => Err(Error::SessionRevoked { session: id.into() }),
+    }
+}
+
+/// Ends held session `id`: deletes its heartbeats. Idempotent.
+///
+/// # Errors
+/// Provider errors.
+pub async fn end_held(p: &dyn Provider, id: &str) -> Result<()> {
+    if let Some(s) = session_state(p, id).await? {
+        for seq in &s.heartbeats {
+            p.delete(&keys::heartbeat(id, *seq)).await?;
+        }
+    }
+    Ok(())
+}
+
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "unknown".into())

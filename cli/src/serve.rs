@@ -119,6 +119,77 @@ fn log(json_out: bool, event: serde_json::Value, text: String) {
 const MIRROR_CHECK: Duration = Duration::from_secs(60);
 const MIRROR_ROUND: Duration = Duration::from_secs(300);
 
+/// How often `rbk serve` looks for pending backups (in parts) of the modules it holds.
+const PARTS_CHECK: Duration = Duration::from_secs(2);
+
+/// Writes this data dir's part of every pending backup of a module it holds that has none
+/// from here yet (docs/distributed.md). `tried` keeps a backup whose part failed from being
+/// tried again every round.
+fn write_parts(
+    cfg: &Config,
+    host: &Host,
+    worker: &str,
+    tried: &mut std::collections::HashSet<String>,
+    json_out: bool,
+) {
+    use rbk_engine::ops::parts;
+    let modules = rbk_engine::layout::module_names(&cfg.data_dir);
+    if modules.is_empty() {
+        return;
+    }
+    // Looking needs no index; the index is taken only when there is a part to write.
+    let view = match crate::cmd::open_view(cfg) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::debug!("pending backups not checked: {e:#}");
+            return;
+        }
+    };
+    let mut todo = Vec::new();
+    for module in &modules {
+        match parts::list(&view, Some(module)) {
+            Ok(listed) => todo.extend(listed.into_iter().filter(|l| {
+                l.begin
+                    && !tried.contains(&l.name)
+                    && !l.parts.iter().any(|p| parts::worker_of(p) == Some(worker))
+            })),
+            Err(e) => tracing::debug!("pending backups of {module} not checked: {e}"),
+        }
+    }
+    if todo.is_empty() {
+        return;
+    }
+    let repo = match open_repo_within(cfg, true, Duration::from_secs(5)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("parts of pending backups skipped this round: {e:#}");
+            return;
+        }
+    };
+    for l in todo {
+        let Ok(id) = rbk_engine::BackupId::parse(&l.name) else {
+            continue;
+        };
+        tried.insert(l.name.clone());
+        let running = host.get(&id.module);
+        let source = match &running {
+            Some(m) => backup::Source::Running(m),
+            None => backup::Source::Files,
+        };
+        match parts::part(&repo, &cfg.data_dir, &id, source, &NoProgress) {
+            Ok((r, _)) => log(
+                json_out,
+                serde_json::json!({"event": "part", "backup_id": id.to_string(), "tasks": r.tasks, "seconds": r.seconds}),
+                format!(
+                    "wrote part of {id}: tasks {:?} in {:.2}s",
+                    r.tasks, r.seconds
+                ),
+            ),
+            Err(e) => eprintln!("part of {id} failed: {e}"),
+        }
+    }
+}
+
 pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
     // Checked before opening any module, so the answer names the real problem rather than
     // a RocksDB lock.
@@ -186,6 +257,9 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
     // otherwise (a mirror that was down, or backups taken by `rbk backup` meanwhile).
     let mut next_mirror = begun;
     let mut mirror_lag: Option<MirrorLag> = None;
+    let worker = rbk_engine::ops::parts::worker_id(&cfg.data_dir)?;
+    let mut next_parts = begun;
+    let mut parts_tried = std::collections::HashSet::new();
     while !stop.load(Ordering::Acquire) {
         if a.for_seconds
             .is_some_and(|s| begun.elapsed() >= Duration::from_secs(s))
@@ -197,6 +271,10 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
             eprintln!("warning: {w}");
         }
         let due = sched.due(now);
+        if now >= next_parts {
+            write_parts(cfg, &host, &worker, &mut parts_tried, json_out);
+            next_parts = Instant::now() + PARTS_CHECK;
+        }
         if let Some((web, _)) = &web {
             web.set_status(status_of(&host, &sched, &cfg.data_dir, mirror_lag.clone()));
         }

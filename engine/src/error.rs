@@ -93,6 +93,33 @@ pub enum Error {
     #[error("RocksDB failed on {what}: {detail}")]
     Database { what: String, detail: String },
 
+    #[error(
+        "no pending backup {backup_id} in the store: begin one with `rbk backup begin --module {module}` (a backup already committed, or given up on, has none)"
+    )]
+    PendingNotFound { backup_id: String, module: String },
+
+    #[error(
+        "pending backup {backup_id} was given up on ({detail}): nothing more can be added to it or committed. Begin a new one with `rbk backup begin --module {module}`"
+    )]
+    PendingGivenUp {
+        backup_id: String,
+        module: String,
+        detail: String,
+    },
+
+    #[error(
+        "backup {backup_id} cannot be committed: no part has task(s) {missing} of its {tasks} ({parts} part(s) so far). Run `rbk backup part --backupId {backup_id}` on the machines holding them, then commit again"
+    )]
+    PartsMissing {
+        backup_id: String,
+        missing: String,
+        tasks: u32,
+        parts: usize,
+    },
+
+    #[error("backup {backup_id} cannot be committed: {detail}")]
+    PartsConflict { backup_id: String, detail: String },
+
     #[error("{0}")]
     InvalidInput(String),
 }
@@ -103,7 +130,10 @@ impl Error {
             Error::Store(e) => e.kind(),
             Error::DataDirMissing { .. }
             | Error::ModuleNotFound { .. }
-            | Error::BackupNotFound { .. } => ErrorKind::NotFound,
+            | Error::BackupNotFound { .. }
+            | Error::PendingNotFound { .. }
+            | Error::PartsMissing { .. } => ErrorKind::NotFound,
+            Error::PendingGivenUp { .. } => ErrorKind::Revoked,
             Error::CorruptManifest { .. } | Error::Uncommitted { .. } | Error::Damaged { .. } => {
                 ErrorKind::Corrupt
             }
@@ -113,6 +143,7 @@ impl Error {
             | Error::DependencyBroken { .. }
             | Error::ForeignStore { .. }
             | Error::ModuleRunning { .. }
+            | Error::PartsConflict { .. }
             | Error::InvalidInput(_) => ErrorKind::InvalidInput,
             Error::Io { source, .. } => rbk_chunkstore::error::io_kind(source),
             Error::FileChanged { .. } => ErrorKind::Io,

@@ -24,6 +24,7 @@ pub mod host;
 pub mod layout;
 pub mod manifest;
 pub mod ops;
+pub mod placement;
 pub mod repo;
 pub mod retention;
 pub mod testdata;

@@ -318,6 +318,10 @@ fn session_views(store: &ChunkStore, opts: &CollectOptions) -> Result<Vec<Sessio
     for s in running_sessions(store)?.into_values() {
         let silence = store.block_on(session::silence_ms(p.as_ref(), &s, store_now))?;
         let heartbeat = store.block_on(session::newest_heartbeat(p.as_ref(), &s))?;
+        // A held session (a pending backup) carries its own, longer lease.
+        let lease_ms = heartbeat
+            .as_ref()
+            .map_or(lease_ms, |h| h.lease_ms(lease_ms));
         out.push(SessionView {
             revoke: opts.revoke.contains(&s.id) || silence.is_some_and(|(ms, _)| ms > lease_ms),
             silent_ms: silence.map(|(ms, _)| ms),

@@ -5,13 +5,15 @@
 //! - `write.rs`: a [`WriteSession`] — dedup, packing, uploads, the commit of a manifest;
 //! - `read.rs`: [`ChunkStore::plan_read`] and [`ChunkStore::read_plan`], every chunk verified;
 //! - `sync.rs`: the index kept in line with the store's packs;
-//! - `objects.rs`: the questions the layers above ask about manifests and sessions.
+//! - `objects.rs`: the questions the layers above ask about manifests and sessions;
+//! - `pending.rs`: backups written in parts by several processes, until committed.
 //!
 //! The provider, the index and the async runtime are the store's own: callers ask the store
 //! questions instead of reaching into its parts.
 
 mod config;
 mod objects;
+mod pending;
 mod read;
 mod sync;
 mod write;
@@ -23,6 +25,7 @@ use bytes::Bytes;
 
 pub use config::{DEFAULT_IMMUTABLE_CHUNK, StoreConfig};
 pub use objects::StoredManifest;
+pub use pending::PendingListing;
 pub use read::ReadPlan;
 pub use sync::SyncReport;
 pub use write::{WriteSession, WriteStats};

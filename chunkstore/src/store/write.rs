@@ -480,8 +480,14 @@ impl WriteSession<'_> {
     /// sweep chunks the manifest references, so the manifest is deleted again and the write
     /// fails. Returns false, having written nothing, when the name is taken.
     fn put_manifest_checked(&self, group: &str, name: &str, body: Bytes) -> Result<bool> {
+        self.put_checked(&keys::manifest(group, name), body)
+    }
+
+    /// Writes `key` if absent and checks the session after: deletes it again if the session
+    /// was revoked meanwhile. False when `key` exists.
+    pub(super) fn put_checked(&self, key: &str, body: Bytes) -> Result<bool> {
         let store = self.store;
-        let key = keys::manifest(group, name);
+        let key = key.to_string();
         if !store.block_on(store.provider.put_if_absent(&key, body))? {
             return Ok(false);
         }

@@ -237,14 +237,14 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__backup)
-            opts="-q -h --action --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --ignore-dependencies --no-undo-backup --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --side --mirror-wait --config --data-dir --provider --mirror --json --quiet --index-wait --help"
+            opts="-q -h --action --module --backupId --pageToken --pageSize --force --yes --no-sync --keep-setid --ignore-dependencies --no-undo-backup --tasks --threads --workers --replicationFactor --worker --dry-run --max-age-hours --min-backups-to-keep --repack-threshold --rebind-store --lease-seconds --revoke --read-data --read-data-subset --side --mirror-wait --wait-parts --pending-lease-seconds --config --data-dir --provider --mirror --json --quiet --index-wait --help begin part commit abort"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --action)
-                    COMPREPLY=($(compgen -W "backup list info restore delete gc verify repair-index" -- "${cur}"))
+                    COMPREPLY=($(compgen -W "backup list info restore delete gc verify repair-index begin part commit abort" -- "${cur}"))
                     return 0
                     ;;
                 --module)
@@ -260,6 +260,26 @@ _rbk() {
                     return 0
                     ;;
                 --pageSize)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tasks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --replicationFactor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --worker)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -292,6 +312,14 @@ _rbk() {
                     return 0
                     ;;
                 --mirror-wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-parts)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pending-lease-seconds)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1327,13 +1355,33 @@ _rbk() {
             return 0
             ;;
         rbk__subcmd__restore)
-            opts="-q -h --backupId --force --yes --no-sync --keep-setid --ignore-dependencies --no-undo-backup --config --data-dir --provider --mirror --json --quiet --index-wait --help"
+            opts="-q -h --backupId --force --yes --no-sync --keep-setid --ignore-dependencies --no-undo-backup --tasks --threads --workers --replicationFactor --worker --config --data-dir --provider --mirror --json --quiet --index-wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --backupId)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tasks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --threads)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --workers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --replicationFactor)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --worker)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -58,11 +58,20 @@ restore\t''
 delete\t'Delete one backup (--backupId); its chunks are freed by the next gc'
 gc\t'Delete backups by retention policy and free unreferenced packs'
 verify\t'Check that backups are restorable: every chunk present (and with --read-data, intact)'
-repair-index\t'Rebuild the local index from the store'"
+repair-index\t'Rebuild the local index from the store'
+begin\t'Begin a backup written in parts by several machines (--module); prints its id'
+part\t'Back up this data dir\'s tasks into the pending backup --backupId'
+commit\t'Commit the pending backup --backupId once its parts cover every task'
+abort\t'Give up on the pending backup --backupId'"
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l module -d 'Module name, e.g. com.mycompany.BankModule' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l backupId -d 'Backup id, e.g. com.mycompany.BankModule-00000193E038B5F8-DE' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l pageToken -d 'list: page token printed by the previous page' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l pageSize -d 'list: backups per page' -r
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l tasks -d 'restore: only these tasks (comma-separated, e.g. `2,3`), with the module\'s own files' -r
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l threads -d 'restore, placed: the module\'s task threads (Rama\'s launch setting; with --workers and --worker)' -r
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l workers -d 'restore, placed: the worker processes the module runs in' -r
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l replicationFactor -d 'restore, placed: replicas of each task, on different workers (default 1)' -r
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l worker -d 'restore, placed: which worker (0..W-1) this machine is: it gets the tasks, replicas included, that worker runs (placement in docs/distributed.md), and module.json records the launch settings' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l max-age-hours -d 'gc: delete backups older than this (overrides backup.max.age.hours of every module)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l min-backups-to-keep -d 'gc: keep at least this many newest backups per module (overrides backup.min.backups.to.keep)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l repack-threshold -d 'gc: rewrite packs with more than this fraction of their bytes unreferenced' -r
@@ -73,6 +82,8 @@ complete -c rbk -n "__fish_rbk_using_subcommand backup" -l side -d 'verify: whic
 mirror\t''
 both\t''"
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l mirror-wait -d 'backup, with a mirror: how long to wait, once the backup committed, for the mirror to catch up. A mirror still behind or unreachable then is reported on stderr, not an error: the backup is in the store, and the next backup, `rbk mirror sync` or `rbk serve` catches up' -r
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l wait-parts -d 'backup: back up in parts: begin, write this data dir\'s part, wait up to SECONDS for the parts of the other machines (their `rbk serve` writes them), then commit. Fails (exit 3, naming the tasks missing) and gives the backup up if they do not all come' -r
+complete -c rbk -n "__fish_rbk_using_subcommand backup" -l pending-lease-seconds -d 'begin, --wait-parts: how long a pending backup waits for its parts and commit before GC gives up on it (it holds back GC\'s sweeps meanwhile)' -r
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand backup" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r
@@ -111,6 +122,11 @@ complete -c rbk -n "__fish_rbk_using_subcommand info" -l json -d 'Machine-readab
 complete -c rbk -n "__fish_rbk_using_subcommand info" -s q -l quiet -d 'No progress bars'
 complete -c rbk -n "__fish_rbk_using_subcommand info" -s h -l help -d 'Print help'
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l backupId -d 'Backup id, e.g. com.mycompany.BankModule-00000193E038B5F8-DE' -r
+complete -c rbk -n "__fish_rbk_using_subcommand restore" -l tasks -d 'restore: only these tasks (comma-separated, e.g. `2,3`), with the module\'s own files' -r
+complete -c rbk -n "__fish_rbk_using_subcommand restore" -l threads -d 'restore, placed: the module\'s task threads (Rama\'s launch setting; with --workers and --worker)' -r
+complete -c rbk -n "__fish_rbk_using_subcommand restore" -l workers -d 'restore, placed: the worker processes the module runs in' -r
+complete -c rbk -n "__fish_rbk_using_subcommand restore" -l replicationFactor -d 'restore, placed: replicas of each task, on different workers (default 1)' -r
+complete -c rbk -n "__fish_rbk_using_subcommand restore" -l worker -d 'restore, placed: which worker (0..W-1) this machine is: it gets the tasks, replicas included, that worker runs (placement in docs/distributed.md), and module.json records the launch settings' -r
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l config -d 'Config file [env: RBK_CONFIG] (default: ./rbk.yaml when it exists)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l data-dir -d 'Data dir holding `modules/` [env: RBK_DATA_DIR] (overrides `data.dir`)' -r -F
 complete -c rbk -n "__fish_rbk_using_subcommand restore" -l provider -d 'Backup provider, e.g. `fs /var/rbk` [env: RBK_PROVIDER] (overrides `backup.provider`)' -r

@@ -29,10 +29,31 @@ pub enum Action {
     Verify,
     /// Rebuild the local index from the store.
     RepairIndex,
+    /// Begin a backup written in parts by several machines (--module); prints its id.
+    Begin,
+    /// Back up this data dir's tasks into the pending backup --backupId.
+    Part,
+    /// Commit the pending backup --backupId once its parts cover every task.
+    Commit,
+    /// Give up on the pending backup --backupId.
+    Abort,
+}
+
+/// `rbk backup begin|part|commit|abort`: the steps of a backup in parts, as words.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Begin,
+    Part,
+    Commit,
+    Abort,
 }
 
 #[derive(Args, Debug)]
 pub struct ActionArgs {
+    /// A step of a backup in parts (docs/distributed.md): `begin` (--module), then `part`
+    /// on each machine and `commit` (--backupId); `abort` gives one up.
+    #[arg(value_enum, conflicts_with = "action")]
+    pub step: Option<Step>,
     #[arg(long, value_enum, default_value = "backup")]
     pub action: Action,
     #[command(flatten)]
@@ -57,11 +78,44 @@ pub struct ActionArgs {
     /// serve` catches up.
     #[arg(long = "mirror-wait", value_name = "SECONDS", default_value_t = 300)]
     pub mirror_wait: u64,
+    /// backup: back up in parts: begin, write this data dir's part, wait up to SECONDS for
+    /// the parts of the other machines (their `rbk serve` writes them), then commit. Fails
+    /// (exit 3, naming the tasks missing) and gives the backup up if they do not all come.
+    #[arg(long = "wait-parts", value_name = "SECONDS")]
+    pub wait_parts: Option<u64>,
+    /// begin, --wait-parts: how long a pending backup waits for its parts and commit before
+    /// GC gives up on it (it holds back GC's sweeps meanwhile).
+    #[arg(
+        long = "pending-lease-seconds",
+        value_name = "SECONDS",
+        default_value_t = 86_400
+    )]
+    pub pending_lease_seconds: u64,
 }
 
 pub fn run(ctx: &Ctx, a: &ActionArgs) -> Result<()> {
     let (module, backup_id) = (a.module.clone(), a.backup_id.clone());
-    match a.action {
+    let action = match a.step {
+        Some(Step::Begin) => Action::Begin,
+        Some(Step::Part) => Action::Part,
+        Some(Step::Commit) => Action::Commit,
+        Some(Step::Abort) => Action::Abort,
+        None => a.action,
+    };
+    match action {
+        Action::Begin => {
+            super::parts::check_lease(a.pending_lease_seconds)?;
+            let m = super::need(&module.module, "--module", "backup begin")?;
+            super::parts::begin(ctx, m, a.pending_lease_seconds)
+        }
+        Action::Part => super::parts::part(ctx, &backup_id.backup_id),
+        Action::Commit => super::parts::commit(ctx, &backup_id.backup_id),
+        Action::Abort => super::parts::abort(ctx, &backup_id.backup_id),
+        Action::Backup if a.wait_parts.is_some() => {
+            super::parts::check_lease(a.pending_lease_seconds)?;
+            let m = super::need(&module.module, "--module", "backup")?;
+            super::parts::whole(ctx, m, a.wait_parts.unwrap_or(0), a.pending_lease_seconds)
+        }
         Action::Backup => super::backup::run(
             ctx,
             &BackupArgs {

@@ -142,6 +142,8 @@ impl Report for gc::GcReport {
             "manifests_deleted": r.manifests_deleted.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "manifests_uncommitted": r.manifests_uncommitted.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "manifests_retained": r.manifests_retained,
+            "pending_held": r.pending_held,
+            "pending_deleted": r.pending_deleted,
             "sessions_revoked": r.store.sessions_revoked,
             "sessions": r.store.sessions.iter().map(|s| json!({
                 "id": s.id,
@@ -194,6 +196,20 @@ impl Report for gc::GcReport {
             r.manifests_uncommitted.len()
         ));
             out.extend(r.manifests_uncommitted.iter().map(|id| format!("  {id}")));
+        }
+        if r.pending_held > 0 {
+            out.push(format!(
+                "{} pending backup(s) in parts still held: what their parts reference is kept",
+                r.pending_held
+            ));
+        }
+        if !r.pending_deleted.is_empty() {
+            out.push(format!(
+                "{} what is left of {} pending backup(s) that were committed or given up on:",
+                if r.dry_run { "would delete" } else { "deleted" },
+                r.pending_deleted.len()
+            ));
+            out.extend(r.pending_deleted.iter().map(|id| format!("  {id}")));
         }
         for s in &r.store.sessions {
             let who = s.heartbeat.as_ref().map_or_else(

@@ -11,6 +11,7 @@ pub mod gc;
 pub mod info;
 pub mod list;
 pub mod mirror;
+pub mod parts;
 pub mod repair_index;
 pub mod restore;
 pub mod stats;
@@ -100,6 +101,13 @@ pub fn open_repo(cfg: &Config, create: bool) -> Result<Repo> {
     use std::sync::atomic::Ordering;
     let wait = INDEX_WAIT_SECONDS.load(Ordering::Relaxed);
     open_repo_within(cfg, create, std::time::Duration::from_secs(wait))
+}
+
+/// The store as a view, without the local index: for looking while another process (this
+/// data dir's `rbk serve`) may hold the index.
+pub fn open_view(cfg: &Config) -> Result<Repo> {
+    let p = provider::from_spec(&cfg.provider)?;
+    Repo::open_view(p).with_context(|| format!("opening the store `{}`", cfg.provider))
 }
 
 /// [`open_repo`], waiting at most `wait` for the index.

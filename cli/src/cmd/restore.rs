@@ -41,6 +41,50 @@ pub struct RestoreFlags {
     /// restore prints how to undo it).
     #[arg(long = "no-undo-backup")]
     pub no_undo_backup: bool,
+    /// restore: only these tasks (comma-separated, e.g. `2,3`), with the module's own files.
+    #[arg(long, value_delimiter = ',', value_name = "TASKS", conflicts_with_all = ["threads", "workers", "worker"])]
+    pub tasks: Option<Vec<u32>>,
+    /// restore, placed: the module's task threads (Rama's launch setting; with --workers and
+    /// --worker).
+    #[arg(long, value_name = "T", requires_all = ["workers", "worker"])]
+    pub threads: Option<u32>,
+    /// restore, placed: the worker processes the module runs in.
+    #[arg(long, value_name = "W", requires_all = ["threads", "worker"])]
+    pub workers: Option<u32>,
+    /// restore, placed: replicas of each task, on different workers (default 1).
+    #[arg(
+        long = "replicationFactor",
+        alias = "replication-factor",
+        value_name = "R",
+        requires = "worker"
+    )]
+    pub replication_factor: Option<u32>,
+    /// restore, placed: which worker (0..W-1) this machine is: it gets the tasks, replicas
+    /// included, that worker runs (placement in docs/distributed.md), and module.json
+    /// records the launch settings.
+    #[arg(long, value_name = "I", requires_all = ["threads", "workers"])]
+    pub worker: Option<u32>,
+}
+
+impl RestoreFlags {
+    /// Which tasks to restore.
+    fn selection(&self) -> restore::Selection {
+        use rbk_engine::placement::Launch;
+        if let Some(t) = &self.tasks {
+            return restore::Selection::Tasks(t.iter().copied().collect());
+        }
+        match (self.threads, self.workers, self.worker) {
+            (Some(threads), Some(workers), Some(worker)) => restore::Selection::Worker {
+                launch: Launch {
+                    threads,
+                    workers,
+                    replication_factor: self.replication_factor.unwrap_or(1),
+                },
+                worker,
+            },
+            _ => restore::Selection::All,
+        }
+    }
 }
 
 struct Restored {
@@ -56,7 +100,7 @@ impl Report for Restored {
             .iter()
             .map(|x| json!({"module": x.module, "task": x.task, "topology": x.topology, "depot": x.depot, "from": x.from, "to": x.to}))
             .collect();
-        json!({"backup_id": id.to_string(), "target": r.target, "files": r.files, "bytes": r.bytes, "seconds": r.seconds,
+        json!({"backup_id": id.to_string(), "target": r.target, "tasks": r.tasks, "files": r.files, "bytes": r.bytes, "seconds": r.seconds,
                "undo_backup_id": r.undo_backup_id.as_ref().map(ToString::to_string), "epoch": r.epoch, "offsets_reset": resets})
     }
 
@@ -116,7 +160,7 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
     }
     // `--yes` for a served module stands for `--force`: its state is replaced.
     let force = args.flags.force || host.is_some();
-    let r = restore::restore(
+    let r = restore::restore_selected(
         &repo,
         &cfg.data_dir,
         &id,
@@ -127,6 +171,7 @@ pub fn run(ctx: &Ctx, args: &RestoreArgs) -> Result<()> {
             ignore_dependencies: args.flags.ignore_dependencies,
             undo_backup: !args.flags.no_undo_backup,
         },
+        &args.flags.selection(),
         &bars,
     );
     // Started again either way: with the restored state, or (a failed restore leaves

@@ -5,5 +5,6 @@ mod cli;
 mod corrupt_stores;
 mod mirror;
 mod msrv;
+mod parts;
 mod s3;
 mod web;

@@ -58,6 +58,17 @@ pub struct BackupReport {
     /// their kept chunks.
     pub bytes_read: u64,
     pub seconds: f64,
+    /// The tasks it holds (a part of a backup holds those of its data dir).
+    pub tasks: Vec<u32>,
+}
+
+/// What a backup run writes: a backup of its own, or its part of a pending backup that
+/// several processes write (`ops::parts`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Destination<'a> {
+    Backup,
+    /// Its part of a pending backup, from the data dir of this worker id.
+    Part(&'a crate::ops::parts::Pending, &'a str),
 }
 
 /// One file to store, and what the previous backup knew about it.
@@ -190,6 +201,7 @@ pub fn backup(
         module,
         true,
         &HashMap::new(),
+        Destination::Backup,
         progress,
     )
 }
@@ -231,19 +243,47 @@ pub fn backup_from_source(
     source: Source,
     progress: &dyn Progress,
 ) -> Result<(BackupReport, Option<LiveView>)> {
+    from_source(
+        repo,
+        data_dir,
+        module,
+        source,
+        Destination::Backup,
+        progress,
+    )
+}
+
+/// [`backup_from_source`] into `dest`.
+pub(crate) fn from_source(
+    repo: &Repo,
+    data_dir: &Path,
+    module: &str,
+    source: Source,
+    dest: Destination,
+    progress: &dyn Progress,
+) -> Result<(BackupReport, Option<LiveView>)> {
     let no_caps = HashMap::new();
     match source {
         Source::Files => {
-            let r = backup_from(repo, data_dir, data_dir, module, true, &no_caps, progress)?;
+            let r = backup_from(
+                repo, data_dir, data_dir, module, true, &no_caps, dest, progress,
+            )?;
             Ok((r, None))
         }
         Source::Running(m) => {
             // Deleted when dropped, after the backup.
             let snap = m.snapshot(data_dir)?;
-            backup_from_source(repo, data_dir, module, Source::Snapshot(&snap), progress)
+            from_source(
+                repo,
+                data_dir,
+                module,
+                Source::Snapshot(&snap),
+                dest,
+                progress,
+            )
         }
         Source::Snapshot(snap) => {
-            let r = backup_snapshot(repo, data_dir, &snap.root, module, progress)?;
+            let r = backup_snapshot(repo, data_dir, &snap.root, module, dest, progress)?;
             let live = LiveView {
                 commit_ids: snap.commit_ids.clone(),
                 pause: snap.pause,
@@ -252,7 +292,7 @@ pub fn backup_from_source(
         }
         Source::Host(client) => {
             let snap = client.snapshot(module)?;
-            let r = backup_snapshot(repo, data_dir, &snap.root, module, progress)?;
+            let r = backup_snapshot(repo, data_dir, &snap.root, module, dest, progress)?;
             client.release()?;
             let live = LiveView {
                 commit_ids: snap.commit_ids,
@@ -271,6 +311,7 @@ fn backup_snapshot(
     data_dir: &Path,
     snapshot_root: &Path,
     module: &str,
+    dest: Destination,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let caps = snapshot_dir::read_length_caps(snapshot_root)?;
@@ -281,6 +322,7 @@ fn backup_snapshot(
         module,
         false,
         &caps,
+        dest,
         progress,
     )
 }
@@ -352,6 +394,7 @@ fn refuse_if_running(scan: &ModuleScan) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn backup_from(
     repo: &Repo,
     data_dir: &Path,
@@ -359,6 +402,7 @@ fn backup_from(
     module: &str,
     check_lock: bool,
     length_caps: &HashMap<String, u64>,
+    dest: Destination,
     progress: &dyn Progress,
 ) -> Result<BackupReport> {
     let started = Instant::now();
@@ -373,9 +417,15 @@ fn backup_from(
     // The session tells concurrent GCs that this backup may still reference packs they
     // condemn, and tells this backup which packs not to deduplicate against (docs/gc.md).
     // It ends with the commit, whether that succeeds or not.
-    let session = repo.store().begin_session("backup", module)?;
+    let session = repo.store().begin_session(
+        match dest {
+            Destination::Backup => "backup",
+            Destination::Part(..) => "backup-part",
+        },
+        module,
+    )?;
     let (backup_id, stats, written, bytes_read) =
-        backup_in_session(repo, session, module, &scan, start_ms, progress)?;
+        backup_in_session(repo, session, module, &scan, start_ms, dest, progress)?;
     let added_bytes = written.new_stored_bytes;
     repo.bind_if_unbound(data_dir)?;
     Ok(BackupReport {
@@ -386,6 +436,7 @@ fn backup_from(
         added_bytes,
         bytes_read,
         seconds: started.elapsed().as_secs_f64(),
+        tasks: scan.tasks.iter().map(|t| t.task).collect(),
     })
 }
 
@@ -397,6 +448,7 @@ fn backup_in_session(
     module: &str,
     scan: &ModuleScan,
     start_ms: u64,
+    dest: Destination,
     progress: &dyn Progress,
 ) -> Result<(BackupId, BackupStats, WriteStats, u64)> {
     let store = repo.store();
@@ -698,6 +750,42 @@ fn backup_in_session(
     let mut ws = session.stats();
     stats.new_chunks = ws.new_chunks;
     stats.new_stored_bytes = ws.new_stored_bytes;
+    let dir_meta = scan
+        .dirs
+        .iter()
+        .map(|d| DirMeta {
+            path: d.rel.clone(),
+            mode: d.mode,
+            owner: Some(Owner {
+                uid: d.uid,
+                gid: d.gid,
+            }),
+        })
+        .collect();
+    if let Destination::Part(pending, worker) = dest {
+        // A part: the tasks of this data dir, under the pending backup's id and held
+        // session; the commit gathers the parts into the backup's manifest.
+        let part = Manifest {
+            backup_id: pending.id.clone(),
+            created_ms: pending.created_ms,
+            rbk_version: env!("CARGO_PKG_VERSION").into(),
+            task_count: scan.meta.tasks,
+            stats,
+            module_files,
+            tasks,
+            session: Some(pending.session.clone()),
+            dir_meta,
+        };
+        let body = part.encode();
+        let name = crate::ops::parts::part_name(session.id(), worker);
+        let written =
+            session.write_pending_part(module, &pending.id.to_string(), &name, Bytes::from(body));
+        if let Err(e) = session.end() {
+            tracing::warn!("could not end session: {e}");
+        }
+        written?;
+        return Ok((pending.id.clone(), stats, ws, bytes_read));
+    }
 
     // The id must sort after every existing backup of the module, even if the clock went back.
     let mut millis = start_ms;
@@ -717,18 +805,7 @@ fn backup_in_session(
         module_files,
         tasks,
         session: Some(session.id().to_string()),
-        dir_meta: scan
-            .dirs
-            .iter()
-            .map(|d| DirMeta {
-                path: d.rel.clone(),
-                mode: d.mode,
-                owner: Some(Owner {
-                    uid: d.uid,
-                    gid: d.gid,
-                }),
-            })
-            .collect(),
+        dir_meta,
     };
     // The commit point. Another backup of the module may have taken the id in the same
     // millisecond: then try another suffix.

@@ -60,6 +60,11 @@ pub struct GcReport {
     /// Deleted because they were never committed (their session was revoked first).
     pub manifests_uncommitted: Vec<BackupId>,
     pub manifests_retained: u64,
+    /// Pending backups (in parts) whose held session is over: committed or given up on.
+    /// Their leftover objects were deleted.
+    pub pending_deleted: Vec<String>,
+    /// Pending backups still held, whose parts count as live.
+    pub pending_held: u64,
     /// What the chunk store's collection did: sessions, mark, sweep.
     pub store: CollectReport,
     /// Problems that did not stop the run (e.g. a module's unreadable options).
@@ -177,6 +182,21 @@ pub fn gc(
         Ok::<_, Error>(live)
     })?;
     report.manifests_retained = retained.get().unwrap_or(0);
+
+    // 4. Pending backups given up on (their lease ran out, this run may have revoked them)
+    // or committed by a process that died before tidying up: their parts and begin go.
+    let (held, leftovers) = crate::ops::parts::for_gc(repo)?;
+    report.pending_held = held
+        .iter()
+        .map(|m| &m.backup_id)
+        .collect::<HashSet<_>>()
+        .len() as u64;
+    for l in leftovers {
+        if !opts.dry_run {
+            store.delete_pending(&l)?;
+        }
+        report.pending_deleted.push(l.name);
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -203,6 +223,16 @@ fn live_set(
         .collect();
     progress.begin_items("gc: mark", ids.len() as u64);
     let mut live = LiveSet::default();
+    // Parts of pending backups still held are as good as committed: what they reference is
+    // kept (their held session also holds back every sweep; docs/gc.md).
+    let (parts, _) = crate::ops::parts::for_gc(repo)?;
+    for m in &parts {
+        for (_, f) in m.files() {
+            for c in &f.chunks {
+                live.insert(c);
+            }
+        }
+    }
     let mut n = 0;
     for id in &ids {
         let m = match repo.load_manifest(id) {

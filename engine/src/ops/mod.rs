@@ -5,6 +5,7 @@ pub mod dependents;
 pub mod gc;
 pub mod info;
 pub mod list;
+pub mod parts;
 pub mod predict;
 pub mod restore;
 pub mod stats;

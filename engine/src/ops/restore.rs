@@ -114,6 +114,61 @@ pub struct RestoreReport {
     pub epoch: u64,
     /// Processed offsets moved so that readers of depots stay consistent.
     pub resets: Vec<OffsetReset>,
+    /// The tasks restored (all of the backup's unless a selection said otherwise).
+    pub tasks: Vec<u32>,
+}
+
+/// Which tasks of a backup a restore writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// Every task.
+    #[default]
+    All,
+    /// These tasks (`--tasks 2,3`).
+    Tasks(std::collections::BTreeSet<u32>),
+    /// The tasks, replicas included, that worker `worker` runs under `launch`; the settings
+    /// are recorded in the restored module.json (`crate::placement`).
+    Worker {
+        launch: crate::placement::Launch,
+        worker: u32,
+    },
+}
+
+impl Selection {
+    /// `manifest` with only the selected tasks (and their directories), and the launch
+    /// settings to record, if any.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a task the backup does not have or invalid launch settings.
+    fn apply(
+        &self,
+        mut manifest: crate::manifest::Manifest,
+    ) -> Result<(crate::manifest::Manifest, Option<crate::placement::Launch>)> {
+        let n = manifest.task_count;
+        let (tasks, launch) = match self {
+            Selection::All => return Ok((manifest, None)),
+            Selection::Tasks(t) => {
+                if let Some(bad) = t.iter().find(|t| **t >= n) {
+                    return Err(Error::InvalidInput(format!(
+                        "--tasks {bad}: backup {} has tasks 0..{}",
+                        manifest.backup_id,
+                        n - 1
+                    )));
+                }
+                (t.clone(), None)
+            }
+            Selection::Worker { launch, worker } => (launch.tasks_of(n, *worker)?, Some(*launch)),
+        };
+        manifest.tasks.retain(|t| tasks.contains(&t.task));
+        manifest.dir_meta.retain(|d| {
+            d.path
+                .strip_prefix("tasks/")
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|t| t.parse::<u32>().ok())
+                .is_none_or(|t| tasks.contains(&t))
+        });
+        Ok((manifest, launch))
+    }
 }
 
 /// Threads that finish completed files (mtime, mode, fsync) while the workers go on. fsync
@@ -330,6 +385,22 @@ pub fn restore(
     opts: RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
+    restore_selected(repo, data_dir, id, opts, &Selection::All, progress)
+}
+
+/// [`restore`] of the tasks `selection` picks (the module's own files always), e.g. the
+/// tasks one machine of a spread module runs.
+///
+/// # Errors
+/// As [`restore`]; `InvalidInput` for a selection the backup cannot satisfy.
+pub fn restore_selected(
+    repo: &Repo,
+    data_dir: &Path,
+    id: &BackupId,
+    opts: RestoreOptions,
+    selection: &Selection,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
     let started = Instant::now();
     let target = module_dir(data_dir, &id.module);
     if !opts.force && is_nonempty_dir(&target)? {
@@ -353,7 +424,7 @@ pub fn restore(
         }
     };
     let prepared = (|| {
-        let manifest = repo.load_committed(id)?;
+        let (manifest, launch) = selection.apply(repo.load_committed(id)?)?;
         if !opts.ignore_dependencies {
             dependents::check_restore(data_dir, &manifest)?;
         }
@@ -367,9 +438,9 @@ pub fn restore(
             &depots,
             true,
         )?;
-        Ok::<_, Error>((manifest, depots))
+        Ok::<_, Error>((manifest, depots, launch))
     })();
-    let (manifest, depots) = match prepared {
+    let (manifest, depots, launch) = match prepared {
         Ok(p) => p,
         Err(e) => {
             end_session(session);
@@ -400,7 +471,7 @@ pub fn restore(
         Ok(Some(b.backup_id))
     };
     let result = restore_in_session(
-        repo, data_dir, &manifest, &target, opts, take_undo, progress,
+        repo, data_dir, &manifest, &target, opts, launch, take_undo, progress,
     );
     end_session(session);
     let (files, total, undo_backup_id) = result?;
@@ -447,18 +518,21 @@ pub fn restore(
         undo_backup_id,
         epoch,
         resets,
+        tasks: manifest.tasks.iter().map(|t| t.task).collect(),
     })
 }
 
 /// Restores into `target` through a staging dir, calling `before_swap` once the new state is
 /// complete and durable and before it replaces the old; returns (files, bytes, what
 /// `before_swap` returned).
+#[allow(clippy::too_many_arguments)]
 fn restore_in_session<T>(
     repo: &Repo,
     data_dir: &Path,
     manifest: &crate::manifest::Manifest,
     target: &Path,
     opts: RestoreOptions,
+    launch: Option<crate::placement::Launch>,
     before_swap: impl FnOnce() -> Result<T>,
     progress: &dyn Progress,
 ) -> Result<(u64, u64, T)> {
@@ -503,6 +577,9 @@ fn restore_in_session<T>(
             progress,
         )?;
         progress.end();
+        if let Some(l) = launch {
+            record_launch(&staging.join("module.json"), &l, opts)?;
+        }
         // Directories deepest first, so every new name is durable before the final rename.
         for d in dirs.iter().rev() {
             sync_dir(d, opts)?;
@@ -558,6 +635,26 @@ fn restore_in_session<T>(
         fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
     Ok((files.len() as u64, total, before))
+}
+
+/// Records launch settings in a restored (staged) module.json, durably unless `no_sync`.
+fn record_launch(
+    path: &Path,
+    launch: &crate::placement::Launch,
+    opts: RestoreOptions,
+) -> Result<()> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    let updated = launch.record_in(&bytes)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    std::io::Write::write_all(&mut f, &updated).map_err(|e| Error::io(path, e))?;
+    if !opts.no_sync {
+        f.sync_all().map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// Atomically swaps two directory entries (Linux `renameat2(RENAME_EXCHANGE)`).

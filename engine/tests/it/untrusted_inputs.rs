@@ -522,6 +522,7 @@ fn times_outside_1970_to_2262_come_back_as_they_were() {
 /// writer's clock, `written` when the store (this file system) wrote it.
 fn plant_heartbeat(store: &Path, id: &str, writer_ms: u64, written: std::time::SystemTime) {
     let hb = rbk_chunkstore::session::Heartbeat {
+        lease_ms: None,
         kind: "backup".into(),
         label: MODULE.into(),
         host: "elsewhere".into(),
