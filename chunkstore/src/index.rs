@@ -320,16 +320,79 @@ impl RocksChunkIndex {
         self.entries_under(&key(b'r', &pack.0, None))
     }
 
-    /// Forgets every pack and chunk (the schema marker stays).
+    /// When the index last listed every pack of the store, by the store's clock (ms), and
+    /// when the store wrote its `config` then (a store recreated since has a newer one).
+    ///
+    /// # Errors
+    /// `Index` on a RocksDB failure or a malformed value.
+    pub fn last_full_sync(&self) -> Result<Option<(u64, u64)>> {
+        match self.db.get(b"f").map_err(|e| self.err(e))? {
+            Some(v) if v.len() == 16 => Ok(Some((
+                self.decode_size(&v[..8])?,
+                self.decode_size(&v[8..])?,
+            ))),
+            Some(_) => Err(Error::Index {
+                path: self.path.clone(),
+                detail: "last full sync entry is not 16 bytes".into(),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// Records when the index last listed every pack and the store's `config` write time
+    /// then (`None`: forget it, so the next session lists every pack).
+    ///
+    /// # Errors
+    /// `Index` on a RocksDB failure.
+    pub fn set_last_full_sync(&self, at: Option<(u64, u64)>) -> Result<()> {
+        match at {
+            Some((ms, config_ms)) => {
+                let mut v = ms.to_le_bytes().to_vec();
+                v.extend_from_slice(&config_ms.to_le_bytes());
+                self.db.put(b"f", v)
+            }
+            None => self.db.delete(b"f"),
+        }
+        .map_err(|e| self.err(e))
+    }
+
+    /// Forgets every pack and chunk, and when it last listed every pack (the schema marker
+    /// stays).
     ///
     /// # Errors
     /// `Index` on a RocksDB failure.
     pub fn clear(&self) -> Result<()> {
         let mut batch = WriteBatch::default();
+        batch.delete(b"f");
         for prefix in [b'c', b'p', b'r'] {
             batch.delete_range(&[prefix][..], &[prefix + 1][..]);
         }
         self.db.write(batch).map_err(|e| self.err(e))
+    }
+
+    /// Whether the index knows at least `n` packs (reads at most `n` entries).
+    ///
+    /// # Errors
+    /// `Index` on a RocksDB failure.
+    pub fn knows_at_least(&self, n: u64) -> Result<bool> {
+        if n == 0 {
+            return Ok(true);
+        }
+        let mut seen = 0u64;
+        for item in self
+            .db
+            .iterator(IteratorMode::From(b"p", Direction::Forward))
+        {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            if !k.starts_with(b"p") {
+                break;
+            }
+            seen += 1;
+            if seen >= n {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// All packs the index knows, with their sizes.

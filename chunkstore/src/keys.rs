@@ -9,6 +9,7 @@
 //! sessions/clock-<16 hex>/probe            a GC's probe of the store's clock (deleted at once)
 //! gc/<record id>/condemned                 the packs one GC run condemned
 //! gc/<record id>/armed                     the sessions that record waits for
+//! gc/<record id>/swept                     its packs are deleted (version 4 stores)
 //! pending/<group>/<name>/begin             a backup many processes write, not yet committed
 //! pending/<group>/<name>/part-<part>       one process's part of it
 //! ```
@@ -83,6 +84,7 @@ pub fn parse_session(key: &str) -> Option<(&str, &str)> {
 
 pub const CONDEMNED: &str = "condemned";
 pub const ARMED: &str = "armed";
+pub const SWEPT: &str = "swept";
 
 pub fn gc_record(id: &str, part: &str) -> String {
     format!("{GC}{id}/{part}")

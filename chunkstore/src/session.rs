@@ -31,6 +31,18 @@ const MAX_HEARTBEAT_LEN: usize = 4096;
 pub struct SessionTiming {
     pub heartbeat: Duration,
     pub lease: Duration,
+    /// How long a backup session may rely on its index's last full sync (a listing of every
+    /// pack), learning of deleted packs only from swept GC records (docs/gc.md, "Index sync
+    /// without listing every pack"). Longer ago than this, it lists every pack again.
+    pub full_sync_every: Duration,
+    /// A backup session lists every pack, whatever `full_sync_every` says, while the index
+    /// knows fewer packs than this: up to ten LIST requests, which also notice packs that
+    /// vanished without a GC (deleted by hand, a lost disk) at once. Larger stores are
+    /// listed once per `full_sync_every`.
+    pub list_every_pack_below: u64,
+    /// How long a GC keeps a swept record (version 4 stores), at least; never less than
+    /// `lease + full_sync_every` ([`crate::gc::swept_keep`]).
+    pub swept_keep: Duration,
 }
 
 impl Default for SessionTiming {
@@ -40,6 +52,9 @@ impl Default for SessionTiming {
         SessionTiming {
             heartbeat: Duration::from_secs(60),
             lease: Duration::from_secs(15 * 60),
+            full_sync_every: Duration::from_secs(24 * 3600),
+            list_every_pack_below: 10_000,
+            swept_keep: Duration::from_secs(7 * 86_400),
         }
     }
 }

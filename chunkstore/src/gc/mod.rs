@@ -32,6 +32,16 @@ use crate::{Error, PackId, Progress, Result};
 /// Packs with more than this fraction of their chunk bytes dead are rewritten.
 pub const DEFAULT_REPACK_THRESHOLD: f64 = 0.3;
 
+/// How long a GC keeps a swept record (version 4 stores): `timing.swept_keep` (7 days), and
+/// never less than `lease + full_sync_every`. Backup sessions whose index listed every pack
+/// less than `full_sync_every` ago learn of deleted packs from swept records alone, so a
+/// record must outlive that; and one that began before the collecting GC revoked silent
+/// sessions, but had not read the records yet, was silent for longer than the lease, and
+/// was revoked (docs/gc.md, "Index sync without listing every pack").
+pub fn swept_keep(timing: &session::SessionTiming) -> std::time::Duration {
+    timing.swept_keep.max(timing.lease + timing.full_sync_every)
+}
+
 /// Temporary files older than this are leftovers of writes whose process died.
 pub const LEFTOVER_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
@@ -110,6 +120,8 @@ pub struct CollectReport {
     pub leftovers_deleted: u64,
     /// Tombstones of sessions revoked more than 30 days ago deleted.
     pub tombstones_deleted: u64,
+    /// Swept records (version 4 stores) old enough that no backup session needs them.
+    pub swept_records_deleted: u64,
 }
 
 /// Fails unless every id in `revoke` names a running session: a typo must not pass as done.
@@ -148,8 +160,9 @@ pub fn collect<E: From<Error>>(
     let p = store.provider().clone();
     // 1. Sessions whose heartbeats stopped, or that the operator names (each of which must
     // be running: the views list every running session).
+    let (sessions, revoked_as_of_ms) = session_views(store, opts)?;
     let mut report = CollectReport {
-        sessions: session_views(store, opts)?,
+        sessions,
         ..Default::default()
     };
     unknown_revocation(&opts.revoke, |id| {
@@ -179,7 +192,7 @@ pub fn collect<E: From<Error>>(
     let mut to_arm: Vec<String> = records
         .condemnations
         .iter()
-        .filter(|c| c.sessions.is_none())
+        .filter(|c| c.sessions.is_none() && !c.is_swept())
         .map(|c| c.id.clone())
         .collect();
     if !condemned.is_empty() {
@@ -198,7 +211,7 @@ pub fn collect<E: From<Error>>(
     let records = store.block_on(records::list(p.as_ref()))?;
     let mut sweepable = Vec::new();
     let mut waiting: HashSet<String> = HashSet::new();
-    for c in &records.condemnations {
+    for c in records.condemnations.iter().filter(|c| !c.is_swept()) {
         let Some(sessions) = &c.sessions else {
             continue; // armed by the GC that wrote it, or by the next run
         };
@@ -241,8 +254,13 @@ pub fn collect<E: From<Error>>(
             |n| progress.advance(n),
         )?;
         progress.end();
+        let keep_swept = store.config().keeps_swept_records();
         for c in sweepable {
-            store.block_on(records::retire(p.as_ref(), &c.id))?;
+            if keep_swept {
+                store.block_on(records::mark_swept(p.as_ref(), &c.id))?;
+            } else {
+                store.block_on(records::retire(p.as_ref(), &c.id))?;
+            }
             report.records_swept += 1;
         }
     }
@@ -251,6 +269,18 @@ pub fn collect<E: From<Error>>(
     report.leftovers_deleted = store.block_on(p.collect_leftovers(LEFTOVER_AGE))?;
     if let Some(now) = store.block_on(session::store_clock_ms(p.as_ref()))? {
         report.tombstones_deleted = store.block_on(session::collect_tombstones(p.as_ref(), now))?;
+    }
+    // Swept records are collected by their age when this run revoked, in step 1, every
+    // session silent for longer than the lease: a backup session that began before then
+    // and has not yet read the records was revoked (docs/gc.md, "Index sync without
+    // listing every pack").
+    if let Some(now) = revoked_as_of_ms {
+        report.swept_records_deleted = store.block_on(records::collect_swept(
+            p.as_ref(),
+            &records,
+            now,
+            swept_keep(&store.session_timing()),
+        ))?;
     }
     Ok(report)
 }
@@ -306,7 +336,13 @@ fn running_sessions(store: &ChunkStore) -> Result<BTreeMap<String, SessionState>
 /// than the lease, or named in `opts.revoke`. The store's "now" comes from a probe object
 /// this GC writes; a dry run writes nothing, so it compares the store's write times with
 /// this machine's clock instead.
-fn session_views(store: &ChunkStore, opts: &CollectOptions) -> Result<Vec<SessionView>> {
+///
+/// Also returns the store's "now" the views were measured against (`None` in a dry run, or
+/// when the store keeps no write times).
+fn session_views(
+    store: &ChunkStore,
+    opts: &CollectOptions,
+) -> Result<(Vec<SessionView>, Option<u64>)> {
     let p = store.provider().clone();
     let lease_ms = store.session_timing().lease.as_millis() as u64;
     let store_now = if opts.dry_run {
@@ -330,7 +366,7 @@ fn session_views(store: &ChunkStore, opts: &CollectOptions) -> Result<Vec<Sessio
             id: s.id,
         });
     }
-    Ok(out)
+    Ok((out, store_now.filter(|_| !opts.dry_run)))
 }
 
 /// Revokes the sessions `views` marks, and clears heartbeats left by sessions revoked

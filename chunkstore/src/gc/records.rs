@@ -3,7 +3,9 @@
 //!
 //! `gc/<record id>/condemned` holds the packs a GC found to be garbage; `gc/<record id>/armed`
 //! the sessions that were running after the condemned part was written. Both are small JSON
-//! documents (keys in `keys.rs`). A record is retired (deleted) once its packs are swept.
+//! documents (keys in `keys.rs`). A record is retired once its packs are swept: deleted, or in
+//! a version 4 store marked `gc/<record id>/swept` and kept for [`crate::gc::swept_keep`], so
+//! that backup sessions learn of the deleted packs without listing every pack.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -11,7 +13,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::index::ChunkLocation;
-use crate::keys::{self, ARMED, CONDEMNED};
+use crate::keys::{self, ARMED, CONDEMNED, SWEPT};
 use crate::provider::{self, Provider, limits};
 use crate::session::now_ms;
 use crate::{Error, ErrorKind, PackId, Result};
@@ -44,6 +46,15 @@ pub struct Condemnation {
     pub packs: Vec<PackId>,
     /// `None` until armed.
     pub sessions: Option<Vec<String>>,
+    /// Swept: its packs are deleted, and it is kept so that sessions learn so. When the
+    /// store wrote the `swept` part, by the store's clock (`Some(None)`: no such clock).
+    pub swept: Option<Option<u64>>,
+}
+
+impl Condemnation {
+    pub fn is_swept(&self) -> bool {
+        self.swept.is_some()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -66,10 +77,25 @@ pub struct Records {
     /// Records that cannot be used, with why: keys to delete. Deleting a record only ever
     /// spares packs, so removing a damaged one is always safe.
     pub damaged: Vec<(String, String)>,
+    /// `swept` parts whose record is gone: keys to delete, harmless meanwhile.
+    pub leftovers: Vec<String>,
+    /// Swept records whose condemned part is damaged: which packs they deleted is unknown,
+    /// so a session seeing one lists every pack (and deduplicates against nothing). Kept
+    /// like any swept record, by the write time of their `swept` part, then collected.
+    pub damaged_swept: Vec<(String, Option<u64>)>,
 }
 
 impl Records {
-    /// Every pack some record condemns.
+    /// Packs deleted by sweeps whose records are kept (version 4 stores).
+    pub fn swept_packs(&self) -> HashSet<PackId> {
+        self.condemnations
+            .iter()
+            .filter(|c| c.is_swept())
+            .flat_map(|c| c.packs.iter().copied())
+            .collect()
+    }
+
+    /// Every pack some record condemns (or, swept, deleted).
     pub fn packs(&self) -> HashSet<PackId> {
         self.condemnations
             .iter()
@@ -77,8 +103,18 @@ impl Records {
             .collect()
     }
 
+    /// Whether some record cannot be read: a session then trusts no pack, and lists every
+    /// pack.
+    pub(crate) fn any_damaged(&self) -> bool {
+        !self.damaged.is_empty() || !self.damaged_swept.is_empty()
+    }
+
     /// What a session beginning now must not deduplicate against.
     pub(crate) fn condemned(&self) -> Condemned {
+        if let Some((key, _)) = self.damaged_swept.first() {
+            tracing::warn!("damaged GC record {key}: this session deduplicates against nothing");
+            return Condemned::Everything;
+        }
         if let Some((key, _)) = self.damaged.first() {
             tracing::warn!("damaged GC record {key}: this session deduplicates against nothing");
             return Condemned::Everything;
@@ -116,6 +152,7 @@ fn parse_condemned(id: &str, key: &str, bytes: &[u8]) -> Result<Condemnation> {
         created_ms: doc.created_ms,
         packs,
         sessions: None,
+        swept: None,
     })
 }
 
@@ -136,7 +173,8 @@ fn parse_armed(key: &str, bytes: &[u8]) -> Result<Vec<String>> {
 /// # Errors
 /// Provider errors.
 pub async fn list(p: &dyn Provider) -> Result<Records> {
-    let mut parts: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    // Per record: condemned part, armed part, swept part (with its write time).
+    let mut parts: BTreeMap<String, (bool, bool, Option<Option<u64>>)> = BTreeMap::new();
     for o in provider::list_all(p, keys::GC).await? {
         let Some((id, part)) = keys::parse_gc_record(&o.key) else {
             continue;
@@ -145,16 +183,22 @@ pub async fn list(p: &dyn Provider) -> Result<Records> {
         match part {
             CONDEMNED => e.0 = true,
             ARMED => e.1 = true,
+            SWEPT => e.2 = Some(o.modified_ms),
             _ => {}
         }
     }
     let mut out = Records::default();
-    for (id, (has_condemned, has_armed)) in parts {
+    for (id, (has_condemned, has_armed, swept)) in parts {
         let (ckey, akey) = (keys::gc_record(&id, CONDEMNED), keys::gc_record(&id, ARMED));
         if !has_condemned {
             if has_armed {
                 out.damaged
                     .push((akey, "armed part without its condemned part".into()));
+            }
+            if swept.is_some() {
+                // A collection interrupted between its two deletes: a leftover, not damage
+                // (nothing it says is needed any more), so sessions are not disturbed.
+                out.leftovers.push(keys::gc_record(&id, SWEPT));
             }
             continue;
         }
@@ -162,7 +206,13 @@ pub async fn list(p: &dyn Provider) -> Result<Records> {
             continue;
         };
         let mut c = match parse_condemned(&id, &ckey, &bytes) {
-            Ok(c) => c,
+            Ok(c) => Condemnation { swept, ..c },
+            Err(e) if swept.is_some() => {
+                // Its packs are gone; deleting it now would hide that from sessions.
+                tracing::warn!("{e}");
+                out.damaged_swept.push((id.clone(), swept.flatten()));
+                continue;
+            }
             Err(e) => {
                 out.damaged.push((ckey, e.to_string()));
                 if has_armed {
@@ -172,7 +222,10 @@ pub async fn list(p: &dyn Provider) -> Result<Records> {
                 continue;
             }
         };
-        if has_armed && let Some(bytes) = get_record(p, &akey).await? {
+        if has_armed
+            && swept.is_none()
+            && let Some(bytes) = get_record(p, &akey).await?
+        {
             match parse_armed(&akey, &bytes) {
                 Ok(s) => c.sessions = Some(s),
                 // Re-arming is always valid (docs/gc.md), so an unreadable armed part is
@@ -217,6 +270,60 @@ pub async fn arm(p: &dyn Provider, id: &str, sessions: Vec<String>) -> Result<()
     p.put_if_absent(&keys::gc_record(id, ARMED), Bytes::from(body))
         .await
         .map(|_| ())
+}
+
+/// Marks record `id` swept (version 4 stores): its packs are deleted. The record is kept
+/// until [`collect_swept`] finds it old enough; sessions learn from it which packs are gone.
+/// The armed part goes (a crash before leaves a swept record with an armed part, which
+/// counts as swept).
+///
+/// # Errors
+/// Provider errors.
+pub async fn mark_swept(p: &dyn Provider, id: &str) -> Result<()> {
+    p.put_if_absent(
+        &keys::gc_record(id, SWEPT),
+        Bytes::from_static(b"{\"version\":1}"),
+    )
+    .await?;
+    p.delete(&keys::gc_record(id, ARMED)).await
+}
+
+/// Deletes swept records whose `swept` part the store wrote more than `keep` before
+/// `store_now_ms`: condemned part first, then the rest (a crash in between leaves a `swept`
+/// part alone, a leftover the next run deletes). Returns how many it deleted.
+///
+/// # Errors
+/// Provider errors.
+pub async fn collect_swept(
+    p: &dyn Provider,
+    records: &Records,
+    store_now_ms: u64,
+    keep: std::time::Duration,
+) -> Result<u64> {
+    let cutoff = store_now_ms.saturating_sub(keep.as_millis() as u64);
+    let mut deleted = 0;
+    for c in &records.condemnations {
+        if let Some(Some(written)) = c.swept
+            && written < cutoff
+        {
+            p.delete(&keys::gc_record(&c.id, CONDEMNED)).await?;
+            p.delete(&keys::gc_record(&c.id, ARMED)).await?;
+            p.delete(&keys::gc_record(&c.id, SWEPT)).await?;
+            deleted += 1;
+        }
+    }
+    for (id, written) in &records.damaged_swept {
+        if written.is_some_and(|w| w < cutoff) {
+            for part in [CONDEMNED, ARMED, SWEPT] {
+                p.delete(&keys::gc_record(id, part)).await?;
+            }
+            deleted += 1;
+        }
+    }
+    for key in &records.leftovers {
+        p.delete(key).await?;
+    }
+    Ok(deleted)
 }
 
 /// Removes a finished record: condemned part first, so a crash in between leaves an armed

@@ -7,10 +7,12 @@ use crate::chunker::ChunkerParams;
 use crate::{Error, Result, compress};
 
 /// Version 2 added transformed chunks, version 3 chunks of immutable files cut at fixed
-/// offsets of up to 16 MiB (docs/format.md). Older stores are read and written as before
-/// (version 1: chunks never transformed; 1 and 2: every chunk at most the chunker's maximum),
-/// so the rbk that created them can still read them.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// offsets of up to 16 MiB, version 4 swept GC records kept for a while, so that a backup
+/// learns of deleted packs without listing every pack (docs/format.md, docs/gc.md). Older
+/// stores are read and written as before (version 1: chunks never transformed; 1 and 2: every
+/// chunk at most the chunker's maximum; 1 to 3: records deleted once swept, and every session
+/// lists every pack), so the rbk that created them can still use them.
+pub(crate) const FORMAT_VERSION: u32 = 4;
 
 /// [`StoreConfig::immutable_chunk_size`] of a new store.
 pub const DEFAULT_IMMUTABLE_CHUNK: u32 = 8 << 20;
@@ -51,6 +53,13 @@ impl StoreConfig {
             // so its chunks can be large: the compressor then sees repeats megabytes apart.
             immutable_chunk_size: DEFAULT_IMMUTABLE_CHUNK,
         }
+    }
+
+    /// Whether GCs keep swept records ([`crate::gc::swept_keep`]), so that a backup session
+    /// whose index was fully synced recently learns of deleted packs from them alone
+    /// (version 4).
+    pub fn keeps_swept_records(&self) -> bool {
+        self.version >= 4
     }
 
     /// The longest chunk this store may hold: what readers bound allocations by.

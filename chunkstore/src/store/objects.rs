@@ -41,6 +41,18 @@ impl ChunkStore {
             .collect())
     }
 
+    /// When the store wrote its `config` (`None`: the store keeps no such times).
+    ///
+    /// # Errors
+    /// Provider errors.
+    pub fn config_written_ms(&self) -> Result<Option<u64>> {
+        let listed = self.block_on(provider::list_all(self.provider().as_ref(), keys::CONFIG))?;
+        Ok(listed
+            .into_iter()
+            .find(|o| o.key == keys::CONFIG)
+            .and_then(|o| o.modified_ms))
+    }
+
     /// How many packs the store holds and their bytes, by listing them (no index needed).
     ///
     /// # Errors

@@ -143,13 +143,37 @@ impl ChunkStore {
     /// # Errors
     /// Provider and index errors.
     pub fn begin_session(&self, kind: &str, label: &str) -> Result<WriteSession<'_>> {
+        self.begin_session_with(kind, label, IndexSync::Full)
+    }
+
+    /// [`ChunkStore::begin_session`] for a backup: in a version 4 store whose index listed
+    /// every pack less than `full_sync_every` ago, the index learns of deleted packs from
+    /// the swept GC records alone, without listing every pack, so the session's fixed cost
+    /// does not grow with the store (docs/gc.md, "Index sync without listing every pack").
+    /// Packs other processes wrote since are unknown to it until the next full listing:
+    /// their chunks are stored again, which costs space that GC reclaims, never safety.
+    ///
+    /// # Errors
+    /// Provider and index errors.
+    pub fn begin_backup_session(&self, kind: &str, label: &str) -> Result<WriteSession<'_>> {
+        self.begin_session_with(kind, label, IndexSync::IfStale)
+    }
+
+    fn begin_session_with(
+        &self,
+        kind: &str,
+        label: &str,
+        sync: IndexSync,
+    ) -> Result<WriteSession<'_>> {
         // A view cannot write: say so before anything reaches the store.
         self.index()?;
         let session = self.block_on(Session::begin(self.provider.clone(), kind, label))?;
         let prepared = self
             .block_on(records::list(self.provider.as_ref()))
-            .map(|r| r.condemned())
-            .and_then(|condemned| self.sync_index().map(|_| condemned));
+            .and_then(|r| {
+                self.sync_for_session(&r, session.id(), sync)?;
+                Ok(r.condemned())
+            });
         let condemned = match prepared {
             Ok(c) => c,
             Err(e) => {
@@ -168,6 +192,68 @@ impl ChunkStore {
             counters: Arc::default(),
             condemned,
         })
+    }
+}
+
+/// How a session brings the index in line with the store's packs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IndexSync {
+    /// List every pack.
+    Full,
+    /// Forget the packs of swept records, and list every pack only when the last full
+    /// listing is older than `full_sync_every` (or the store cannot say).
+    IfStale,
+}
+
+impl ChunkStore {
+    /// Step S3 of a session (docs/gc.md), after its first heartbeat (S1) and the listing of
+    /// GC records `records` (S2).
+    fn sync_for_session(
+        &self,
+        records: &records::Records,
+        session: &str,
+        sync: IndexSync,
+    ) -> Result<()> {
+        let index = self.index()?;
+        // The store's clock when this session began (its first heartbeat's write time), and
+        // when the store wrote its config: a store that was lost and made again (from its
+        // mirror's config, say) has a new one, and its packs are not what the index knew.
+        let began = if self.config().keeps_swept_records() {
+            let began = self
+                .session_state(session)?
+                .and_then(|s| s.newest_written_ms);
+            let config = self.config_written_ms()?;
+            began.zip(config)
+        } else {
+            None
+        };
+        let timing = self.session_timing();
+        let limit = timing.full_sync_every.as_millis() as u64;
+        let recent = match (sync, began, index.last_full_sync()?) {
+            (IndexSync::IfStale, Some((now, config)), Some((last, last_config)))
+                if !records.any_damaged() && config == last_config =>
+            {
+                now >= last
+                    && now - last < limit
+                    && index.knows_at_least(timing.list_every_pack_below)?
+            }
+            _ => false,
+        };
+        if recent {
+            // Every pack deleted since the last full listing was swept by a record that
+            // is still kept (it outlives `full_sync_every`), and listed in `records`.
+            for pack in records.swept_packs() {
+                if index.has_pack(&pack)? {
+                    index.remove_pack(&pack)?;
+                }
+            }
+            return Ok(());
+        }
+        self.sync_index()?;
+        // The listing began after the first heartbeat was written: the next sessions may
+        // count from that moment.
+        index.set_last_full_sync(began)?;
+        Ok(())
     }
 }
 

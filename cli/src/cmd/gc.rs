@@ -174,6 +174,7 @@ impl Report for gc::GcReport {
             "problems": s.problems,
             "leftovers_deleted": r.store.leftovers_deleted,
             "tombstones_deleted": r.store.tombstones_deleted,
+            "swept_records_deleted": r.store.swept_records_deleted,
             "warnings": r.warnings,
             "seconds": r.seconds,
         })

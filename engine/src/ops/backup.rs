@@ -417,7 +417,7 @@ fn backup_from(
     // The session tells concurrent GCs that this backup may still reference packs they
     // condemn, and tells this backup which packs not to deduplicate against (docs/gc.md).
     // It ends with the commit, whether that succeeds or not.
-    let session = repo.store().begin_session(
+    let session = repo.store().begin_backup_session(
         match dest {
             Destination::Backup => "backup",
             Destination::Part(..) => "backup-part",

@@ -35,11 +35,17 @@ const BACKUPS_PER_WORKER: usize = 5;
 const MEMORY_TIMING: SessionTiming = SessionTiming {
     heartbeat: Duration::from_millis(20),
     lease: Duration::from_millis(250),
+    full_sync_every: Duration::from_secs(24 * 3600),
+    list_every_pack_below: 10_000,
+    swept_keep: Duration::from_secs(7 * 86_400),
 };
 /// Requests to a real server take milliseconds: a longer lease keeps live sessions alive.
 const S3_TIMING: SessionTiming = SessionTiming {
     heartbeat: Duration::from_millis(100),
     lease: Duration::from_millis(1500),
+    full_sync_every: Duration::from_secs(24 * 3600),
+    list_every_pack_below: 10_000,
+    swept_keep: Duration::from_secs(7 * 86_400),
 };
 
 /// The store every worker shares: `connect` gives a process its own connection to it.

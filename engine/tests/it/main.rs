@@ -10,6 +10,7 @@ mod gc_concurrency;
 mod golden;
 mod host;
 mod hostile;
+mod index_sync;
 mod parts;
 mod roundtrip;
 mod s3;
