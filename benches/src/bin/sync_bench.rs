@@ -17,9 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rbk_chunkstore::pack::PackBuilder;
-use rbk_chunkstore::provider::{
-    Provider, RequestCounts, RetryPolicy, RetryingProvider, S3Options, S3Provider,
-};
+use rbk_chunkstore::provider::{Provider, RequestCounts, RetryPolicy, RetryingProvider, S3Options};
 use rbk_chunkstore::session::SessionTiming;
 use rbk_chunkstore::{ChunkId, PackId, keys};
 use rbk_engine::ops::backup;
