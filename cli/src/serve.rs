@@ -122,14 +122,19 @@ const MIRROR_ROUND: Duration = Duration::from_secs(300);
 /// How often `rbk serve` looks for pending backups (in parts) of the modules it holds.
 const PARTS_CHECK: Duration = Duration::from_secs(2);
 
+/// How often `rbk serve` tries to write its part of one pending backup before it leaves it
+/// to the operator (`rbk backup part`).
+const PART_ATTEMPTS: u32 = 3;
+
 /// Writes this data dir's part of every pending backup of a module it holds that has none
-/// from here yet (docs/distributed.md). `tried` keeps a backup whose part failed from being
-/// tried again every round.
+/// from here yet (docs/distributed.md). `failures` counts the failed attempts per backup, so
+/// one that keeps failing is not tried every round.
 fn write_parts(
     cfg: &Config,
     host: &Host,
     worker: &str,
-    tried: &mut std::collections::HashSet<String>,
+    failures: &mut std::collections::HashMap<String, u32>,
+    web: Option<&Web>,
     json_out: bool,
 ) {
     use rbk_engine::ops::parts;
@@ -150,7 +155,7 @@ fn write_parts(
         match parts::list(&view, Some(module)) {
             Ok(listed) => todo.extend(listed.into_iter().filter(|l| {
                 l.begin
-                    && !tried.contains(&l.name)
+                    && failures.get(&l.name).is_none_or(|n| *n < PART_ATTEMPTS)
                     && !l.parts.iter().any(|p| parts::worker_of(p) == Some(worker))
             })),
             Err(e) => tracing::debug!("pending backups of {module} not checked: {e}"),
@@ -170,22 +175,30 @@ fn write_parts(
         let Ok(id) = rbk_engine::BackupId::parse(&l.name) else {
             continue;
         };
-        tried.insert(l.name.clone());
         let running = host.get(&id.module);
         let source = match &running {
             Some(m) => backup::Source::Running(m),
             None => backup::Source::Files,
         };
         match parts::part(&repo, &cfg.data_dir, &id, source, &NoProgress) {
-            Ok((r, _)) => log(
-                json_out,
-                serde_json::json!({"event": "part", "backup_id": id.to_string(), "tasks": r.tasks, "seconds": r.seconds}),
-                format!(
-                    "wrote part of {id}: tasks {:?} in {:.2}s",
-                    r.tasks, r.seconds
-                ),
-            ),
-            Err(e) => eprintln!("part of {id} failed: {e}"),
+            Ok((r, _)) => {
+                log(
+                    json_out,
+                    serde_json::json!({"event": "part", "backup_id": id.to_string(), "tasks": r.tasks, "seconds": r.seconds}),
+                    format!(
+                        "wrote part of {id}: tasks {:?} in {:.2}s",
+                        r.tasks, r.seconds
+                    ),
+                );
+                if let Some(w) = web {
+                    w.refresh_soon();
+                }
+            }
+            Err(e) => {
+                let n = failures.entry(l.name.clone()).or_default();
+                *n += 1;
+                eprintln!("part of {id} failed (attempt {n} of {PART_ATTEMPTS}): {e}");
+            }
         }
     }
 }
@@ -259,7 +272,7 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
     let mut mirror_lag: Option<MirrorLag> = None;
     let worker = rbk_engine::ops::parts::worker_id(&cfg.data_dir)?;
     let mut next_parts = begun;
-    let mut parts_tried = std::collections::HashSet::new();
+    let mut part_failures = std::collections::HashMap::new();
     while !stop.load(Ordering::Acquire) {
         if a.for_seconds
             .is_some_and(|s| begun.elapsed() >= Duration::from_secs(s))
@@ -272,7 +285,14 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
         }
         let due = sched.due(now);
         if now >= next_parts {
-            write_parts(cfg, &host, &worker, &mut parts_tried, json_out);
+            write_parts(
+                cfg,
+                &host,
+                &worker,
+                &mut part_failures,
+                web.as_ref().map(|(w, _)| w.as_ref()),
+                json_out,
+            );
             next_parts = Instant::now() + PARTS_CHECK;
         }
         if let Some((web, _)) = &web {

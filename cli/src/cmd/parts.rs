@@ -110,11 +110,30 @@ impl Report for CommitDone {
     }
 }
 
+/// A committed backup in parts, in the data dir's journal like any backup (the backups page
+/// and metrics read it); `started` is when this command began.
+fn record_commit(ctx: &Ctx, c: &parts::Committed, started: Instant, by: &str) {
+    crate::journal::record(
+        &ctx.cfg.data_dir,
+        by,
+        rbk_engine::layout::journal::Event::Backup {
+            module: c.backup_id.module.clone(),
+            backup_id: c.backup_id.to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+            logical_bytes: c.stats.logical_bytes,
+            added_bytes: c.stats.new_stored_bytes,
+            pause_seconds: None,
+        },
+    );
+}
+
 /// `rbk backup commit --backupId ID`.
 pub fn commit(ctx: &Ctx, id: &Option<String>) -> Result<()> {
+    let started = Instant::now();
     let id = backup_id(id, "backup commit")?;
     let repo = open_repo(ctx.cfg, false)?;
     let done = parts::commit(&repo, &id)?;
+    record_commit(ctx, &done, started, "rbk backup commit");
     note_committed(ctx, &done);
     ctx.show(&CommitDone(done));
     Ok(())
@@ -156,6 +175,7 @@ pub fn abort(ctx: &Ctx, id: &Option<String>) -> Result<()> {
 /// (their `rbk serve` writes them) and commits. A backup that did not get every part in time
 /// is given up on, and the error names the tasks missing.
 pub fn whole(ctx: &Ctx, module: &str, wait_seconds: u64, lease_seconds: u64) -> Result<()> {
+    let started = Instant::now();
     let cfg = ctx.cfg;
     let deadline = Instant::now() + Duration::from_secs(wait_seconds);
     let local = rbk_engine::layout::module_dir(&cfg.data_dir, module).is_dir();
@@ -194,6 +214,7 @@ pub fn whole(ctx: &Ctx, module: &str, wait_seconds: u64, lease_seconds: u64) -> 
     })();
     match outcome {
         Ok(done) => {
+            record_commit(ctx, &done, started, "rbk backup --wait-parts");
             note_committed(ctx, &done);
             ctx.show(&CommitDone(done));
             Ok(())

@@ -91,6 +91,8 @@ pub struct Catalog {
     /// Packs in the store and their bytes.
     pub packs: u64,
     pub pack_bytes: u64,
+    /// Backups in parts begun and not committed yet, per module: id and parts written.
+    pub pending: BTreeMap<String, Vec<(BackupId, usize)>>,
     /// When the last refresh finished, and what went wrong in it, if anything.
     pub refreshed: Option<SystemTime>,
     pub error: Option<String>,
@@ -130,6 +132,19 @@ impl Catalog {
                 ),
             );
         }
+        let mut pending: BTreeMap<String, Vec<(BackupId, usize)>> = BTreeMap::new();
+        for l in rbk_engine::ops::parts::list(repo, None)? {
+            if let Ok(id) = BackupId::parse(&l.name)
+                && l.begin
+                && id.module == l.group
+            {
+                pending
+                    .entry(l.group)
+                    .or_default()
+                    .push((id, l.parts.len()));
+            }
+        }
+        self.pending = pending;
         self.modules = modules;
         self.packs = packs;
         self.pack_bytes = pack_bytes;

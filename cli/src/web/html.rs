@@ -242,6 +242,28 @@ fn gc_runs(web: &Web, n: usize) -> String {
     b
 }
 
+/// Backups in parts of `module` begun and not committed (docs/distributed.md).
+fn pending(catalog: &super::catalog::Catalog, module: &str) -> String {
+    let Some(list) = catalog.pending.get(module).filter(|l| !l.is_empty()) else {
+        return String::new();
+    };
+    let mut b = String::from(
+        "<h2>Backups in parts, not committed</h2><table><tr><th>id</th><th>begun</th><th>parts written</th></tr>",
+    );
+    for (id, parts) in list {
+        let _ = write!(
+            b,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{parts}</td></tr>",
+            esc(&id.to_string()),
+            esc(&age(id.millis))
+        );
+    }
+    b.push_str(
+        r#"</table><p class="muted">Committed with <code>rbk backup commit --backupId …</code> once every task has a part; GC holds back its sweeps until then or until the backup's lease runs out.</p>"#,
+    );
+    b
+}
+
 fn mirror(web: &Web) -> String {
     let Some(m) = web.status().mirror else {
         return String::new();
@@ -375,6 +397,7 @@ pub fn module_page(
     nav.push_str("</div>");
     b.push_str(&nav);
     b.push_str(&failures(web, module, 10));
+    b.push_str(&pending(&catalog, module));
     b.push_str(&gc_runs(web, 5));
     b.push_str(&mirror(web));
     let _ = write!(

@@ -253,8 +253,21 @@ async fn api_module(State(web): State<Arc<Web>>, Path(module): Path<String>) -> 
         })
         .take(20)
         .collect();
+    let pending: Vec<Value> = web
+        .catalog()
+        .pending
+        .get(&module)
+        .map(|l| {
+            l.iter()
+                .map(|(id, parts)| {
+                    json!({"backup_id": id.to_string(), "begun": format_ms(id.millis), "parts": parts})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut v = view.as_ref().map(module_json).unwrap_or(Value::Null);
     v["failures"] = Value::Array(failures);
+    v["pending"] = Value::Array(pending);
     v["mirror"] = mirror_json(&web);
     axum::Json(v).into_response()
 }

@@ -483,3 +483,34 @@ fn a_running_module_s_periodic_backups_show_their_pause_and_the_mirror_its_lag()
     assert!(stored > 0.0);
     assert!(m["rbk_store_stored_bytes{}"] > 0.0);
 }
+
+#[test]
+fn a_backup_in_parts_shows_as_pending_until_committed_and_then_as_a_backup() {
+    let env = Env::new();
+    env.ok(&["backup", "--module", MODULE]);
+    let id = env
+        .ok(&["backup", "begin", "--module", MODULE])
+        .trim()
+        .to_string();
+    // `rbk serve` holds the module's tasks: it writes its part of the pending backup.
+    let (_served, addr) = serve(&env);
+    let v = eventually("the part on the API", || {
+        let v = get_json(&addr, &format!("/api/modules/{MODULE}"));
+        (v["pending"][0]["parts"] == 1).then_some(v)
+    });
+    assert_eq!(v["pending"][0]["backup_id"], id.as_str());
+    let (status, page) = get(&addr, &format!("/modules/{MODULE}"));
+    assert_eq!(status, 200);
+    assert!(page.contains("Backups in parts, not committed"), "{page}");
+    assert!(page.contains(&id), "{page}");
+    assert_eq!(api_listed(&addr, MODULE).len(), 1);
+
+    assert_eq!(env.ok(&["backup", "commit", "--backupId", &id]).trim(), id);
+    // The commit is in the journal: the page lists it at once, and nothing is pending.
+    eventually("the committed backup on the API", || {
+        let v = get_json(&addr, &format!("/api/modules/{MODULE}"));
+        (v["pending"].as_array().is_some_and(Vec::is_empty)
+            && api_listed(&addr, MODULE).first() == Some(&id))
+        .then_some(())
+    });
+}
