@@ -364,6 +364,18 @@ impl RunningModule {
                 dir.join("module.json").display()
             ))
         })?;
+        // This host runs a module in one process, every task of it (it creates what is
+        // missing). A module placed on several workers holds only some tasks here: running it
+        // would make empty stand-ins of the others, whose parts would then clash with the
+        // real ones (docs/distributed.md, "Running modules").
+        if let Some(w) = json.get("workers").and_then(serde_json::Value::as_u64)
+            && w > 1
+        {
+            return Err(Error::InvalidInput(format!(
+                "module `{name}` is placed on {w} workers (`workers` in `{}`): this host runs a module in one process, with all its tasks, and cannot run one spread over several machines. Back up its files with `rbk backup part` on each machine instead",
+                dir.join("module.json").display()
+            )));
+        }
         let mut topologies = def.topologies();
         resolve_reads(
             data_dir,

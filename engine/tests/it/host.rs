@@ -341,6 +341,29 @@ fn a_file_backup_of_a_module_running_here_is_refused() {
 }
 
 #[test]
+fn a_module_placed_on_several_workers_is_not_run_here() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let dir = create_module(&data, "com.rbk.Placed", 4, "bank").unwrap();
+    let path = dir.join("module.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["workers"] = 2.into();
+    v["threads"] = 4.into();
+    std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    let before: Vec<_> = std::fs::read_dir(dir.join("tasks")).unwrap().collect();
+    let e = RunningModule::open(&data, "com.rbk.Placed", &opts()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.to_string().contains("placed on 2 workers"), "{e}");
+    // Nothing was opened or created.
+    assert_eq!(
+        std::fs::read_dir(dir.join("tasks")).unwrap().count(),
+        before.len()
+    );
+    assert!(!dir.join("tasks/0/pstates").exists());
+}
+
+#[test]
 fn a_microbatch_half_committed_by_a_crash_is_redone_on_start() {
     let l = live("bank", 4);
     let m = l.module();
