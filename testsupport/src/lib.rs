@@ -8,3 +8,18 @@
 mod garage;
 
 pub use garage::{GARAGE_VERSION, Garage, garage_binary};
+
+/// Copies the tree `from` into `to` (created as needed): directories and regular files, the
+/// way a test or benchmark sets up another data dir. Panics on any I/O error.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("creating a directory of the copy");
+    for e in std::fs::read_dir(from).expect("reading a directory to copy") {
+        let e = e.expect("a directory entry");
+        let dest = to.join(e.file_name());
+        if e.file_type().expect("a file type").is_dir() {
+            copy_tree(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), &dest).expect("copying a file");
+        }
+    }
+}

@@ -40,30 +40,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn add(a: RequestCounts, b: RequestCounts) -> RequestCounts {
-    RequestCounts {
-        get: a.get + b.get,
-        head: a.head + b.head,
-        put: a.put + b.put,
-        multipart: a.multipart + b.multipart,
-        list: a.list + b.list,
-        delete: a.delete + b.delete,
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read dir") {
-        let e = e.expect("entry");
-        let dest = to.join(e.file_name());
-        if e.file_type().expect("type").is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).expect("copy");
-        }
-    }
-}
-
 /// The data dir of worker `i` of `w`: the module's files and tasks i, i + w, ….
 fn worker_dir(pristine: &Path, root: &Path, i: u32, w: u32) -> PathBuf {
     let data = root.join(format!("w{i}"));
@@ -77,7 +53,7 @@ fn worker_dir(pristine: &Path, root: &Path, i: u32, w: u32) -> PathBuf {
         }
     }
     for t in (i..TASKS).step_by(w as usize) {
-        copy_tree(
+        rbk_testsupport::copy_tree(
             &from.join(format!("tasks/{t}")),
             &to.join(format!("tasks/{t}")),
         );
@@ -145,7 +121,9 @@ fn main() {
             let done = parts::commit(&coordinator, &pending.id).expect("commit");
             times.push(t.elapsed().as_secs_f64());
             logical = done.stats.logical_bytes;
-            requests = counts.into_iter().fold(coord_bare.requests(), add);
+            requests = counts
+                .into_iter()
+                .fold(coord_bare.requests(), |a, b| a.plus(&b));
             drop(coordinator);
             let _ = std::fs::remove_dir_all(&root);
         }

@@ -49,17 +49,6 @@ struct Figures {
     stored_bytes: u64,
 }
 
-fn diff(a: RequestCounts, b: RequestCounts) -> RequestCounts {
-    RequestCounts {
-        get: b.get - a.get,
-        head: b.head - a.head,
-        put: b.put - a.put,
-        multipart: b.multipart - a.multipart,
-        list: b.list - a.list,
-        delete: b.delete - a.delete,
-    }
-}
-
 /// One round on one store: copies the pristine module, backs it up, advances it 5%, backs up
 /// again, restores on a fresh machine.
 fn round(
@@ -70,7 +59,7 @@ fn round(
     f: &mut Figures,
 ) {
     let data = work.join("data");
-    copy_dir(pristine, &data);
+    rbk_testsupport::copy_tree(pristine, &data);
     let counts = || s3.map(S3Provider::requests).unwrap_or_default();
     let repo = Repo::open(provider.clone(), &repo::index_root(&data), true).expect("store");
 
@@ -78,7 +67,7 @@ fn round(
     let t = Instant::now();
     let first = backup::backup(&repo, &data, MODULE, &NoProgress).expect("first backup");
     f.first.push(t.elapsed().as_secs_f64());
-    f.first_requests = diff(before, counts());
+    f.first_requests = counts().since(&before);
     f.logical_bytes = first.stats.logical_bytes;
     f.stored_bytes = first.stats.new_stored_bytes;
 
@@ -87,7 +76,7 @@ fn round(
     let t = Instant::now();
     let second = backup::backup(&repo, &data, MODULE, &NoProgress).expect("second backup");
     f.incremental.push(t.elapsed().as_secs_f64());
-    f.incremental_requests = diff(before, counts());
+    f.incremental_requests = counts().since(&before);
     drop(repo);
 
     let target = work.join("restored");
@@ -103,20 +92,7 @@ fn round(
     )
     .expect("restore");
     f.restore.push(t.elapsed().as_secs_f64());
-    f.restore_requests = diff(before, counts());
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let dest = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), &dest).expect("copy");
-        }
-    }
+    f.restore_requests = counts().since(&before);
 }
 
 fn show(name: &str, f: &Figures) {

@@ -33,17 +33,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn diff(a: RequestCounts, b: RequestCounts) -> RequestCounts {
-    RequestCounts {
-        get: b.get - a.get,
-        head: b.head - a.head,
-        put: b.put - a.put,
-        multipart: b.multipart - a.multipart,
-        list: b.list - a.list,
-        delete: b.delete - a.delete,
-    }
-}
-
 /// Puts `n` packs of one random 256-byte chunk each, 64 at a time.
 fn fill(p: &Arc<dyn Provider>, n: usize) {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -146,7 +135,7 @@ fn main() {
                 let t = Instant::now();
                 backup::backup(&repo, &data, MODULE, &NoProgress).expect("backup");
                 let s = t.elapsed().as_secs_f64();
-                let r = diff(before, bare.requests());
+                let r = bare.requests().since(&before);
                 if full {
                     old.push(s);
                     old_req = r;

@@ -172,6 +172,30 @@ impl RequestCounts {
     pub fn total(&self) -> u64 {
         self.get + self.head + self.put + self.multipart + self.list + self.delete
     }
+
+    /// The requests made since `earlier` was read (of the same provider).
+    pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
+        RequestCounts {
+            get: self.get - earlier.get,
+            head: self.head - earlier.head,
+            put: self.put - earlier.put,
+            multipart: self.multipart - earlier.multipart,
+            list: self.list - earlier.list,
+            delete: self.delete - earlier.delete,
+        }
+    }
+
+    /// The requests of two providers together.
+    pub fn plus(&self, other: &RequestCounts) -> RequestCounts {
+        RequestCounts {
+            get: self.get + other.get,
+            head: self.head + other.head,
+            put: self.put + other.put,
+            multipart: self.multipart + other.multipart,
+            list: self.list + other.list,
+            delete: self.delete + other.delete,
+        }
+    }
 }
 
 #[derive(Debug, Default)]

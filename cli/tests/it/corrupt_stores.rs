@@ -122,19 +122,6 @@ fn digest(dir: &Path) -> BTreeMap<String, [u8; 32]> {
     rbk_engine::testdata::tree_digest(dir).unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A small module with every kind of object, the same bytes every time.
 fn write_module(data: &Path) {
     let m = data.join("modules").join(MODULE);
@@ -190,7 +177,7 @@ fn bless() {
     write_module(&root.join("module"));
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    copy_dir(&root.join("module"), &data);
+    rbk_testsupport::copy_tree(&root.join("module"), &data);
     let store = tmp.path().join("store");
     let out = rbk(
         tmp.path(),
@@ -213,7 +200,7 @@ fn bless() {
     let _ = std::fs::remove_dir_all(store.join("sessions"));
     for c in CASES {
         let dir = root.join(c.name);
-        copy_dir(&store, &dir);
+        rbk_testsupport::copy_tree(&store, &dir);
         (c.damage)(&dir);
     }
 }
@@ -228,14 +215,14 @@ fn corrupt_stores_give_their_documented_errors_and_change_nothing() {
     for c in CASES {
         let tmp = tempfile::tempdir().unwrap();
         let store = tmp.path().join("store");
-        copy_dir(&root.join(c.name), &store);
+        rbk_testsupport::copy_tree(&root.join(c.name), &store);
         let id_path = only_file(&root.join("healthy/manifests"));
         let id = id_path.file_name().unwrap().to_str().unwrap();
         let before = digest(&store);
 
         // Restore over an existing module: on failure it must be untouched.
         let data = tmp.path().join("data");
-        copy_dir(&root.join("module"), &data);
+        rbk_testsupport::copy_tree(&root.join("module"), &data);
         let target = data.join("modules").join(MODULE);
         std::fs::write(target.join("module.jar"), b"current state").unwrap();
         let current = digest(&target);

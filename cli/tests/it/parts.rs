@@ -103,19 +103,6 @@ fn digest_of_tasks(dir: &Path, tasks: &[u32]) -> BTreeMap<String, [u8; 32]> {
         .collect()
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
-}
-
 /// A cluster: the whole module generated in `source`, and one machine per worker holding
 /// the module's files and the tasks `placement[i]`.
 struct Cluster {
@@ -152,7 +139,7 @@ impl Cluster {
                     }
                 }
                 for t in *tasks {
-                    copy_tree(
+                    rbk_testsupport::copy_tree(
                         &source.module().join(format!("tasks/{t}")),
                         &to.join(format!("tasks/{t}")),
                     );

@@ -683,7 +683,7 @@ pub(crate) fn for_gc(repo: &Repo) -> Result<(Vec<Manifest>, Vec<PendingListing>)
     let mut live = Vec::new();
     let mut leftovers = Vec::new();
     for l in store.list_pending(None)? {
-        let Ok(id) = BackupId::parse(&l.name).map_err(|_| ()) else {
+        let Ok(id) = BackupId::parse(&l.name) else {
             continue;
         };
         if id.module != l.group {

@@ -24,25 +24,12 @@ fn worker_dir(env: &Env, name: &str, tasks: &[u32]) -> PathBuf {
         }
     }
     for t in tasks {
-        copy_tree(
+        rbk_testsupport::copy_tree(
             &env.module().join(format!("tasks/{t}")),
             &to.join(format!("tasks/{t}")),
         );
     }
     data
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), &dest).unwrap();
-        }
-    }
 }
 
 fn part(env: &Env, data: &Path, id: &BackupId) -> Vec<u32> {

@@ -137,19 +137,6 @@ fn garbage_is_what_no_backup_needs_and_gc_frees_it() {
     assert_eq!(after_gc.totals, after_delete.totals);
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_tree(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn bench_dedup_predicts_what_real_backups_of_the_same_generations_store() {
     use rbk_chunkstore::chunker::ChunkerParams;
@@ -160,11 +147,11 @@ fn bench_dedup_predicts_what_real_backups_of_the_same_generations_store() {
     let repo = env.repo_for(&env.data);
     let first = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
     let gen0 = env.scratch("gen0");
-    copy_tree(&env.module(), &gen0);
+    rbk_testsupport::copy_tree(&env.module(), &gen0);
     testdata::advance(&env.data, MODULE, 20).unwrap();
     let second = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
     let gen1 = env.scratch("gen1");
-    copy_tree(&env.module(), &gen1);
+    rbk_testsupport::copy_tree(&env.module(), &gen1);
     let real = stats(&repo, &Scope::Store, &NoProgress).unwrap();
 
     let sweep = [
