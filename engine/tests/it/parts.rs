@@ -271,3 +271,34 @@ fn an_aborted_pending_backup_leaves_nothing_and_the_next_one_commits() {
         digest(&module_dir(&w1, MODULE))
     );
 }
+
+#[test]
+fn a_damaged_part_stops_gc_until_its_backup_is_aborted() {
+    let env = Env::new(4);
+    let w0 = worker_dir(&env, "w0", &[0, 1, 2, 3]);
+    let gc_dir = env.scratch("gc");
+    std::fs::create_dir_all(&gc_dir).unwrap();
+    let id = begin(&env.repo_for(&gc_dir), parts::DEFAULT_LEASE);
+    part(&env, &w0, &id);
+    let key = rbk_chunkstore::keys::pending_part(MODULE, &id.to_string(), "damaged");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(
+        env.provider()
+            .put_if_absent(&key, bytes::Bytes::from_static(b"RBKMANIF not a part")),
+    )
+    .unwrap();
+    let repo = env.repo_for(&gc_dir);
+    // GC cannot know what the damaged part references: it deletes nothing.
+    let before = crate::common::store_listing(&env.store);
+    let e = gc::gc(&repo, &gc_dir, &GcOptions::default(), &NoProgress).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains(&key), "{e}");
+    assert_eq!(crate::common::store_listing(&env.store), before);
+    // The commit refuses it too; aborting the backup removes it, and GC runs again.
+    let e = parts::commit(&repo, &id).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    parts::abort(&repo, &id).unwrap();
+    let r = gc::gc(&repo, &gc_dir, &GcOptions::default(), &NoProgress).unwrap();
+    assert_eq!(r.pending_held, 0);
+    assert!(parts::list(&repo, None).unwrap().is_empty());
+}
