@@ -91,9 +91,7 @@ impl Heartbeat {
             .min(MAX_HELD_LEASE.as_millis() as u64);
         gc_lease_ms.max(held)
     }
-}
 
-impl Heartbeat {
     /// # Errors
     /// `Corrupt` for bytes that are not a heartbeat.
     pub fn parse(key: &str, bytes: &[u8]) -> Result<Self> {

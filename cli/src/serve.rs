@@ -131,6 +131,7 @@ const PART_ATTEMPTS: u32 = 3;
 /// one that keeps failing is not tried every round.
 fn write_parts(
     cfg: &Config,
+    view: &mut Option<rbk_engine::Repo>,
     host: &Host,
     worker: &str,
     failures: &mut std::collections::HashMap<String, u32>,
@@ -142,17 +143,23 @@ fn write_parts(
     if modules.is_empty() {
         return;
     }
-    // Looking needs no index; the index is taken only when there is a part to write.
-    let view = match crate::cmd::open_view(cfg) {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::debug!("pending backups not checked: {e:#}");
-            return;
+    // Looking needs no index (a view, kept between rounds); the index is taken only when
+    // there is a part to write.
+    if view.is_none() {
+        match crate::cmd::open_view(cfg) {
+            Ok(v) => *view = Some(v),
+            Err(e) => {
+                tracing::debug!("pending backups not checked: {e:#}");
+                return;
+            }
         }
+    }
+    let Some(view) = view.as_ref() else {
+        return;
     };
     let mut todo = Vec::new();
     for module in &modules {
-        match parts::list(&view, Some(module)) {
+        match parts::list(view, Some(module)) {
             Ok(listed) => todo.extend(listed.into_iter().filter(|l| {
                 l.begin
                     && failures.get(&l.name).is_none_or(|n| *n < PART_ATTEMPTS)
@@ -273,6 +280,7 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
     let worker = rbk_engine::ops::parts::worker_id(&cfg.data_dir)?;
     let mut next_parts = begun;
     let mut part_failures = std::collections::HashMap::new();
+    let mut parts_view = None;
     while !stop.load(Ordering::Acquire) {
         if a.for_seconds
             .is_some_and(|s| begun.elapsed() >= Duration::from_secs(s))
@@ -287,6 +295,7 @@ pub fn run(a: &ServeArgs, cfg: &Config, json_out: bool) -> Result<()> {
         if now >= next_parts {
             write_parts(
                 cfg,
+                &mut parts_view,
                 &host,
                 &worker,
                 &mut part_failures,

@@ -111,11 +111,8 @@ impl Records {
 
     /// What a session beginning now must not deduplicate against.
     pub(crate) fn condemned(&self) -> Condemned {
-        if let Some((key, _)) = self.damaged_swept.first() {
-            tracing::warn!("damaged GC record {key}: this session deduplicates against nothing");
-            return Condemned::Everything;
-        }
-        if let Some((key, _)) = self.damaged.first() {
+        let damaged = self.damaged_swept.first().map(|(id, _)| id);
+        if let Some(key) = damaged.or(self.damaged.first().map(|(key, _)| key)) {
             tracing::warn!("damaged GC record {key}: this session deduplicates against nothing");
             return Condemned::Everything;
         }

@@ -215,27 +215,23 @@ impl ChunkStore {
         sync: IndexSync,
     ) -> Result<()> {
         let index = self.index()?;
-        // The store's clock when this session began (its first heartbeat's write time), and
-        // when the store wrote its config: a store that was lost and made again (from its
-        // mirror's config, say) has a new one, and its packs are not what the index knew.
-        let began = if self.config().keeps_swept_records() {
-            let began = self
-                .session_state(session)?
-                .and_then(|s| s.newest_written_ms);
-            let config = self.config_written_ms()?;
-            began.zip(config)
+        let timing = self.session_timing();
+        // What can be told locally comes first; the store's times cost two requests, worth
+        // it only in a store large enough that a full listing costs more. Small stores are
+        // listed in full at every session, and no listing time is recorded for them.
+        let eligible = sync == IndexSync::IfStale
+            && self.config().keeps_swept_records()
+            && !records.any_damaged();
+        let large = eligible && index.knows_at_least(timing.list_every_pack_below)?;
+        let began = if large {
+            Some(self.session_began(session)?)
         } else {
             None
         };
-        let timing = self.session_timing();
         let limit = timing.full_sync_every.as_millis() as u64;
-        let recent = match (sync, began, index.last_full_sync()?) {
-            (IndexSync::IfStale, Some((now, config)), Some((last, last_config)))
-                if !records.any_damaged() && config == last_config =>
-            {
-                now >= last
-                    && now - last < limit
-                    && index.knows_at_least(timing.list_every_pack_below)?
+        let recent = match (began.flatten(), index.last_full_sync()?) {
+            (Some((now, config)), Some((last, last_config))) => {
+                config == last_config && now >= last && now - last < limit
             }
             _ => false,
         };
@@ -250,10 +246,27 @@ impl ChunkStore {
             return Ok(());
         }
         self.sync_index()?;
-        // The listing began after the first heartbeat was written: the next sessions may
-        // count from that moment.
-        index.set_last_full_sync(began)?;
+        // A store the listing found large: the next sessions may count from this one's
+        // first heartbeat, which was written before the listing began.
+        if eligible && (large || index.knows_at_least(timing.list_every_pack_below)?) {
+            let began = match began {
+                Some(b) => b,
+                None => self.session_began(session)?,
+            };
+            index.set_last_full_sync(began)?;
+        }
         Ok(())
+    }
+
+    /// When the store wrote session `session`'s first heartbeat and its `config`, by the
+    /// store's clock (`None` when it keeps no write times). A store that was lost and made
+    /// again (from its mirror's config, say) has a newer config, and its packs are not what
+    /// an index of the old one knew.
+    fn session_began(&self, session: &str) -> Result<Option<(u64, u64)>> {
+        Ok(self
+            .session_state(session)?
+            .and_then(|s| s.newest_written_ms)
+            .zip(self.config_written_ms()?))
     }
 }
 

@@ -196,10 +196,10 @@ pub fn whole(ctx: &Ctx, module: &str, wait_seconds: u64, lease_seconds: u64) -> 
             parts::part(&repo, &cfg.data_dir, &id, Source::Files, &ctx.bars())?;
         }
         let mut seen = std::collections::BTreeMap::new();
+        // The index is not needed to look; holding the full repo while waiting would keep
+        // this data dir's `rbk serve` from writing its part.
+        let view = super::open_view(cfg)?;
         loop {
-            // The index is not needed to look; opening the full repo each round would keep
-            // this data dir's `rbk serve` from writing its part.
-            let view = super::open_view(cfg)?;
             let cov = parts::coverage(&view, &pending, &mut seen)?;
             if cov.task_count.is_some() && cov.missing.is_empty() {
                 break;

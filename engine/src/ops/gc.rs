@@ -176,22 +176,21 @@ pub fn gc(
     // what this run deleted (which a dry run did not delete); the one before a sweep is read
     // afresh, after the sessions it waits for were seen to be over.
     let retained = Cell::new(None);
+    let pending = std::cell::RefCell::new(PendingSeen::default());
     report.store = store_gc::collect(store, &collect_opts, progress, || {
-        let (live, n) = live_set(repo, &deleted, progress)?;
+        let (live, n, seen) = live_set(repo, &deleted, progress)?;
         retained.set(retained.get().or(Some(n)));
+        *pending.borrow_mut() = seen;
         Ok::<_, Error>(live)
     })?;
     report.manifests_retained = retained.get().unwrap_or(0);
 
     // 4. Pending backups given up on (their lease ran out, this run may have revoked them)
-    // or committed by a process that died before tidying up: their parts and begin go.
-    let (held, leftovers) = crate::ops::parts::for_gc(repo)?;
-    report.pending_held = held
-        .iter()
-        .map(|m| &m.backup_id)
-        .collect::<HashSet<_>>()
-        .len() as u64;
-    for l in leftovers {
+    // or committed by a process that died before tidying up, as the last live set found
+    // them (after this run's revocations): their parts and begin go.
+    let pending = pending.into_inner();
+    report.pending_held = pending.held;
+    for l in pending.leftovers {
         if !opts.dry_run {
             store.delete_pending(&l)?;
         }
@@ -209,13 +208,23 @@ pub fn delete_backup(repo: &Repo, id: &BackupId) -> Result<()> {
     repo.delete_manifest(id)
 }
 
-/// The live set of every manifest in the store except `excluded`, and how many manifests
-/// it covers. A manifest that cannot be read stops GC: what it references is unknown.
+/// What a live set found of the pending backups in parts.
+#[derive(Default)]
+struct PendingSeen {
+    /// Still held: their parts are in the live set.
+    held: u64,
+    /// Over (committed or given up): what is left of them.
+    leftovers: Vec<rbk_chunkstore::PendingListing>,
+}
+
+/// The live set of every manifest in the store except `excluded` and of every part of a
+/// held pending backup, how many manifests it covers, and what it found of the pending
+/// backups. A manifest or part that cannot be read stops GC: what it references is unknown.
 fn live_set(
     repo: &Repo,
     excluded: &HashSet<&BackupId>,
     progress: &dyn Progress,
-) -> Result<(LiveSet, u64)> {
+) -> Result<(LiveSet, u64, PendingSeen)> {
     let ids: Vec<BackupId> = repo
         .all_backup_ids()?
         .into_iter()
@@ -225,7 +234,7 @@ fn live_set(
     let mut live = LiveSet::default();
     // Parts of pending backups still held are as good as committed: what they reference is
     // kept (their held session also holds back every sweep; docs/gc.md).
-    let (parts, _) = crate::ops::parts::for_gc(repo)?;
+    let (parts, leftovers) = crate::ops::parts::for_gc(repo)?;
     for m in &parts {
         for (_, f) in m.files() {
             for c in &f.chunks {
@@ -233,6 +242,14 @@ fn live_set(
             }
         }
     }
+    let pending = PendingSeen {
+        held: parts
+            .iter()
+            .map(|m| &m.backup_id)
+            .collect::<HashSet<_>>()
+            .len() as u64,
+        leftovers,
+    };
     let mut n = 0;
     for id in &ids {
         let m = match repo.load_manifest(id) {
@@ -259,5 +276,5 @@ fn live_set(
     }
     live.seal();
     progress.end();
-    Ok((live, n))
+    Ok((live, n, pending))
 }

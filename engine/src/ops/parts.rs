@@ -49,7 +49,6 @@ pub struct Pending {
     pub session: String,
     pub created_ms: u64,
     pub lease_ms: u64,
-    pub host: String,
 }
 
 /// Begins a backup of `module` in parts; it waits for its parts and commit for `lease`.
@@ -89,7 +88,6 @@ pub fn begin(repo: &Repo, module: &str, lease: Duration) -> Result<Pending> {
                     session,
                     created_ms: record.created_ms,
                     lease_ms: record.lease_ms,
-                    host: record.host,
                 });
             }
             Ok(false) => continue,
@@ -132,7 +130,6 @@ pub fn load(repo: &Repo, id: &BackupId) -> Result<Pending> {
         session: record.session,
         created_ms: record.created_ms,
         lease_ms: record.lease_ms,
-        host: record.host,
     };
     match repo.store().check_held_session(&pending.session) {
         Ok(()) => Ok(pending),
@@ -235,14 +232,9 @@ impl Part {
     pub fn tasks(&self) -> Vec<u32> {
         self.manifest.tasks.iter().map(|t| t.task).collect()
     }
-
-    /// The worker id of the data dir it was taken from ([`worker_id`]).
-    pub fn worker(&self) -> Option<&str> {
-        worker_of(&self.name)
-    }
 }
 
-/// The worker id in a part's name.
+/// The worker id ([`worker_id`]) in a part's name.
 pub fn worker_of(part: &str) -> Option<&str> {
     part.split('.').nth(1)
 }
@@ -252,34 +244,51 @@ pub fn worker_of(part: &str) -> Option<&str> {
 /// # Errors
 /// `CorruptManifest` for a part that does not decode or belongs elsewhere, provider errors.
 pub fn parts(repo: &Repo, pending: &Pending) -> Result<Vec<Part>> {
-    let id = &pending.id;
-    let name = id.to_string();
-    let store = repo.store();
-    let listed = store.list_pending(Some(&id.module))?;
-    let Some(entry) = listed.into_iter().find(|l| l.name == name) else {
-        return Ok(Vec::new());
-    };
     let mut out = Vec::new();
-    for p in entry.parts {
-        let key = rbk_chunkstore::keys::pending_part(&id.module, &name, &p);
-        let bytes = match store.get_pending_part(&id.module, &name, &p) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let m = Manifest::decode(&key, &bytes)?;
-        if m.backup_id != *id || m.session.as_deref() != Some(pending.session.as_str()) {
-            return Err(Error::CorruptManifest {
-                key,
-                detail: "it is a part of another backup".into(),
-            });
+    for name in listed(repo, &pending.id)?.map_or_else(Vec::new, |l| l.parts) {
+        if let Some(manifest) = read_part(repo, pending, &name)? {
+            out.push(Part { name, manifest });
         }
-        out.push(Part {
-            name: p,
-            manifest: m,
-        });
     }
     Ok(out)
+}
+
+/// What the store lists of pending backup `id` (`None`: nothing).
+fn listed(repo: &Repo, id: &BackupId) -> Result<Option<PendingListing>> {
+    let name = id.to_string();
+    Ok(repo
+        .store()
+        .list_pending(Some(&id.module))?
+        .into_iter()
+        .find(|l| l.name == name))
+}
+
+/// Part `part` of `pending`, checked to be one of its parts (`None`: deleted meanwhile).
+fn read_part(repo: &Repo, pending: &Pending, part: &str) -> Result<Option<Manifest>> {
+    let id = &pending.id;
+    let name = id.to_string();
+    let key = rbk_chunkstore::keys::pending_part(&id.module, &name, part);
+    let bytes = match repo.store().get_pending_part(&id.module, &name, part) {
+        Ok(b) => b,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let m = Manifest::decode(&key, &bytes)?;
+    if m.backup_id != *id || m.session.as_deref() != Some(pending.session.as_str()) {
+        return Err(Error::CorruptManifest {
+            key,
+            detail: "it is a part of another backup".into(),
+        });
+    }
+    Ok(Some(m))
+}
+
+/// Deletes what the store lists of pending backup `id`.
+fn delete_objects(repo: &Repo, id: &BackupId) -> Result<()> {
+    match listed(repo, id)? {
+        Some(l) => Ok(repo.store().delete_pending(&l)?),
+        None => Ok(()),
+    }
 }
 
 /// Which tasks the parts of a pending backup cover, and which they do not yet.
@@ -301,30 +310,16 @@ pub fn coverage(
     pending: &Pending,
     seen: &mut BTreeMap<String, (u32, Vec<u32>)>,
 ) -> Result<Coverage> {
-    let id = &pending.id;
-    let name = id.to_string();
-    let store = repo.store();
-    let listed = store.list_pending(Some(&id.module))?;
-    let names = listed
-        .into_iter()
-        .find(|l| l.name == name)
-        .map(|l| l.parts)
-        .unwrap_or_default();
-    for p in &names {
-        if seen.contains_key(p) {
+    for name in listed(repo, &pending.id)?.map_or_else(Vec::new, |l| l.parts) {
+        if seen.contains_key(&name) {
             continue;
         }
-        let key = rbk_chunkstore::keys::pending_part(&id.module, &name, p);
-        let bytes = match store.get_pending_part(&id.module, &name, p) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => return Err(e.into()),
-        };
-        let m = Manifest::decode(&key, &bytes)?;
-        seen.insert(
-            p.clone(),
-            (m.task_count, m.tasks.iter().map(|t| t.task).collect()),
-        );
+        if let Some(m) = read_part(repo, pending, &name)? {
+            seen.insert(
+                name,
+                (m.task_count, m.tasks.iter().map(|t| t.task).collect()),
+            );
+        }
     }
     let task_count = seen.values().next().map(|(n, _)| *n);
     let covered: std::collections::BTreeSet<u32> =
@@ -436,15 +431,8 @@ fn given_up(e: rbk_chunkstore::Error, pending: &Pending) -> Error {
 
 /// Ends the held session of `pending` and deletes its objects.
 fn end(repo: &Repo, pending: &Pending) -> Result<()> {
-    let store = repo.store();
-    store.end_held_session(&pending.session)?;
-    let name = pending.id.to_string();
-    for l in store.list_pending(Some(&pending.id.module))? {
-        if l.name == name {
-            store.delete_pending(&l)?;
-        }
-    }
-    Ok(())
+    repo.store().end_held_session(&pending.session)?;
+    delete_objects(repo, &pending.id)
 }
 
 /// Gives up on pending backup `id`: ends its session and deletes its parts. What only they
@@ -455,16 +443,8 @@ fn end(repo: &Repo, pending: &Pending) -> Result<()> {
 pub fn abort(repo: &Repo, id: &BackupId) -> Result<()> {
     let pending = match load(repo, id) {
         Ok(p) => p,
-        Err(Error::PendingGivenUp { .. }) => {
-            // Already over: only its objects are left.
-            let name = id.to_string();
-            for l in repo.store().list_pending(Some(&id.module))? {
-                if l.name == name {
-                    repo.store().delete_pending(&l)?;
-                }
-            }
-            return Ok(());
-        }
+        // Already over: only its objects are left.
+        Err(Error::PendingGivenUp { .. }) => return delete_objects(repo, id),
         Err(e) => return Err(e),
     };
     end(repo, &pending)
