@@ -12,7 +12,7 @@ use rbk_chunkstore::{StoreConfig, pack};
 
 use crate::backup_id::BackupId;
 use crate::layout::module_dir;
-use crate::manifest::Manifest;
+use crate::manifest::{self, ManifestObject};
 use crate::ops::gc::{self, GcOptions};
 use crate::ops::verify::{self, ReadData};
 use crate::ops::{backup, restore};
@@ -32,12 +32,17 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("data_dir_scan", data_dir_scan),
 ];
 
-/// The manifest decoder never panics; what it accepts re-encodes to bytes that decode to the
-/// same value.
+/// The manifest and task object decoders never panic; what they accept re-encodes to bytes
+/// that decode to the same value.
 pub fn manifest_decode(data: &[u8]) {
-    if let Ok(m) = Manifest::decode("fuzz", data) {
-        let again = Manifest::decode("fuzz", &m.encode()).expect("re-encoded manifest decodes");
+    if let Ok(m) = ManifestObject::decode("fuzz", data) {
+        let again =
+            ManifestObject::decode("fuzz", &m.encode()).expect("re-encoded manifest decodes");
         assert_eq!(again, m);
+    }
+    if let Ok(t) = manifest::decode_task_object(data) {
+        let object = t.encode_object();
+        assert_eq!(object, data, "a task object has one encoding");
     }
 }
 

@@ -3,6 +3,12 @@
 //! A manifest lists every file of the module's state with its ordered chunk ids, grouped the
 //! way the module is: module-level files, then per task the depot partitions (segments and
 //! offsets), PState partitions (RocksDB directories) and topology progress files.
+//!
+//! Version 3 keeps each task in a *task object* of its own, stored like a file (its pieces
+//! are ordinary chunks), and the manifest lists, per task, a summary and a [`TaskRef`]: the
+//! object's hash and pieces. A task that did not change encodes to the same object, whose
+//! pieces are already stored, so it costs no new chunk. [`ManifestObject`] is a manifest as
+//! decoded, its tasks possibly not read yet; a [`Manifest`] has every task.
 
 use rbk_chunkstore::ChunkId;
 
@@ -11,9 +17,17 @@ use crate::wire::{Dec, DecResult, Enc};
 use crate::{Error, Result};
 
 pub const MAGIC: &[u8; 8] = b"RBKMANIF";
-/// Written by this rbk. Version 1 (no owners, no directory entries, no session) still
-/// decodes.
-pub const VERSION: u32 = 2;
+/// Written by this rbk into stores of version 5 (tasks in task objects). Stores of older
+/// versions get version 2 (tasks inline), which the rbk that made them reads. Version 1 (no
+/// owners, no directory entries, no session) still decodes.
+pub const VERSION: u32 = 3;
+/// The version of manifests whose tasks are inline.
+pub const INLINE_VERSION: u32 = 2;
+/// Magic of a task object.
+pub const TASK_MAGIC: &[u8; 8] = b"RBKTASK1";
+/// Version of the task object encoding.
+pub const TASK_VERSION: u32 = 1;
+const TASK_HEADER_LEN: usize = 16;
 const HEADER_LEN: usize = 24;
 const CHECKSUM_LEN: usize = 32;
 /// Manifests larger than this are refused before reading (about 8 million chunk ids).
@@ -37,6 +51,120 @@ pub struct Manifest {
     /// The session that wrote it (version 2): a manifest the store wrote after that
     /// session's tombstone was never committed (docs/gc.md, "The commit window").
     pub session: Option<String>,
+    /// Version 3: where each task of `tasks` is stored, in the same order. Empty for a
+    /// manifest whose tasks are inline (it encodes as version 2).
+    pub task_refs: Vec<TaskRef>,
+}
+
+/// A stored task object: which task, what it holds in brief (what a reader without the
+/// chunks shows), and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRef {
+    pub task: u32,
+    pub summary: TaskSummary,
+    /// BLAKE3 of the task object: its name.
+    pub hash: [u8; 32],
+    /// BLAKE3 of what replicas of the task must agree on ([`TaskEntry::content_hash`]):
+    /// paths, sizes, chunks, offsets and commit ids, not times, inodes or owners.
+    pub content: [u8; 32],
+    /// Length of the task object in bytes.
+    pub len: u64,
+    /// The object's pieces, in order: chunks like any file's.
+    pub pieces: Vec<ChunkId>,
+}
+
+/// A task in brief: per object, its files and bytes, and the depots' offsets and the
+/// topologies' commit ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskSummary {
+    pub depots: Vec<DepotSummary>,
+    pub pstates: Vec<GroupSummary>,
+    pub topologies: Vec<TopologySummary>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSummary {
+    pub name: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepotSummary {
+    pub name: String,
+    pub start_offset: u64,
+    pub end_offset: u64,
+    /// Segments.
+    pub files: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopologySummary {
+    pub name: String,
+    pub commit_id: Option<u64>,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+impl TaskSummary {
+    pub fn of(t: &TaskEntry) -> TaskSummary {
+        let count = |files: &[FileEntry]| (files.len() as u64, files.iter().map(|f| f.size).sum());
+        TaskSummary {
+            depots: t
+                .depots
+                .iter()
+                .map(|d| {
+                    let (files, bytes) = count(&d.files);
+                    DepotSummary {
+                        name: d.name.clone(),
+                        start_offset: d.start_offset,
+                        end_offset: d.end_offset,
+                        files,
+                        bytes,
+                    }
+                })
+                .collect(),
+            pstates: t
+                .pstates
+                .iter()
+                .map(|p| {
+                    let (files, bytes) = count(&p.files);
+                    GroupSummary {
+                        name: p.name.clone(),
+                        files,
+                        bytes,
+                    }
+                })
+                .collect(),
+            topologies: t
+                .topologies
+                .iter()
+                .map(|p| {
+                    let (files, bytes) = count(&p.files);
+                    TopologySummary {
+                        name: p.name.clone(),
+                        commit_id: p.commit_id,
+                        files,
+                        bytes,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Files and bytes of the whole task. Saturating: a summary is decoded from the store.
+    pub fn totals(&self) -> (u64, u64) {
+        let groups = self
+            .depots
+            .iter()
+            .map(|d| (d.files, d.bytes))
+            .chain(self.pstates.iter().map(|p| (p.files, p.bytes)))
+            .chain(self.topologies.iter().map(|p| (p.files, p.bytes)));
+        groups.fold((0, 0), |(f, b), (gf, gb)| {
+            (f.saturating_add(gf), b.saturating_add(gb))
+        })
+    }
 }
 
 pub use crate::layout::Owner;
@@ -126,14 +254,7 @@ impl Manifest {
 
     /// Every directory a restore creates (relative to the module dir), including empty ones.
     pub fn dirs(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for t in &self.tasks {
-            out.push(format!("tasks/{}", t.task));
-            out.extend(t.depots.iter().map(|d| depot_dir(t.task, &d.name)));
-            out.extend(t.pstates.iter().map(|p| pstate_dir(t.task, &p.name)));
-            out.extend(t.topologies.iter().map(|p| topology_dir(t.task, &p.name)));
-        }
-        out
+        self.tasks.iter().flat_map(TaskEntry::dirs).collect()
     }
 
     /// Every file with its path relative to the module dir.
@@ -143,32 +264,17 @@ impl Manifest {
             .iter()
             .map(|f| (f.path.clone(), f))
             .collect();
-        for t in &self.tasks {
-            let groups = (t
-                .depots
-                .iter()
-                .map(|d| (depot_dir(t.task, &d.name), &d.files)))
-            .chain(
-                t.pstates
-                    .iter()
-                    .map(|p| (pstate_dir(t.task, &p.name), &p.files)),
-            )
-            .chain(
-                t.topologies
-                    .iter()
-                    .map(|p| (topology_dir(t.task, &p.name), &p.files)),
-            );
-            for (dir, files) in groups {
-                out.extend(files.iter().map(|f| (format!("{dir}/{}", f.path), f)));
-            }
-        }
+        out.extend(self.tasks.iter().flat_map(TaskEntry::files));
         out
     }
 
+    /// The manifest object: version 3 with task references when `task_refs` is set (the
+    /// tasks are then in their own objects), else version 2 with the tasks inline.
     pub fn encode(&self) -> Vec<u8> {
+        let stored = !self.task_refs.is_empty();
         let mut e = Enc::default();
         e.0.extend_from_slice(MAGIC);
-        e.u32(VERSION);
+        e.u32(if stored { VERSION } else { INLINE_VERSION });
         e.u32(0); // flags
         e.u64(0); // body length, patched below
         e.str(&self.backup_id.to_string());
@@ -186,32 +292,15 @@ impl Manifest {
             e.u64(v);
         }
         enc_files(&mut e, &self.module_files);
-        e.count(self.tasks.len());
-        for t in &self.tasks {
-            e.u32(t.task);
-            e.count(t.depots.len());
-            for d in &t.depots {
-                e.str(&d.name);
-                e.u64(d.start_offset);
-                e.u64(d.end_offset);
-                enc_files(&mut e, &d.files);
+        if stored {
+            e.count(self.task_refs.len());
+            for r in &self.task_refs {
+                enc_task_ref(&mut e, r);
             }
-            e.count(t.pstates.len());
-            for p in &t.pstates {
-                e.str(&p.name);
-                enc_files(&mut e, &p.files);
-            }
-            e.count(t.topologies.len());
-            for p in &t.topologies {
-                e.str(&p.name);
-                match p.commit_id {
-                    Some(c) => {
-                        e.u8(1);
-                        e.u64(c);
-                    }
-                    None => e.u8(0),
-                }
-                enc_files(&mut e, &p.files);
+        } else {
+            e.count(self.tasks.len());
+            for t in &self.tasks {
+                enc_task(&mut e, t);
             }
         }
         e.count(self.dir_meta.len());
@@ -228,12 +317,31 @@ impl Manifest {
         e.0
     }
 
+    /// Every chunk the backup needs: its files' and its task objects'.
+    pub fn chunk_ids(&self) -> impl Iterator<Item = &ChunkId> {
+        self.files()
+            .into_iter()
+            .flat_map(|(_, f)| f.chunks.iter())
+            .chain(self.task_refs.iter().flat_map(|r| r.pieces.iter()))
+    }
+}
+
+/// A manifest as decoded from its object: for version 3, its tasks are references to task
+/// objects that are not read yet ([`ManifestObject::resolve`]); what a reader without the
+/// chunks needs (the backup's id, stats, module files and each task in brief) is here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestObject {
+    /// Everything but, for version 3, the tasks (`tasks` is empty, `task_refs` set).
+    head: Manifest,
+}
+
+impl ManifestObject {
     /// Decodes and checks a manifest read from object `key`.
     ///
     /// # Errors
     /// `CorruptManifest` naming `key` for any malformed, truncated, altered or future-version
     /// input. Never panics.
-    pub fn decode(key: &str, bytes: &[u8]) -> Result<Manifest> {
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<ManifestObject> {
         let corrupt = |detail: String| Error::CorruptManifest {
             key: key.into(),
             detail,
@@ -266,15 +374,460 @@ impl Manifest {
             return Err(corrupt("unknown flags".into()));
         }
         let mut d = Dec::new(&signed[HEADER_LEN..]);
-        let m = decode_body(&mut d, version).map_err(corrupt)?;
+        let head = decode_body(&mut d, version).map_err(corrupt)?;
         if d.remaining() != 0 {
             return Err(corrupt(format!(
                 "{} trailing bytes after the body",
                 d.remaining()
             )));
         }
-        Ok(m)
+        Ok(ManifestObject { head })
     }
+
+    /// The object of `m`: for version 3, without the tasks' files.
+    pub fn of(m: &Manifest) -> ManifestObject {
+        let mut head = m.clone();
+        if !head.task_refs.is_empty() {
+            head.tasks.clear();
+        }
+        ManifestObject { head }
+    }
+
+    /// A version 3 manifest of `refs`, for a commit that gathers task objects already
+    /// stored. `head.tasks` is ignored.
+    pub fn with_refs(mut head: Manifest, refs: Vec<TaskRef>) -> ManifestObject {
+        head.tasks.clear();
+        head.task_refs = refs;
+        ManifestObject { head }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        self.head.encode()
+    }
+
+    pub fn set_stats(&mut self, stats: BackupStats) {
+        self.head.stats = stats;
+    }
+
+    /// Keeps only the tasks `keep` selects, and the directories of those tasks and of the
+    /// module itself (a restore of some tasks: their objects are then the only ones read).
+    pub fn retain_tasks(&mut self, keep: impl Fn(u32) -> bool) {
+        let head = &mut self.head;
+        head.tasks.retain(|t| keep(t.task));
+        head.task_refs.retain(|r| keep(r.task));
+        head.dir_meta.retain(|d| {
+            d.path
+                .strip_prefix("tasks/")
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|t| t.parse::<u32>().ok())
+                .is_none_or(&keep)
+        });
+    }
+
+    /// The manifest's format version as it would be written (2: tasks inline; 3: task
+    /// objects).
+    pub fn version(&self) -> u32 {
+        if self.head.task_refs.is_empty() {
+            INLINE_VERSION
+        } else {
+            VERSION
+        }
+    }
+
+    pub fn backup_id(&self) -> &BackupId {
+        &self.head.backup_id
+    }
+    pub fn module(&self) -> &str {
+        self.head.module()
+    }
+    pub fn created_ms(&self) -> u64 {
+        self.head.created_ms
+    }
+    pub fn task_count(&self) -> u32 {
+        self.head.task_count
+    }
+    pub fn stats(&self) -> &BackupStats {
+        &self.head.stats
+    }
+    pub fn session(&self) -> Option<&str> {
+        self.head.session.as_deref()
+    }
+    pub fn module_files(&self) -> &[FileEntry] {
+        &self.head.module_files
+    }
+    pub fn dir_meta(&self) -> &[DirMeta] {
+        &self.head.dir_meta
+    }
+
+    /// The task objects to read (empty when the tasks are inline).
+    pub fn task_refs(&self) -> &[TaskRef] {
+        &self.head.task_refs
+    }
+
+    /// The tasks, when they are inline (version 1 and 2).
+    pub fn inline_tasks(&self) -> Option<&[TaskEntry]> {
+        self.head
+            .task_refs
+            .is_empty()
+            .then_some(self.head.tasks.as_slice())
+    }
+
+    /// Which tasks the backup holds, in its order.
+    pub fn task_ids(&self) -> Vec<u32> {
+        match self.inline_tasks() {
+            Some(tasks) => tasks.iter().map(|t| t.task).collect(),
+            None => self.head.task_refs.iter().map(|r| r.task).collect(),
+        }
+    }
+
+    /// Each task in brief, from the manifest alone.
+    pub fn summaries(&self) -> Vec<(u32, TaskSummary)> {
+        match self.inline_tasks() {
+            Some(tasks) => tasks.iter().map(|t| (t.task, TaskSummary::of(t))).collect(),
+            None => self
+                .head
+                .task_refs
+                .iter()
+                .map(|r| (r.task, r.summary.clone()))
+                .collect(),
+        }
+    }
+
+    /// Files and bytes of the whole backup, from the manifest alone.
+    pub fn totals(&self) -> (u64, u64) {
+        let module = self.head.module_files.iter().map(|f| (1, f.size));
+        let tasks = self.summaries().into_iter().map(|(_, s)| s.totals());
+        module.chain(tasks).fold((0u64, 0u64), |(f, b), (gf, gb)| {
+            (f.saturating_add(gf), b.saturating_add(gb))
+        })
+    }
+
+    /// The manifest, when its tasks are inline (`None` when they are in task objects).
+    pub fn into_inline(self) -> Option<Manifest> {
+        self.head.task_refs.is_empty().then_some(self.head)
+    }
+
+    /// The whole manifest, given the bytes of every task object (`objects[i]` is that of
+    /// `task_refs()[i]`), each checked against its reference: length, hash, encoding, task,
+    /// summary and content. Then the whole tree is checked as decoding checks a version 2
+    /// manifest's.
+    ///
+    /// # Errors
+    /// `CorruptManifest` naming `key` and the task.
+    pub fn resolve(self, key: &str, objects: &[&[u8]]) -> Result<Manifest> {
+        let mut head = self.head;
+        if head.task_refs.is_empty() {
+            return Ok(head);
+        }
+        assert_eq!(objects.len(), head.task_refs.len(), "one object per task");
+        let tasks = head
+            .task_refs
+            .iter()
+            .zip(objects)
+            .map(|(r, bytes)| r.decode_object(key, bytes))
+            .collect::<Result<Vec<_>>>()?;
+        head.tasks = tasks;
+        head.check_tree().map_err(|detail| Error::CorruptManifest {
+            key: key.into(),
+            detail,
+        })?;
+        Ok(head)
+    }
+}
+
+impl TaskEntry {
+    /// The task's directory and its objects' (relative to the module dir).
+    pub fn dirs(&self) -> Vec<String> {
+        let t = self.task;
+        let mut out = vec![format!("tasks/{t}")];
+        out.extend(self.depots.iter().map(|d| depot_dir(t, &d.name)));
+        out.extend(self.pstates.iter().map(|p| pstate_dir(t, &p.name)));
+        out.extend(self.topologies.iter().map(|p| topology_dir(t, &p.name)));
+        out
+    }
+
+    /// Every file of the task with its path relative to the module dir.
+    pub fn files(&self) -> Vec<(String, &FileEntry)> {
+        let t = self.task;
+        let groups = (self
+            .depots
+            .iter()
+            .map(|d| (depot_dir(t, &d.name), &d.files)))
+        .chain(
+            self.pstates
+                .iter()
+                .map(|p| (pstate_dir(t, &p.name), &p.files)),
+        )
+        .chain(
+            self.topologies
+                .iter()
+                .map(|p| (topology_dir(t, &p.name), &p.files)),
+        );
+        let mut out = Vec::new();
+        for (dir, files) in groups {
+            out.extend(files.iter().map(|f| (format!("{dir}/{}", f.path), f)));
+        }
+        out
+    }
+
+    /// The task object: `TASK_MAGIC`, version, flags, then the task as a version 2 manifest
+    /// encodes it. The same task always encodes to the same bytes.
+    pub fn encode_object(&self) -> Vec<u8> {
+        let mut e = Enc::default();
+        e.0.extend_from_slice(TASK_MAGIC);
+        e.u32(TASK_VERSION);
+        e.u32(0); // flags
+        enc_task(&mut e, self);
+        e.0
+    }
+
+    /// BLAKE3 of the task's content: what replicas of it on several machines must agree
+    /// on (paths, sizes, chunks, depot offsets, commit ids), without what differs between
+    /// machines holding the same bytes (times, inodes, owners, permission bits).
+    pub fn content_hash(&self) -> [u8; 32] {
+        let mut e = Enc::default();
+        e.str("rbk task content 1");
+        let files = |e: &mut Enc, files: &[FileEntry]| {
+            e.count(files.len());
+            for f in files {
+                e.str(&f.path);
+                e.u64(f.size);
+                e.count(f.chunks.len());
+                for c in &f.chunks {
+                    e.id(c);
+                }
+            }
+        };
+        e.count(self.depots.len());
+        for d in &self.depots {
+            e.str(&d.name);
+            e.u64(d.start_offset);
+            e.u64(d.end_offset);
+            files(&mut e, &d.files);
+        }
+        e.count(self.pstates.len());
+        for p in &self.pstates {
+            e.str(&p.name);
+            files(&mut e, &p.files);
+        }
+        e.count(self.topologies.len());
+        for p in &self.topologies {
+            e.str(&p.name);
+            enc_commit_id(&mut e, p.commit_id);
+            files(&mut e, &p.files);
+        }
+        *blake3::hash(&e.0).as_bytes()
+    }
+
+    /// The reference to this task's object `object` ([`TaskEntry::encode_object`]), stored
+    /// as `pieces`.
+    pub fn reference(&self, object: &[u8], pieces: Vec<ChunkId>) -> TaskRef {
+        TaskRef {
+            task: self.task,
+            summary: TaskSummary::of(self),
+            hash: *blake3::hash(object).as_bytes(),
+            content: self.content_hash(),
+            len: object.len() as u64,
+            pieces,
+        }
+    }
+}
+
+impl TaskRef {
+    /// Decodes the task object `bytes` that this reference names, in the manifest `key`.
+    ///
+    /// # Errors
+    /// `CorruptManifest` naming `key` and the task when the bytes are not the object the
+    /// reference describes.
+    pub fn decode_object(&self, key: &str, bytes: &[u8]) -> Result<TaskEntry> {
+        let corrupt = |detail: String| Error::CorruptManifest {
+            key: key.into(),
+            detail: format!("the object of task {}: {detail}", self.task),
+        };
+        if bytes.len() as u64 != self.len {
+            return Err(corrupt(format!(
+                "its pieces hold {} bytes, the manifest records {}",
+                bytes.len(),
+                self.len
+            )));
+        }
+        if blake3::hash(bytes).as_bytes() != &self.hash {
+            return Err(corrupt(
+                "its hash differs from the manifest's (altered or damaged)".into(),
+            ));
+        }
+        let task = decode_task_object(bytes).map_err(&corrupt)?;
+        if task.task != self.task {
+            return Err(corrupt(format!("it holds task {}", task.task)));
+        }
+        if TaskSummary::of(&task) != self.summary || task.content_hash() != self.content {
+            return Err(corrupt("it disagrees with the manifest's summary".into()));
+        }
+        Ok(task)
+    }
+}
+
+/// Decodes a task object ([`TaskEntry::encode_object`]).
+///
+/// # Errors
+/// Why the bytes are not a task object. Never panics.
+pub fn decode_task_object(bytes: &[u8]) -> DecResult<TaskEntry> {
+    if bytes.len() < TASK_HEADER_LEN || &bytes[..8] != TASK_MAGIC {
+        return Err("not an rbk task object (bad magic or too short)".into());
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != TASK_VERSION {
+        return Err(format!(
+            "task object version {version} is not supported by this rbk (supports {TASK_VERSION}); upgrade rbk to read it"
+        ));
+    }
+    if bytes[12..16] != [0; 4] {
+        return Err("unknown flags".into());
+    }
+    let mut d = Dec::new(&bytes[TASK_HEADER_LEN..]);
+    let task = dec_task(&mut d, INLINE_VERSION, u32::MAX)?;
+    if d.remaining() != 0 {
+        return Err(format!("{} trailing bytes after the task", d.remaining()));
+    }
+    Ok(task)
+}
+
+fn enc_commit_id(e: &mut Enc, commit_id: Option<u64>) {
+    match commit_id {
+        Some(c) => {
+            e.u8(1);
+            e.u64(c);
+        }
+        None => e.u8(0),
+    }
+}
+
+fn dec_commit_id(d: &mut Dec) -> DecResult<Option<u64>> {
+    match d.u8()? {
+        0 => Ok(None),
+        1 => Ok(Some(d.u64()?)),
+        t => Err(format!("bad commit id tag {t}")),
+    }
+}
+
+fn enc_task(e: &mut Enc, t: &TaskEntry) {
+    e.u32(t.task);
+    e.count(t.depots.len());
+    for d in &t.depots {
+        e.str(&d.name);
+        e.u64(d.start_offset);
+        e.u64(d.end_offset);
+        enc_files(e, &d.files);
+    }
+    e.count(t.pstates.len());
+    for p in &t.pstates {
+        e.str(&p.name);
+        enc_files(e, &p.files);
+    }
+    e.count(t.topologies.len());
+    for p in &t.topologies {
+        e.str(&p.name);
+        enc_commit_id(e, p.commit_id);
+        enc_files(e, &p.files);
+    }
+}
+
+fn enc_task_ref(e: &mut Enc, r: &TaskRef) {
+    e.u32(r.task);
+    let s = &r.summary;
+    e.count(s.depots.len());
+    for d in &s.depots {
+        e.str(&d.name);
+        e.u64(d.start_offset);
+        e.u64(d.end_offset);
+        e.u64(d.files);
+        e.u64(d.bytes);
+    }
+    e.count(s.pstates.len());
+    for p in &s.pstates {
+        e.str(&p.name);
+        e.u64(p.files);
+        e.u64(p.bytes);
+    }
+    e.count(s.topologies.len());
+    for p in &s.topologies {
+        e.str(&p.name);
+        enc_commit_id(e, p.commit_id);
+        e.u64(p.files);
+        e.u64(p.bytes);
+    }
+    e.0.extend_from_slice(&r.hash);
+    e.0.extend_from_slice(&r.content);
+    e.u64(r.len);
+    e.count(r.pieces.len());
+    for c in &r.pieces {
+        e.id(c);
+    }
+}
+
+fn dec_task_ref(d: &mut Dec, task_count: u32) -> DecResult<TaskRef> {
+    let task = d.u32()?;
+    if task >= task_count {
+        return Err(format!(
+            "task {task} is outside the module's {task_count} tasks"
+        ));
+    }
+    let mut s = TaskSummary::default();
+    // Smallest entries: name (4) + 4 × u64; name + 2 × u64; name + tag + 2 × u64.
+    for _ in 0..d.count(36)? {
+        let name = d.str()?;
+        check_name(&name)?;
+        s.depots.push(DepotSummary {
+            name,
+            start_offset: d.u64()?,
+            end_offset: d.u64()?,
+            files: d.u64()?,
+            bytes: d.u64()?,
+        });
+    }
+    for _ in 0..d.count(20)? {
+        let name = d.str()?;
+        check_name(&name)?;
+        s.pstates.push(GroupSummary {
+            name,
+            files: d.u64()?,
+            bytes: d.u64()?,
+        });
+    }
+    for _ in 0..d.count(21)? {
+        let name = d.str()?;
+        check_name(&name)?;
+        s.topologies.push(TopologySummary {
+            name,
+            commit_id: dec_commit_id(d)?,
+            files: d.u64()?,
+            bytes: d.u64()?,
+        });
+    }
+    let hash = d.id()?.0;
+    let content = d.id()?.0;
+    let len = d.u64()?;
+    if len > MAX_MANIFEST_LEN as u64 {
+        return Err(format!(
+            "the object of task {task} is {len} bytes, larger than any rbk writes"
+        ));
+    }
+    let n = d.count(32)?;
+    let mut pieces = Vec::with_capacity(n);
+    for _ in 0..n {
+        pieces.push(d.id()?);
+    }
+    if pieces.is_empty() {
+        return Err(format!("the object of task {task} has no pieces"));
+    }
+    Ok(TaskRef {
+        task,
+        summary: s,
+        hash,
+        content,
+        len,
+        pieces,
+    })
 }
 
 fn enc_owner(e: &mut Enc, owner: Option<Owner>) {
@@ -374,6 +927,57 @@ fn dec_files(d: &mut Dec, version: u32) -> DecResult<Vec<FileEntry>> {
     Ok(out)
 }
 
+fn dec_task(d: &mut Dec, version: u32, task_count: u32) -> DecResult<TaskEntry> {
+    let task = d.u32()?;
+    if task >= task_count {
+        return Err(format!(
+            "task {task} is outside the module's {task_count} tasks"
+        ));
+    }
+    let nd = d.count(24)?;
+    let mut depots = Vec::with_capacity(nd);
+    for _ in 0..nd {
+        let name = d.str()?;
+        check_name(&name)?;
+        let start_offset = d.u64()?;
+        let end_offset = d.u64()?;
+        depots.push(DepotEntry {
+            name,
+            start_offset,
+            end_offset,
+            files: dec_files(d, version)?,
+        });
+    }
+    let np = d.count(8)?;
+    let mut pstates = Vec::with_capacity(np);
+    for _ in 0..np {
+        let name = d.str()?;
+        check_name(&name)?;
+        pstates.push(ObjectEntry {
+            name,
+            files: dec_files(d, version)?,
+        });
+    }
+    let ntop = d.count(9)?;
+    let mut topologies = Vec::with_capacity(ntop);
+    for _ in 0..ntop {
+        let name = d.str()?;
+        check_name(&name)?;
+        let commit_id = dec_commit_id(d)?;
+        topologies.push(TopologyEntry {
+            name,
+            commit_id,
+            files: dec_files(d, version)?,
+        });
+    }
+    Ok(TaskEntry {
+        task,
+        depots,
+        pstates,
+        topologies,
+    })
+}
+
 fn decode_body(d: &mut Dec, version: u32) -> DecResult<Manifest> {
     let id_str = d.str()?;
     let backup_id = BackupId::parse(&id_str).map_err(|e| e.to_string())?;
@@ -389,61 +993,29 @@ fn decode_body(d: &mut Dec, version: u32) -> DecResult<Manifest> {
         new_stored_bytes: d.u64()?,
     };
     let module_files = dec_files(d, version)?;
-    let nt = d.count(16)?;
-    let mut tasks = Vec::with_capacity(nt);
-    for _ in 0..nt {
-        let task = d.u32()?;
-        if task >= task_count {
-            return Err(format!(
-                "task {task} is outside the module's {task_count} tasks"
-            ));
+    let mut tasks = Vec::new();
+    let mut task_refs = Vec::new();
+    if version >= 3 {
+        // Smallest reference: task, three empty vecs, two hashes, length, one piece.
+        let n = d.count(4 + 12 + 64 + 8 + 4 + 32)?;
+        task_refs.reserve(n);
+        let mut seen = std::collections::HashSet::with_capacity(n);
+        for _ in 0..n {
+            let r = dec_task_ref(d, task_count)?;
+            if !seen.insert(r.task) {
+                return Err(format!("task {} is listed twice", r.task));
+            }
+            task_refs.push(r);
         }
-        let nd = d.count(24)?;
-        let mut depots = Vec::with_capacity(nd);
-        for _ in 0..nd {
-            let name = d.str()?;
-            check_name(&name)?;
-            let start_offset = d.u64()?;
-            let end_offset = d.u64()?;
-            depots.push(DepotEntry {
-                name,
-                start_offset,
-                end_offset,
-                files: dec_files(d, version)?,
-            });
+        if task_refs.is_empty() {
+            return Err("a version 3 manifest without tasks".into());
         }
-        let np = d.count(8)?;
-        let mut pstates = Vec::with_capacity(np);
-        for _ in 0..np {
-            let name = d.str()?;
-            check_name(&name)?;
-            pstates.push(ObjectEntry {
-                name,
-                files: dec_files(d, version)?,
-            });
+    } else {
+        let nt = d.count(16)?;
+        tasks.reserve(nt);
+        for _ in 0..nt {
+            tasks.push(dec_task(d, version, task_count)?);
         }
-        let ntop = d.count(9)?;
-        let mut topologies = Vec::with_capacity(ntop);
-        for _ in 0..ntop {
-            let name = d.str()?;
-            check_name(&name)?;
-            let commit_id = match d.u8()? {
-                0 => None,
-                1 => Some(d.u64()?),
-                t => return Err(format!("bad commit id tag {t}")),
-            };
-            topologies.push(TopologyEntry {
-                name,
-                commit_id,
-                files: dec_files(d, version)?,
-            });
-        }
-        tasks.push(TaskEntry {
-            task,
-            depots,
-            pstates,
-            topologies,
-        });
     }
     let mut dir_meta = Vec::new();
     let mut session = None;
@@ -478,7 +1050,9 @@ fn decode_body(d: &mut Dec, version: u32) -> DecResult<Manifest> {
         tasks,
         dir_meta,
         session,
+        task_refs,
     };
+    // The tree of a version 3 manifest is checked once its tasks are read.
     m.check_tree()?;
     Ok(m)
 }
@@ -600,7 +1174,7 @@ mod tests {
             any::<u8>(),
             any::<[u64; 5]>(),
             files(),
-            proptest::collection::vec(task, 0..4),
+            proptest::collection::vec(task, 0..5),
             proptest::collection::vec(
                 (
                     "(|[a-z]{1,6}(/[a-z]{1,6}){0,2})",
@@ -630,6 +1204,7 @@ mod tests {
                     module_files,
                     tasks,
                     session: (millis % 2 == 0).then(|| format!("{millis:013}-00000000000000ab")),
+                    task_refs: vec![],
                     dir_meta: dirs
                         .into_iter()
                         .map(|(path, mode, owner)| DirMeta {
@@ -642,14 +1217,45 @@ mod tests {
             )
     }
 
+    /// `m` with its tasks in task objects: the references and each object's bytes (its
+    /// pieces are made up; resolving takes the bytes as given).
+    fn stored(mut m: Manifest) -> (Manifest, Vec<Vec<u8>>) {
+        let objects: Vec<Vec<u8>> = m.tasks.iter().map(TaskEntry::encode_object).collect();
+        m.task_refs = m
+            .tasks
+            .iter()
+            .zip(&objects)
+            .map(|(t, o)| t.reference(o, vec![ChunkId::of(o)]))
+            .collect();
+        (m, objects)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<ManifestObject> {
+        ManifestObject::decode("k", bytes)
+    }
+
+    /// `m` with each task id once, and whether it still has a task: what a version 3
+    /// manifest holds.
+    fn distinct_tasks(mut m: Manifest) -> (Manifest, bool) {
+        let mut ids = std::collections::HashSet::new();
+        m.tasks.retain(|t| ids.insert(t.task));
+        let any = !m.tasks.is_empty();
+        (m, any)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
+        #![proptest_config(ProptestConfig {
+            // Random trees often repeat a path; those are rejected, not failures.
+            max_global_rejects: 50_000,
+            ..ProptestConfig::with_cases(200)
+        })]
         #[test]
         fn encode_decode_is_identity(m in manifest()) {
             // Random paths may repeat or nest under a file: decoding rejects those trees.
             prop_assume!(m.check_tree().is_ok());
             let bytes = m.encode();
-            prop_assert_eq!(Manifest::decode("k", &bytes).unwrap(), m);
+            prop_assert_eq!(bytes[8], 2);
+            prop_assert_eq!(decode(&bytes).unwrap().into_inline().unwrap(), m);
         }
 
         #[test]
@@ -657,8 +1263,122 @@ mod tests {
             let mut bytes = m.encode();
             let i = pos % bytes.len();
             bytes[i] ^= 1 << bit;
-            let r = Manifest::decode("k", &bytes);
+            let r = decode(&bytes);
             prop_assert!(matches!(r, Err(Error::CorruptManifest { .. })), "mutation accepted");
+        }
+
+        /// Version 3: the manifest reads without its task objects (summaries, ids, totals),
+        /// and with them resolves to exactly the manifest written.
+        #[test]
+        fn task_objects_resolve_to_the_manifest_written(m in manifest()) {
+            let (m, any) = distinct_tasks(m);
+            prop_assume!(any && m.check_tree().is_ok());
+            let (m, objects) = stored(m);
+            let bytes = m.encode();
+            prop_assert_eq!(bytes[8], 3);
+            let object = decode(&bytes).unwrap();
+            prop_assert_eq!(object.task_ids(), m.tasks.iter().map(|t| t.task).collect::<Vec<_>>());
+            let summaries: Vec<(u32, TaskSummary)> =
+                m.tasks.iter().map(|t| (t.task, TaskSummary::of(t))).collect();
+            prop_assert_eq!(object.summaries(), summaries);
+            prop_assert_eq!(object.clone(), ManifestObject::of(&m));
+            prop_assert!(object.clone().into_inline().is_none());
+            let objs: Vec<&[u8]> = objects.iter().map(Vec::as_slice).collect();
+            prop_assert_eq!(object.resolve("k", &objs).unwrap(), m);
+        }
+
+        /// Any change to a task object's bytes is caught, whichever check catches it.
+        #[test]
+        fn altered_task_objects_are_refused(m in manifest(), pos in any::<usize>(), bit in 0u8..8) {
+            let (m, any) = distinct_tasks(m);
+            prop_assume!(any && m.check_tree().is_ok());
+            let (m, mut objects) = stored(m);
+            let object = decode(&m.encode()).unwrap();
+            let t = pos % objects.len();
+            let i = pos % objects[t].len();
+            objects[t][i] ^= 1 << bit;
+            let objs: Vec<&[u8]> = objects.iter().map(Vec::as_slice).collect();
+            let r = object.resolve("k", &objs);
+            prop_assert!(matches!(r, Err(Error::CorruptManifest { .. })), "altered object accepted");
+        }
+
+        #[test]
+        fn task_object_decoding_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut b = TASK_MAGIC.to_vec();
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.extend_from_slice(&[0; 4]);
+            b.extend_from_slice(&bytes);
+            let _ = decode_task_object(&b);
+        }
+    }
+
+    /// A replica's task object differs in times and inodes; its content hash does not. Any
+    /// difference in what is restored changes it.
+    #[test]
+    fn content_hash_ignores_machine_details_only() {
+        let f = FileEntry {
+            path: "000.sst".into(),
+            size: 3,
+            mtime_ns: 1,
+            dev: 2,
+            ino: 3,
+            mode: 0o644,
+            owner: None,
+            chunks: vec![ChunkId([7; 32])],
+        };
+        let task = |f: FileEntry, commit_id| TaskEntry {
+            task: 1,
+            depots: vec![],
+            pstates: vec![ObjectEntry {
+                name: "p".into(),
+                files: vec![f],
+            }],
+            topologies: vec![TopologyEntry {
+                name: "t".into(),
+                commit_id,
+                files: vec![],
+            }],
+        };
+        let a = task(f.clone(), Some(4));
+        let elsewhere = task(
+            FileEntry {
+                mtime_ns: 9,
+                dev: 8,
+                ino: 7,
+                mode: 0o600,
+                owner: Some(Owner { uid: 1, gid: 1 }),
+                ..f.clone()
+            },
+            Some(4),
+        );
+        assert_ne!(a.encode_object(), elsewhere.encode_object());
+        assert_eq!(a.content_hash(), elsewhere.content_hash());
+        for other in [
+            task(
+                FileEntry {
+                    size: 4,
+                    ..f.clone()
+                },
+                Some(4),
+            ),
+            task(
+                FileEntry {
+                    path: "001.sst".into(),
+                    ..f.clone()
+                },
+                Some(4),
+            ),
+            task(
+                FileEntry {
+                    chunks: vec![ChunkId([8; 32])],
+                    ..f.clone()
+                },
+                Some(4),
+            ),
+            task(f.clone(), Some(5)),
+            task(f.clone(), None),
+        ] {
+            assert_ne!(a.content_hash(), other.content_hash(), "{other:?}");
         }
     }
 
@@ -683,12 +1403,13 @@ mod tests {
                 owner: Some(Owner { uid: 1, gid: 2 }),
             }],
             session: Some("1700000000000-00000000000000ab".into()),
+            task_refs: vec![],
         };
         let bytes = m.encode();
         for cut in 0..bytes.len() {
             assert!(
                 matches!(
-                    Manifest::decode("k", &bytes[..cut]),
+                    ManifestObject::decode("k", &bytes[..cut]),
                     Err(Error::CorruptManifest { .. })
                 ),
                 "cut {cut}"

@@ -9,7 +9,7 @@ use rbk_chunkstore::provider::Provider;
 use rbk_chunkstore::{ChunkId, ChunkStore, ErrorKind, Progress, StoredManifest, keys};
 
 use crate::backup_id::{BackupId, validate_module_name};
-use crate::manifest::{MAX_MANIFEST_LEN, Manifest};
+use crate::manifest::{MAX_MANIFEST_LEN, Manifest, ManifestObject, TaskRef};
 use crate::{Error, Result};
 
 /// The store, and its mirror when one is configured (docs/mirror.md): backups commit to
@@ -171,17 +171,12 @@ impl Repo {
             return Ok(None);
         };
         let key = manifest_key(&id);
-        let manifest = Manifest::decode(&key, body)?;
-        if manifest.backup_id != id || self.uncommitted(&manifest)?.is_some() {
+        let object = ManifestObject::decode(&key, body)?;
+        if *object.backup_id() != id || self.uncommitted(&id, object.session())?.is_some() {
             return Ok(None);
         }
-        Ok(Some(
-            manifest
-                .files()
-                .into_iter()
-                .flat_map(|(_, f)| f.chunks.iter().copied())
-                .collect(),
-        ))
+        let manifest = self.resolve(&key, object)?;
+        Ok(Some(manifest.chunk_ids().copied().collect()))
     }
 
     /// Binds `data_dir` to this store when it is bound to none yet. Backups and restores do
@@ -249,16 +244,28 @@ impl Repo {
         self.ids_under(None)
     }
 
-    /// A manifest missing or damaged in the store is read from the mirror, if there is one.
+    /// The whole manifest of backup `id`, its task objects read ([`Repo::resolve`]). A
+    /// manifest missing or damaged in the store is read from the mirror, if there is one.
+    ///
+    /// # Errors
+    /// `BackupNotFound`, `CorruptManifest` (the manifest, or a task object it names, is
+    /// damaged or gone), provider and index errors.
+    pub fn load_manifest(&self, id: &BackupId) -> Result<Manifest> {
+        let object = self.load_object(id)?;
+        self.resolve(&manifest_key(id), object)
+    }
+
+    /// The manifest object of backup `id` as stored: what needs no chunk (its id, stats,
+    /// module files and each task in brief). A view of the store reads it.
     ///
     /// # Errors
     /// `BackupNotFound`, `CorruptManifest`, provider errors.
-    pub fn load_manifest(&self, id: &BackupId) -> Result<Manifest> {
-        match (self.load_manifest_here(id), self.mirror_repo()) {
+    pub fn load_object(&self, id: &BackupId) -> Result<ManifestObject> {
+        match (self.load_object_here(id), self.mirror_repo()) {
             (
                 Err(e @ (Error::BackupNotFound { .. } | Error::CorruptManifest { .. })),
                 Some(mirror),
-            ) => match mirror.load_manifest_here(id) {
+            ) => match mirror.load_object_here(id) {
                 Ok(m) => {
                     tracing::warn!(
                         "backup {id} is {} in `{}`; read from its mirror `{}`",
@@ -278,7 +285,7 @@ impl Repo {
         }
     }
 
-    fn load_manifest_here(&self, id: &BackupId) -> Result<Manifest> {
+    fn load_object_here(&self, id: &BackupId) -> Result<ManifestObject> {
         let key = manifest_key(id);
         let bytes = self
             .store
@@ -305,14 +312,122 @@ impl Repo {
                 ),
             });
         }
-        let m = Manifest::decode(&key, &bytes)?;
-        if m.backup_id != *id {
+        let m = ManifestObject::decode(&key, &bytes)?;
+        if *m.backup_id() != *id {
             return Err(Error::CorruptManifest {
                 key,
-                detail: format!("it records backup `{}`", m.backup_id),
+                detail: format!("it records backup `{}`", m.backup_id()),
             });
         }
         Ok(m)
+    }
+
+    /// The whole manifest of `object` (read from `key`): its task objects read from the
+    /// store (or its mirror), each checked against its reference.
+    ///
+    /// # Errors
+    /// `CorruptManifest` naming `key` and the task whose object is gone or damaged; provider
+    /// and index errors (`Index` for a view of the store).
+    pub fn resolve(&self, key: &str, object: ManifestObject) -> Result<Manifest> {
+        let refs: Vec<&TaskRef> = object.task_refs().iter().collect();
+        let objects = self.read_task_objects(key, &refs)?;
+        let objects: Vec<&[u8]> = objects.iter().map(Vec::as_slice).collect();
+        object.resolve(key, &objects)
+    }
+
+    /// Passes every chunk `object` (read from `key`) needs to `sink`: its files' and its task
+    /// objects'. Task objects whose hash is in `seen` were visited before (an unchanged task
+    /// shares its object with earlier backups): only their pieces are passed, and they are
+    /// not read again. A chunk may be passed more than once.
+    ///
+    /// # Errors
+    /// As [`Repo::resolve`].
+    pub fn visit_chunks(
+        &self,
+        key: &str,
+        object: &ManifestObject,
+        seen: &mut std::collections::HashSet<[u8; 32]>,
+        sink: &mut dyn FnMut(&ChunkId),
+    ) -> Result<()> {
+        let files = |files: &[crate::manifest::FileEntry], sink: &mut dyn FnMut(&ChunkId)| {
+            files.iter().flat_map(|f| &f.chunks).for_each(&mut *sink);
+        };
+        files(object.module_files(), sink);
+        for t in object.inline_tasks().unwrap_or_default() {
+            for (_, f) in t.files() {
+                files(std::slice::from_ref(f), sink);
+            }
+        }
+        let mut unseen = Vec::new();
+        for r in object.task_refs() {
+            r.pieces.iter().for_each(&mut *sink);
+            if seen.insert(r.hash) {
+                unseen.push(r);
+            }
+        }
+        let objects = self.read_task_objects(key, &unseen)?;
+        for (r, bytes) in unseen.iter().zip(&objects) {
+            for (_, f) in r.decode_object(key, bytes)?.files() {
+                files(std::slice::from_ref(f), sink);
+            }
+        }
+        Ok(())
+    }
+
+    /// The bytes of the task objects `refs` of the manifest `key`, read together (pieces
+    /// stored side by side come in one ranged read).
+    ///
+    /// # Errors
+    /// `CorruptManifest` naming `key` and the task when a piece is in no pack, fails its
+    /// check, or the pieces do not add up to the recorded length; provider and index errors.
+    pub fn read_task_objects(&self, key: &str, refs: &[&TaskRef]) -> Result<Vec<Vec<u8>>> {
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let unreadable = |what: String, e: rbk_chunkstore::Error| -> Error {
+            if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) {
+                Error::CorruptManifest {
+                    key: key.into(),
+                    detail: format!("{what} cannot be read: {e}"),
+                }
+            } else {
+                e.into()
+            }
+        };
+        let seqs: Vec<&[ChunkId]> = refs.iter().map(|r| r.pieces.as_slice()).collect();
+        let plan = self
+            .store
+            .plan_read(&seqs)
+            .map_err(|e| unreadable("a task object".into(), e))?;
+        // Lengths come from the located pieces: checked before anything is allocated.
+        for (r, &len) in refs.iter().zip(plan.lengths()) {
+            if len != r.len {
+                return Err(Error::CorruptManifest {
+                    key: key.into(),
+                    detail: format!(
+                        "the object of task {}: its pieces hold {len} bytes, the manifest records {}",
+                        r.task, r.len
+                    ),
+                });
+            }
+        }
+        let buffers: Vec<std::sync::Mutex<Vec<u8>>> = refs
+            .iter()
+            .map(|r| std::sync::Mutex::new(vec![0; r.len as usize]))
+            .collect();
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        self.store
+            .read_plan(plan, workers, |seq, offset, data| {
+                let mut b = buffers[seq].lock().unwrap_or_else(|p| p.into_inner());
+                let at = offset as usize;
+                b[at..at + data.len()].copy_from_slice(data);
+                Ok::<(), rbk_chunkstore::Error>(())
+            })
+            .map_err(|e| unreadable("a task object".into(), e))?;
+        Ok(buffers
+            .into_iter()
+            .map(|b| b.into_inner().unwrap_or_else(|p| p.into_inner()))
+            .collect())
     }
 
     /// Why `m` was never committed, if it was not: the store wrote its session's tombstone
@@ -324,8 +439,8 @@ impl Repo {
     ///
     /// # Errors
     /// Provider errors.
-    pub fn uncommitted(&self, m: &Manifest) -> Result<Option<String>> {
-        let Some(sid) = &m.session else {
+    pub fn uncommitted(&self, id: &BackupId, session: Option<&str>) -> Result<Option<String>> {
+        let Some(sid) = session else {
             return Ok(None);
         };
         let Some(state) = self.store.session_state(sid)? else {
@@ -334,7 +449,6 @@ impl Repo {
         let Some(revoked_ms) = state.revoked_written_ms.filter(|_| state.revoked) else {
             return Ok(None);
         };
-        let id = &m.backup_id;
         let written_ms = self
             .store
             .manifest_written_ms(&id.module, &id.to_string())?;
@@ -351,8 +465,17 @@ impl Repo {
     /// As [`Repo::load_manifest`]; `Uncommitted` for a manifest [`Repo::uncommitted`]
     /// rejects.
     pub fn load_committed(&self, id: &BackupId) -> Result<Manifest> {
-        let m = self.load_manifest(id)?;
-        match self.uncommitted(&m)? {
+        let object = self.load_committed_object(id)?;
+        self.resolve(&manifest_key(id), object)
+    }
+
+    /// [`Repo::load_object`] of a backup that was committed.
+    ///
+    /// # Errors
+    /// As [`Repo::load_committed`].
+    pub fn load_committed_object(&self, id: &BackupId) -> Result<ManifestObject> {
+        let m = self.load_object(id)?;
+        match self.uncommitted(id, m.session())? {
             Some(detail) => Err(Error::Uncommitted {
                 backup_id: id.to_string(),
                 detail,
@@ -386,7 +509,7 @@ impl Repo {
             let Some(id) = backup_id_of(o) else {
                 continue;
             };
-            let m = match self.load_manifest(&id) {
+            let m = match self.load_object(&id) {
                 Ok(m) => m,
                 // Deleted since the listing; or unreadable, which its reader reports (verify
                 // as a damaged backup; GC stops when it builds the live set).
@@ -394,8 +517,7 @@ impl Repo {
                 Err(e) => return Err(e),
             };
             let revoked = m
-                .session
-                .as_ref()
+                .session()
                 .and_then(|sid| sessions.get(sid))
                 .filter(|s| s.revoked)
                 .and_then(|s| s.revoked_written_ms);

@@ -123,6 +123,7 @@ fn main() {
             tasks: vec![],
             dir_meta: vec![],
             session: None,
+            task_refs: vec![],
         };
         let name = m.backup_id.to_string();
         session

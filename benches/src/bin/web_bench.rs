@@ -93,6 +93,7 @@ fn manifest(b: usize) -> Manifest {
         tasks,
         dir_meta: vec![],
         session: None,
+        task_refs: vec![],
     }
 }
 

@@ -8,11 +8,12 @@ use crate::{Error, Result, compress};
 
 /// Version 2 added transformed chunks, version 3 chunks of immutable files cut at fixed
 /// offsets of up to 16 MiB, version 4 swept GC records kept for a while, so that a backup
-/// learns of deleted packs without listing every pack (docs/format.md, docs/gc.md). Older
-/// stores are read and written as before (version 1: chunks never transformed; 1 and 2: every
-/// chunk at most the chunker's maximum; 1 to 3: records deleted once swept, and every session
-/// lists every pack), so the rbk that created them can still use them.
-pub(crate) const FORMAT_VERSION: u32 = 4;
+/// learns of deleted packs without listing every pack, version 5 manifests that keep each
+/// task in a task object of its own (docs/format.md, docs/gc.md). Older stores are read and
+/// written as before (version 1: chunks never transformed; 1 and 2: every chunk at most the
+/// chunker's maximum; 1 to 3: records deleted once swept, and every session lists every pack;
+/// 1 to 4: tasks inline in the manifest), so the rbk that created them can still use them.
+pub(crate) const FORMAT_VERSION: u32 = 5;
 
 /// [`StoreConfig::immutable_chunk_size`] of a new store.
 pub const DEFAULT_IMMUTABLE_CHUNK: u32 = 8 << 20;
@@ -60,6 +61,13 @@ impl StoreConfig {
     /// (version 4).
     pub fn keeps_swept_records(&self) -> bool {
         self.version >= 4
+    }
+
+    /// Whether backups keep each task in a task object of its own, which the manifest
+    /// references (version 5). An rbk that does not know them must not read or collect the
+    /// store: its GC would not see the chunks the task objects reference.
+    pub fn stores_task_objects(&self) -> bool {
+        self.version >= 5
     }
 
     /// The longest chunk this store may hold: what readers bound allocations by.

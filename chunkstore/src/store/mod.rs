@@ -555,7 +555,7 @@ mod tests {
             assert_eq!(read_all(&s, &[id]).unwrap(), log);
         }
         let mut future = StoreConfig::new_random();
-        future.version = 5;
+        future.version = 6;
         let e = StoreConfig::parse(&serde_json::to_vec(&future).unwrap()).unwrap_err();
         assert!(e.to_string().contains("upgrade rbk"), "{e}");
     }
@@ -571,7 +571,7 @@ mod tests {
         let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
         let dir = tempfile::tempdir().unwrap();
         let s = open(p.clone(), dir.path());
-        assert_eq!(s.config().version, 4);
+        assert_eq!(s.config().version, 5);
         let lens = s.chunker_for(Content::Immutable).chunk_lengths(&file);
         assert_eq!(lens, [8 << 20, 8 << 20, 4 << 20]);
         let cdc = s.chunker_for(Content::Opaque).chunk_lengths(&file);

@@ -44,11 +44,11 @@ struct Shown {
 
 /// Each task of `m`: its depots (offsets, segments), PStates (files, bytes) and topologies
 /// (commit ids); `rbk info --json` and the backups page say it the same way.
-pub fn tasks_json(m: &rbk_engine::manifest::Manifest) -> serde_json::Value {
-    json!(m.tasks.iter().map(|t| json!({
-        "task": t.task,
-        "depots": t.depots.iter().map(|d| json!({"name": format!("*{}", d.name), "start_offset": d.start_offset, "end_offset": d.end_offset, "segments": d.files.len()})).collect::<Vec<_>>(),
-        "pstates": t.pstates.iter().map(|p| json!({"name": format!("$${}", p.name), "files": p.files.len(), "bytes": p.files.iter().map(|f| f.size).sum::<u64>()})).collect::<Vec<_>>(),
+pub fn tasks_json(m: &rbk_engine::manifest::ManifestObject) -> serde_json::Value {
+    json!(m.summaries().into_iter().map(|(task, t)| json!({
+        "task": task,
+        "depots": t.depots.iter().map(|d| json!({"name": format!("*{}", d.name), "start_offset": d.start_offset, "end_offset": d.end_offset, "segments": d.files})).collect::<Vec<_>>(),
+        "pstates": t.pstates.iter().map(|p| json!({"name": format!("$${}", p.name), "files": p.files, "bytes": p.bytes})).collect::<Vec<_>>(),
         "topologies": t.topologies.iter().map(|p| json!({"name": p.name, "commit_id": p.commit_id})).collect::<Vec<_>>(),
     })).collect::<Vec<_>>())
 }
@@ -73,17 +73,17 @@ impl Report for Shown {
         let i = &self.info;
         let m = &i.manifest;
         json!({
-            "backup_id": m.backup_id.to_string(),
+            "backup_id": m.backup_id().to_string(),
             "module": m.module(),
-            "created": format_ms(m.created_ms),
-            "tasks": m.task_count,
+            "created": format_ms(m.created_ms()),
+            "tasks": m.task_count(),
             "files": i.files,
             "logical_bytes": i.logical_bytes,
             "stored_bytes": i.stored_bytes,
             "unique_chunks": i.unique_chunks,
-            "new_stored_bytes": m.stats.new_stored_bytes,
+            "new_stored_bytes": m.stats().new_stored_bytes,
             "added_bytes": i.added_bytes,
-            "added_chunks": m.stats.new_chunks,
+            "added_chunks": m.stats().new_chunks,
             "task_entries": tasks_json(m),
             "restores": restores_json(&self.restores),
         })
@@ -94,37 +94,32 @@ impl Report for Shown {
         let m = &i.manifest;
         let mut out = format!(
             "backup   {}\nmodule   {}\ncreated  {}\ntasks    {}\nfiles    {}\nlogical  {} bytes ({:.1} MiB)\nstored   {} bytes ({:.1} MiB, {} unique chunks)\nadded    {} bytes ({:.3} MiB, {} new chunks, when it was taken)\n",
-            m.backup_id,
+            m.backup_id(),
             m.module(),
-            format_ms(m.created_ms),
-            m.task_count,
+            format_ms(m.created_ms()),
+            m.task_count(),
             i.files,
             i.logical_bytes,
             mib(i.logical_bytes),
             i.stored_bytes.unwrap_or_default(),
             mib(i.stored_bytes.unwrap_or_default()),
-            i.unique_chunks,
+            i.unique_chunks.unwrap_or_default(),
             i.added_bytes,
             mib(i.added_bytes),
-            m.stats.new_chunks
+            m.stats().new_chunks
         );
-        for t in &m.tasks {
-            out.push_str(&format!("task {}\n", t.task));
+        for (task, t) in m.summaries() {
+            out.push_str(&format!("task {task}\n"));
             for d in &t.depots {
                 out.push_str(&format!(
                     "  depot    *{}  offsets {}..{}  {} segments\n",
-                    d.name,
-                    d.start_offset,
-                    d.end_offset,
-                    d.files.len()
+                    d.name, d.start_offset, d.end_offset, d.files
                 ));
             }
             for p in &t.pstates {
                 out.push_str(&format!(
                     "  pstate   $${}  {} files, {} bytes\n",
-                    p.name,
-                    p.files.len(),
-                    p.files.iter().map(|f| f.size).sum::<u64>()
+                    p.name, p.files, p.bytes
                 ));
             }
             for p in &t.topologies {

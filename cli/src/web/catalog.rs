@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use rbk_engine::manifest::Manifest;
+use rbk_engine::manifest::ManifestObject;
 use rbk_engine::{BackupId, ErrorKind, Repo};
 
 /// Manifests read at once while filling the catalog.
@@ -34,31 +34,33 @@ pub struct Summary {
 }
 
 impl Summary {
-    pub fn of(m: &Manifest, manifest_len: u64) -> Summary {
+    /// From the manifest alone (a view of the store cannot read task objects).
+    pub fn of(m: &ManifestObject, manifest_len: u64) -> Summary {
         let mut depots: BTreeMap<String, Vec<[u64; 3]>> = BTreeMap::new();
         let mut commit_ids: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-        for t in &m.tasks {
+        for (task, t) in m.summaries() {
             for d in &t.depots {
                 depots.entry(format!("*{}", d.name)).or_default().push([
-                    u64::from(t.task),
+                    u64::from(task),
                     d.start_offset,
                     d.end_offset,
                 ]);
             }
-            for p in &t.topologies {
-                let ids = commit_ids.entry(p.name.clone()).or_default();
+            for p in t.topologies {
+                let ids = commit_ids.entry(p.name).or_default();
                 ids.extend(p.commit_id);
             }
         }
+        let stats = m.stats();
         Summary {
-            id: m.backup_id.clone(),
-            created_ms: m.created_ms,
-            tasks: m.task_count,
-            files: m.stats.files,
-            files_reused: m.stats.files_reused,
-            logical_bytes: m.stats.logical_bytes,
-            added_bytes: m.stats.new_stored_bytes + manifest_len,
-            new_chunks: m.stats.new_chunks,
+            id: m.backup_id().clone(),
+            created_ms: m.created_ms(),
+            tasks: m.task_count(),
+            files: stats.files,
+            files_reused: stats.files_reused,
+            logical_bytes: stats.logical_bytes,
+            added_bytes: stats.new_stored_bytes + manifest_len,
+            new_chunks: stats.new_chunks,
             depots,
             commit_ids,
         }
@@ -226,7 +228,7 @@ fn load(repo: &Repo, ids: &[&BackupId]) -> Vec<(BackupId, Result<Known, String>)
 
 /// A backup whose manifest is damaged or gone is `Broken`; an error of the store is `Err`.
 fn read_one(repo: &Repo, id: &BackupId) -> Result<Known, String> {
-    match repo.load_manifest(id) {
+    match repo.load_object(id) {
         Ok(m) => {
             let len = m.encode().len() as u64;
             Ok(Known::Summary(Arc::new(Summary::of(&m, len))))

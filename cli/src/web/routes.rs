@@ -341,16 +341,16 @@ async fn api_backup(
     };
     let m = &d.info.manifest;
     axum::Json(json!({
-        "backup_id": m.backup_id.to_string(),
+        "backup_id": m.backup_id().to_string(),
         "module": m.module(),
-        "created": format_ms(m.created_ms),
-        "tasks": m.task_count,
+        "created": format_ms(m.created_ms()),
+        "tasks": m.task_count(),
         "files": d.info.files,
         "logical_bytes": d.info.logical_bytes,
         "unique_chunks": d.info.unique_chunks,
         "added_bytes": d.info.added_bytes,
-        "added_chunks": m.stats.new_chunks,
-        "files_reused": m.stats.files_reused,
+        "added_chunks": m.stats().new_chunks,
+        "files_reused": m.stats().files_reused,
         "task_entries": crate::cmd::info::tasks_json(m),
         "restores": crate::cmd::info::restores_json(&d.restores),
     }))

@@ -71,11 +71,11 @@ const CASES: &[Case] = &[
         damage: |s| {
             let p = only_file(&s.join("manifests"));
             let mut b = std::fs::read(&p).unwrap();
-            b[8..12].copy_from_slice(&3u32.to_le_bytes());
+            b[8..12].copy_from_slice(&4u32.to_le_bytes());
             std::fs::write(&p, &b).unwrap();
         },
         restore_exit: 4,
-        restore_says: "format version 3 is not supported by this rbk (supports 1 to 2)",
+        restore_says: "format version 4 is not supported by this rbk (supports 1 to 3)",
         verify_exit: 4,
         verify_says: "upgrade rbk",
     },

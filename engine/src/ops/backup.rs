@@ -25,7 +25,7 @@ use bytes::Bytes;
 use rayon::prelude::*;
 use rbk_chunkstore::compress::Content;
 use rbk_chunkstore::session::now_ms;
-use rbk_chunkstore::{ChunkId, WriteSession, WriteStats};
+use rbk_chunkstore::{ChunkId, ChunkStore, WriteSession, WriteStats};
 
 use crate::backup_id::BackupId;
 use crate::depot::{FrameCounter, segment_first_offset};
@@ -35,7 +35,7 @@ use crate::layout::{
     Growth, ModuleScan, ScannedFile, ScannedObject, liveness, scan_module, snapshot_dir,
 };
 use crate::manifest::{
-    BackupStats, DepotEntry, DirMeta, FileEntry, Manifest, ObjectEntry, Owner, TaskEntry,
+    BackupStats, DepotEntry, DirMeta, FileEntry, Manifest, ObjectEntry, Owner, TaskEntry, TaskRef,
     TopologyEntry, depot_dir, pstate_dir, topology_dir,
 };
 use crate::{Error, ErrorKind, Progress, Repo, Result};
@@ -747,6 +747,13 @@ fn backup_in_session(
             topologies,
         });
     }
+    // A task that did not change encodes to the object stored last time: its pieces are
+    // found in the index and nothing new is written for it.
+    let task_refs = if store.config().stores_task_objects() {
+        store_task_objects(store, &session, &tasks)?
+    } else {
+        Vec::new()
+    };
     let mut ws = session.stats();
     stats.new_chunks = ws.new_chunks;
     stats.new_stored_bytes = ws.new_stored_bytes;
@@ -775,6 +782,7 @@ fn backup_in_session(
             tasks,
             session: Some(pending.session.clone()),
             dir_meta,
+            task_refs,
         };
         let body = part.encode();
         let name = crate::ops::parts::part_name(session.id(), worker);
@@ -806,6 +814,7 @@ fn backup_in_session(
         tasks,
         session: Some(session.id().to_string()),
         dir_meta,
+        task_refs,
     };
     // The commit point. Another backup of the module may have taken the id in the same
     // millisecond: then try another suffix.
@@ -821,6 +830,35 @@ fn backup_in_session(
     // What this backup added to the store: its new chunks, compressed, and its manifest.
     ws.new_stored_bytes += manifest_bytes;
     Ok((manifest.backup_id, stats, ws, bytes_read))
+}
+
+/// Stores each task of `tasks` as a task object, cut into pieces like any file, in
+/// `session`; returns their references, in order.
+///
+/// # Errors
+/// Store errors.
+fn store_task_objects(
+    store: &ChunkStore,
+    session: &WriteSession,
+    tasks: &[TaskEntry],
+) -> Result<Vec<TaskRef>> {
+    let chunker = store.chunker_for(Content::Opaque);
+    tasks
+        .iter()
+        .map(|t| {
+            let object = t.encode_object();
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for len in chunker.chunk_lengths(&object) {
+                let piece = &object[at..at + len];
+                at += len;
+                let id = ChunkId::of(piece);
+                session.put_chunk_as(id, piece, Content::Opaque)?;
+                pieces.push(id);
+            }
+            Ok(t.reference(&object, pieces))
+        })
+        .collect()
 }
 
 /// `commit_id` of a topology's progress.json, when present and readable.

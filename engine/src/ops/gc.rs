@@ -19,6 +19,7 @@ use rbk_chunkstore::session::now_ms;
 
 use crate::backup_id::BackupId;
 use crate::layout::{epochs, module_dir};
+use crate::repo::manifest_key;
 use crate::retention::{Policy, PolicyOverride};
 use crate::{Error, Progress, Repo, Result};
 
@@ -232,44 +233,41 @@ fn live_set(
         .collect();
     progress.begin_items("gc: mark", ids.len() as u64);
     let mut live = LiveSet::default();
+    // Task objects already visited: an unchanged task's is shared by many backups.
+    let mut seen = HashSet::new();
     // Parts of pending backups still held are as good as committed: what they reference is
     // kept (their held session also holds back every sweep; docs/gc.md).
     let (parts, leftovers) = crate::ops::parts::for_gc(repo)?;
-    for m in &parts {
-        for (_, f) in m.files() {
-            for c in &f.chunks {
-                live.insert(c);
-            }
-        }
+    for p in &parts {
+        repo.visit_chunks(&p.key(), &p.object, &mut seen, &mut |c| live.insert(c))?;
     }
     let pending = PendingSeen {
         held: parts
             .iter()
-            .map(|m| &m.backup_id)
+            .map(|p| p.object.backup_id())
             .collect::<HashSet<_>>()
             .len() as u64,
         leftovers,
     };
     let mut n = 0;
+    let stop = |id: &BackupId, key, detail| Error::CorruptManifest {
+        key,
+        detail: format!(
+            "{detail}; GC cannot tell which chunks it references and deletes nothing. Delete the backup with `rbk delete {id}` if it is beyond repair"
+        ),
+    };
     for id in &ids {
-        let m = match repo.load_manifest(id) {
+        let m = match repo.load_object(id) {
             Ok(m) => m,
             // Deleted by a concurrent GC or `rbk delete` since the listing: nothing to keep.
             Err(Error::BackupNotFound { .. }) => continue,
-            Err(Error::CorruptManifest { key, detail }) => {
-                return Err(Error::CorruptManifest {
-                    key,
-                    detail: format!(
-                        "{detail}; GC cannot tell which chunks it references and deletes nothing. Delete the backup with `rbk delete {id}` if it is beyond repair"
-                    ),
-                });
-            }
+            Err(Error::CorruptManifest { key, detail }) => return Err(stop(id, key, detail)),
             Err(e) => return Err(e),
         };
-        for (_, f) in m.files() {
-            for c in &f.chunks {
-                live.insert(c);
-            }
+        match repo.visit_chunks(&manifest_key(id), &m, &mut seen, &mut |c| live.insert(c)) {
+            Ok(()) => {}
+            Err(Error::CorruptManifest { key, detail }) => return Err(stop(id, key, detail)),
+            Err(e) => return Err(e),
         }
         n += 1;
         progress.advance(1);

@@ -23,7 +23,9 @@ use rbk_chunkstore::{ErrorKind, PendingListing};
 use serde::{Deserialize, Serialize};
 
 use crate::backup_id::BackupId;
-use crate::manifest::{BackupStats, DirMeta, FileEntry, Manifest, TaskEntry};
+use crate::manifest::{
+    BackupStats, DirMeta, FileEntry, Manifest, ManifestObject, TaskEntry, TaskRef,
+};
 use crate::ops::backup::{self, BackupReport, Destination, LiveView, Source};
 use crate::{Error, Progress, Repo, Result};
 
@@ -221,16 +223,23 @@ pub fn part(
     Ok((report, live))
 }
 
-/// One part of a pending backup.
+/// One part of a pending backup: a manifest of the tasks of one data dir, whose task
+/// objects (in a version 5 store) are not read.
 #[derive(Debug, Clone)]
 pub struct Part {
     pub name: String,
-    pub manifest: Manifest,
+    pub object: ManifestObject,
 }
 
 impl Part {
     pub fn tasks(&self) -> Vec<u32> {
-        self.manifest.tasks.iter().map(|t| t.task).collect()
+        self.object.task_ids()
+    }
+
+    /// The key of its object, for messages.
+    pub fn key(&self) -> String {
+        let id = self.object.backup_id();
+        rbk_chunkstore::keys::pending_part(&id.module, &id.to_string(), &self.name)
     }
 }
 
@@ -246,8 +255,8 @@ pub fn worker_of(part: &str) -> Option<&str> {
 pub fn parts(repo: &Repo, pending: &Pending) -> Result<Vec<Part>> {
     let mut out = Vec::new();
     for name in listed(repo, &pending.id)?.map_or_else(Vec::new, |l| l.parts) {
-        if let Some(manifest) = read_part(repo, pending, &name)? {
-            out.push(Part { name, manifest });
+        if let Some(object) = read_part(repo, pending, &name)? {
+            out.push(Part { name, object });
         }
     }
     Ok(out)
@@ -264,7 +273,7 @@ fn listed(repo: &Repo, id: &BackupId) -> Result<Option<PendingListing>> {
 }
 
 /// Part `part` of `pending`, checked to be one of its parts (`None`: deleted meanwhile).
-fn read_part(repo: &Repo, pending: &Pending, part: &str) -> Result<Option<Manifest>> {
+fn read_part(repo: &Repo, pending: &Pending, part: &str) -> Result<Option<ManifestObject>> {
     let id = &pending.id;
     let name = id.to_string();
     let key = rbk_chunkstore::keys::pending_part(&id.module, &name, part);
@@ -273,8 +282,8 @@ fn read_part(repo: &Repo, pending: &Pending, part: &str) -> Result<Option<Manife
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let m = Manifest::decode(&key, &bytes)?;
-    if m.backup_id != *id || m.session.as_deref() != Some(pending.session.as_str()) {
+    let m = ManifestObject::decode(&key, &bytes)?;
+    if m.backup_id() != id || m.session() != Some(pending.session.as_str()) {
         return Err(Error::CorruptManifest {
             key,
             detail: "it is a part of another backup".into(),
@@ -315,10 +324,7 @@ pub fn coverage(
             continue;
         }
         if let Some(m) = read_part(repo, pending, &name)? {
-            seen.insert(
-                name,
-                (m.task_count, m.tasks.iter().map(|t| t.task).collect()),
-            );
+            seen.insert(name, (m.task_count(), m.task_ids()));
         }
     }
     let task_count = seen.values().next().map(|(n, _)| *n);
@@ -357,12 +363,9 @@ pub struct Committed {
 pub fn commit(repo: &Repo, id: &BackupId) -> Result<Committed> {
     let pending = load(repo, id)?;
     let parts = parts(repo, &pending)?;
-    let manifest = merge(&pending, &parts)?;
-    let replicated_tasks = parts
-        .iter()
-        .map(|p| p.manifest.tasks.len() as u64)
-        .sum::<u64>()
-        - manifest.tasks.len() as u64;
+    let manifest = merge(repo, &pending, &parts)?;
+    let replicated_tasks = parts.iter().map(|p| p.tasks().len() as u64).sum::<u64>()
+        - manifest.task_ids().len() as u64;
     let store = repo.store();
     let name = id.to_string();
     let body = manifest.encode();
@@ -390,11 +393,11 @@ pub fn commit(repo: &Repo, id: &BackupId) -> Result<Committed> {
             "backup {id} is committed, but its pending objects stay until the next GC: {e}"
         );
     }
-    let mut commit_ids: BTreeMap<&str, std::collections::BTreeSet<u64>> = BTreeMap::new();
-    for t in &manifest.tasks {
-        for topo in &t.topologies {
+    let mut commit_ids: BTreeMap<String, std::collections::BTreeSet<u64>> = BTreeMap::new();
+    for (_, t) in manifest.summaries() {
+        for topo in t.topologies {
             if let Some(c) = topo.commit_id {
-                commit_ids.entry(&topo.name).or_default().insert(c);
+                commit_ids.entry(topo.name).or_default().insert(c);
             }
         }
     }
@@ -406,8 +409,8 @@ pub fn commit(repo: &Repo, id: &BackupId) -> Result<Committed> {
     Ok(Committed {
         backup_id: id.clone(),
         parts: parts.len(),
-        tasks: manifest.task_count,
-        stats: manifest.stats,
+        tasks: manifest.task_count(),
+        stats: *manifest.stats(),
         replicated_tasks,
         mixed_commit_ids,
     })
@@ -450,9 +453,61 @@ pub fn abort(repo: &Repo, id: &BackupId) -> Result<()> {
     end(repo, &pending)
 }
 
+/// One task as a part holds it: inline (stores before version 5) or in a task object.
+#[derive(Clone, Copy)]
+enum Slot<'a> {
+    Inline(&'a TaskEntry),
+    Stored(&'a TaskRef),
+}
+
+impl Slot<'_> {
+    fn slots(object: &ManifestObject) -> Vec<Slot<'_>> {
+        match object.inline_tasks() {
+            Some(tasks) => tasks.iter().map(Slot::Inline).collect(),
+            None => object.task_refs().iter().map(Slot::Stored).collect(),
+        }
+    }
+
+    fn task(&self) -> u32 {
+        match self {
+            Slot::Inline(t) => t.task,
+            Slot::Stored(r) => r.task,
+        }
+    }
+
+    /// The task itself, its object read if need be.
+    fn read(&self, repo: &Repo, part: &Part) -> Result<TaskEntry> {
+        match self {
+            Slot::Inline(t) => Ok((*t).clone()),
+            Slot::Stored(r) => {
+                let key = part.key();
+                let bytes = repo.read_task_objects(&key, &[r])?;
+                r.decode_object(&key, &bytes[0])
+            }
+        }
+    }
+}
+
+/// The first difference in content between replicas `a` (of part `p`) and `b` (of `q`).
+/// Task objects with the same content hash agree without being read.
+fn replicas_differ(
+    repo: &Repo,
+    (p, a): (&Part, Slot),
+    (q, b): (&Part, Slot),
+) -> Result<Option<String>> {
+    if let (Slot::Stored(x), Slot::Stored(y)) = (a, b)
+        && x.content == y.content
+    {
+        return Ok(None);
+    }
+    Ok(task_differs(&a.read(repo, p)?, &b.read(repo, q)?))
+}
+
 /// The manifest the parts make together: the module's files (the same in every part), each
-/// task once (replicas must agree), every directory, and the stats of all parts.
-fn merge(pending: &Pending, parts: &[Part]) -> Result<Manifest> {
+/// task once (replicas must agree), every directory, and the stats of all parts. Task
+/// objects are referenced as the parts wrote them, and read only to compare replicas whose
+/// contents differ.
+fn merge(repo: &Repo, pending: &Pending, parts: &[Part]) -> Result<ManifestObject> {
     let backup_id = pending.id.to_string();
     let conflict = |detail: String| Error::PartsConflict {
         backup_id: backup_id.clone(),
@@ -466,35 +521,49 @@ fn merge(pending: &Pending, parts: &[Part]) -> Result<Manifest> {
             parts: 0,
         });
     };
-    let task_count = first.manifest.task_count;
-    let mut tasks: BTreeMap<u32, (&Part, &TaskEntry)> = BTreeMap::new();
+    let task_count = first.object.task_count();
+    let mut tasks: BTreeMap<u32, (&Part, Slot)> = BTreeMap::new();
     let mut stats = BackupStats::default();
     for p in parts {
-        let m = &p.manifest;
-        if m.task_count != task_count {
+        let m = &p.object;
+        if m.task_count() != task_count {
             return Err(conflict(format!(
                 "part {} has {} tasks, part {} has {}: their module.json differ",
-                first.name, task_count, p.name, m.task_count
+                first.name,
+                task_count,
+                p.name,
+                m.task_count()
             )));
         }
-        if let Some(d) = files_differ("", &first.manifest.module_files, &m.module_files) {
+        if m.version() != first.object.version() {
+            return Err(conflict(format!(
+                "parts {} and {} are of manifest versions {} and {}: every machine must run an rbk of the same store format",
+                first.name,
+                p.name,
+                first.object.version(),
+                m.version()
+            )));
+        }
+        if let Some(d) = files_differ("", first.object.module_files(), m.module_files()) {
             return Err(conflict(format!(
                 "the module files of parts {} and {} differ ({d}); every machine must hold the same module.json, module.jar and options",
                 first.name, p.name
             )));
         }
-        stats.new_chunks += m.stats.new_chunks;
-        stats.new_stored_bytes += m.stats.new_stored_bytes;
-        for t in &m.tasks {
-            match tasks.get(&t.task) {
+        stats.new_chunks += m.stats().new_chunks;
+        stats.new_stored_bytes += m.stats().new_stored_bytes;
+        for slot in Slot::slots(m) {
+            match tasks.get(&slot.task()) {
                 None => {
-                    tasks.insert(t.task, (p, t));
+                    tasks.insert(slot.task(), (p, slot));
                 }
-                Some((q, u)) => {
-                    if let Some(d) = task_differs(u, t) {
+                Some(&(q, other)) => {
+                    if let Some(d) = replicas_differ(repo, (q, other), (p, slot))? {
                         return Err(conflict(format!(
                             "task {} differs between parts {} and {} ({d}); replicas of a task must be backed up in the same state",
-                            t.task, q.name, p.name
+                            slot.task(),
+                            q.name,
+                            p.name
                         )));
                     }
                 }
@@ -519,43 +588,55 @@ fn merge(pending: &Pending, parts: &[Part]) -> Result<Manifest> {
         rest.split('/').next()?.parse().ok()
     };
     let mut dir_meta: Vec<DirMeta> = first
-        .manifest
-        .dir_meta
+        .object
+        .dir_meta()
         .iter()
         .filter(|d| task_of_dir(&d.path).is_none())
         .cloned()
         .collect();
     for (task, (p, _)) in &tasks {
         dir_meta.extend(
-            p.manifest
-                .dir_meta
+            p.object
+                .dir_meta()
                 .iter()
                 .filter(|d| task_of_dir(&d.path) == Some(*task))
                 .cloned(),
         );
     }
-    let mut manifest = Manifest {
+    let mut head = Manifest {
         backup_id: pending.id.clone(),
         created_ms: pending.created_ms,
         rbk_version: env!("CARGO_PKG_VERSION").into(),
         task_count,
         stats,
-        module_files: first.manifest.module_files.clone(),
-        tasks: tasks.into_values().map(|(_, t)| t.clone()).collect(),
+        module_files: first.object.module_files().to_vec(),
+        tasks: Vec::new(),
         dir_meta,
         session: Some(pending.session.clone()),
+        task_refs: Vec::new(),
     };
-    for (_, f) in manifest.files() {
-        stats.files += 1;
-        stats.logical_bytes += f.size;
+    let mut refs = Vec::new();
+    for (_, slot) in tasks.into_values() {
+        match slot {
+            Slot::Inline(t) => head.tasks.push(t.clone()),
+            Slot::Stored(r) => refs.push(r.clone()),
+        }
     }
+    let mut object = if refs.is_empty() {
+        ManifestObject::of(&head)
+    } else {
+        ManifestObject::with_refs(head, refs)
+    };
+    let (files, bytes) = object.totals();
+    stats.files = files;
+    stats.logical_bytes = bytes;
     stats.files_reused = parts
         .iter()
-        .map(|p| p.manifest.stats.files_reused)
+        .map(|p| p.object.stats().files_reused)
         .sum::<u64>()
         .min(stats.files);
-    manifest.stats = stats;
-    Ok(manifest)
+    object.set_stats(stats);
+    Ok(object)
 }
 
 /// The first difference in content (paths, sizes, chunks) between two lists of files;
@@ -658,7 +739,7 @@ pub fn list(repo: &Repo, module: Option<&str>) -> Result<Vec<PendingListing>> {
 /// # Errors
 /// Provider errors; `CorruptManifest` for a part of a held backup that does not decode (GC
 /// cannot know what it references).
-pub(crate) fn for_gc(repo: &Repo) -> Result<(Vec<Manifest>, Vec<PendingListing>)> {
+pub(crate) fn for_gc(repo: &Repo) -> Result<(Vec<Part>, Vec<PendingListing>)> {
     let store = repo.store();
     let mut live = Vec::new();
     let mut leftovers = Vec::new();
@@ -680,7 +761,7 @@ pub(crate) fn for_gc(repo: &Repo) -> Result<(Vec<Manifest>, Vec<PendingListing>)
             Some(Err(e)) => return Err(e),
         };
         match held {
-            Some(p) => live.extend(parts(repo, &p)?.into_iter().map(|p| p.manifest)),
+            Some(p) => live.extend(parts(repo, &p)?),
             None => leftovers.push(l),
         }
     }

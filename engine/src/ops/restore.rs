@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use crate::backup_id::BackupId;
 use crate::layout::epochs::{self, OffsetReset, RestoreEpoch};
 use crate::layout::{MODULES_DIR, RBK_TEMP_PREFIX, module_dir};
-use crate::manifest::FileEntry;
+use crate::manifest::{FileEntry, ManifestObject};
 use crate::ops::dependents;
 use crate::{Error, Progress, Repo, Result};
 
@@ -136,22 +136,23 @@ pub enum Selection {
 
 impl Selection {
     /// `manifest` with only the selected tasks (and their directories), and the launch
-    /// settings to record, if any.
+    /// settings to record, if any. Applied before the task objects are read, so only the
+    /// selected ones are.
     ///
     /// # Errors
     /// `InvalidInput` for a task the backup does not have or invalid launch settings.
     fn apply(
         &self,
-        mut manifest: crate::manifest::Manifest,
-    ) -> Result<(crate::manifest::Manifest, Option<crate::placement::Launch>)> {
-        let n = manifest.task_count;
+        mut manifest: ManifestObject,
+    ) -> Result<(ManifestObject, Option<crate::placement::Launch>)> {
+        let n = manifest.task_count();
         let (tasks, launch) = match self {
             Selection::All => return Ok((manifest, None)),
             Selection::Tasks(t) => {
                 if let Some(bad) = t.iter().find(|t| **t >= n) {
                     return Err(Error::InvalidInput(format!(
                         "--tasks {bad}: backup {} has tasks 0..{}",
-                        manifest.backup_id,
+                        manifest.backup_id(),
                         n - 1
                     )));
                 }
@@ -159,14 +160,7 @@ impl Selection {
             }
             Selection::Worker { launch, worker } => (launch.tasks_of(n, *worker)?, Some(*launch)),
         };
-        manifest.tasks.retain(|t| tasks.contains(&t.task));
-        manifest.dir_meta.retain(|d| {
-            d.path
-                .strip_prefix("tasks/")
-                .and_then(|rest| rest.split('/').next())
-                .and_then(|t| t.parse::<u32>().ok())
-                .is_none_or(|t| tasks.contains(&t))
-        });
+        manifest.retain_tasks(|t| tasks.contains(&t));
         Ok((manifest, launch))
     }
 }
@@ -424,7 +418,8 @@ pub fn restore_selected(
         }
     };
     let prepared = (|| {
-        let (manifest, launch) = selection.apply(repo.load_committed(id)?)?;
+        let (object, launch) = selection.apply(repo.load_committed_object(id)?)?;
+        let manifest = repo.resolve(&crate::repo::manifest_key(id), object)?;
         if !opts.ignore_dependencies {
             dependents::check_restore(data_dir, &manifest)?;
         }

@@ -22,9 +22,13 @@ pub enum Scope {
     Backup(BackupId),
 }
 
-/// The kinds of module files. A chunk is counted once, under the kind and module where it
-/// first appears (modules in name order, backups oldest first, kinds in this order).
-pub const KINDS: [&str; 4] = ["depot", "pstate", "topology", "module"];
+/// The kinds of module files, and the backups' own task objects (version 5 stores; they are
+/// stored, never restored, so their logical bytes are 0). A chunk is counted once, under the
+/// kind and module where it first appears (modules in name order, backups oldest first,
+/// kinds in this order).
+pub const KINDS: [&str; 5] = ["depot", "pstate", "topology", "module", "task_objects"];
+/// The kind of the pieces of task objects.
+const TASK_OBJECTS: u8 = 4;
 
 /// Sizes of one part of the selection.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +147,11 @@ pub fn stats(repo: &Repo, scope: &Scope, progress: &dyn Progress) -> Result<Stor
                 module,
             }));
         }
+        here.extend(m.task_refs.iter().flat_map(|r| &r.pieces).map(|c| Seen {
+            id: *c,
+            kind: TASK_OBJECTS,
+            module,
+        }));
         // Within a backup, a chunk in several kinds is counted under the first of KINDS.
         here.sort_by_key(|s| (s.id, s.kind));
         here.dedup_by(|b, a| a.id == b.id);

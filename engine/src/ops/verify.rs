@@ -64,7 +64,8 @@ pub struct VerifyReport {
     pub files: u64,
     /// Distinct chunks referenced.
     pub chunks: u64,
-    /// Distinct chunks downloaded and re-hashed.
+    /// Distinct chunks downloaded and re-hashed: those `ReadData` selects, and every piece
+    /// of a task object (reading the manifest reads them).
     pub chunks_read: u64,
     pub bytes_read: u64,
     pub problems: Vec<Problem>,
@@ -183,6 +184,14 @@ fn verify_in_session(
             }
             Err(e) => return Err(e),
         };
+        // Loading read every piece of the task objects and checked it, whatever `read`.
+        for r in &manifest.task_refs {
+            for c in &r.pieces {
+                if seen.insert(*c, None).is_none() {
+                    report.chunks_read += 1;
+                }
+            }
+        }
         for (rel, f) in manifest.files() {
             report.files += 1;
             // New chunks of this file: existence first, then (sampled) content.

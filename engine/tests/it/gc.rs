@@ -40,9 +40,7 @@ fn run_gc(repo: &Repo, data: &Path, opts: &GcOptions) -> GcReport {
 fn pack_liveness(p: &Arc<dyn Provider>, repo: &Repo) -> Vec<(String, u64, u64)> {
     let mut live: HashSet<ChunkId> = HashSet::new();
     for id in repo.all_backup_ids().unwrap() {
-        for (_, f) in repo.load_manifest(&id).unwrap().files() {
-            live.extend(f.chunks.iter().copied());
-        }
+        live.extend(repo.load_manifest(&id).unwrap().chunk_ids().copied());
     }
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(provider::list_all(p.as_ref(), "packs/"))
@@ -696,7 +694,11 @@ fn a_manifest_written_after_its_session_was_revoked_was_never_committed() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(rbk_chunkstore::session::revoke(p.as_ref(), &sid))
         .unwrap();
-    assert_eq!(repo.uncommitted(&m).unwrap(), None);
+    assert_eq!(
+        repo.uncommitted(&m.backup_id, m.session.as_deref())
+            .unwrap(),
+        None
+    );
     let r = gc::gc(&repo, &env.data, &GcOptions::default(), &NoProgress).unwrap();
     assert!(r.manifests_uncommitted.is_empty());
     assert_eq!(repo.backup_ids(MODULE).unwrap(), vec![b.backup_id.clone()]);

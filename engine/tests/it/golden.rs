@@ -5,8 +5,8 @@
 use rbk_chunkstore::ChunkId;
 use rbk_engine::BackupId;
 use rbk_engine::manifest::{
-    BackupStats, DepotEntry, DirMeta, FileEntry, Manifest, ObjectEntry, Owner, TaskEntry,
-    TopologyEntry,
+    BackupStats, DepotEntry, DirMeta, FileEntry, Manifest, ManifestObject, ObjectEntry, Owner,
+    TaskEntry, TopologyEntry,
 };
 
 fn file(path: &str, size: u64, chunks: &[&[u8]]) -> FileEntry {
@@ -59,6 +59,7 @@ fn fixed() -> Manifest {
         }],
         dir_meta: Vec::new(),
         session: None,
+        task_refs: Vec::new(),
     }
 }
 
@@ -97,7 +98,7 @@ fn manifest_v1_still_decodes() {
     );
     let golden = std::fs::read(path).expect("golden v1 manifest present");
     assert_eq!(&golden[8..12], &1u32.to_le_bytes());
-    assert_eq!(Manifest::decode("golden", &golden).unwrap(), fixed());
+    assert_eq!(decode_inline(&golden), fixed());
 }
 
 #[test]
@@ -112,5 +113,49 @@ fn manifest_v2_encoding_is_stable() {
     }
     let golden = std::fs::read(path).expect("golden manifest present (RBK_BLESS=1 writes it)");
     assert_eq!(bytes, golden, "manifest encoding changed");
-    assert_eq!(Manifest::decode("golden", &golden).unwrap(), fixed_v2());
+    assert_eq!(decode_inline(&golden), fixed_v2());
+}
+
+fn decode_inline(bytes: &[u8]) -> Manifest {
+    ManifestObject::decode("golden", bytes)
+        .unwrap()
+        .into_inline()
+        .expect("tasks inline")
+}
+
+/// `fixed_v2` with its tasks in task objects (each one piece, as the chunker cuts an object
+/// this small), and those objects.
+fn fixed_v3() -> (Manifest, Vec<Vec<u8>>) {
+    let mut m = fixed_v2();
+    let objects: Vec<Vec<u8>> = m.tasks.iter().map(TaskEntry::encode_object).collect();
+    m.task_refs = m
+        .tasks
+        .iter()
+        .zip(&objects)
+        .map(|(t, o)| t.reference(o, vec![ChunkId::of(o)]))
+        .collect();
+    (m, objects)
+}
+
+/// Version 3 manifests and task objects: stable bytes, and they resolve to the manifest.
+#[test]
+fn manifest_v3_and_task_object_encodings_are_stable() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/golden");
+    let (m, objects) = fixed_v3();
+    let files = [
+        ("manifest-v3.bin", m.encode()),
+        ("task-object-v1.bin", objects[0].clone()),
+    ];
+    for (name, bytes) in &files {
+        let path = format!("{dir}/{name}");
+        if std::env::var_os("RBK_BLESS").is_some() {
+            std::fs::write(&path, bytes).unwrap();
+        }
+        let golden = std::fs::read(&path).expect("golden file present (RBK_BLESS=1 writes it)");
+        assert_eq!(*bytes, golden, "{name}: encoding changed");
+    }
+    assert_eq!(&files[0].1[8..12], &3u32.to_le_bytes());
+    let object = ManifestObject::decode("golden", &files[0].1).unwrap();
+    let objs: Vec<&[u8]> = objects.iter().map(Vec::as_slice).collect();
+    assert_eq!(object.resolve("golden", &objs).unwrap(), m);
 }

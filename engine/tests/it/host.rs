@@ -541,8 +541,8 @@ fn a_live_backup_reads_a_growing_segment_only_from_its_last_chunk() {
     );
 
     // What was stored is the segments exactly as captured, not what was appended after.
-    let i = rbk_engine::ops::info::info(&repo, &second.backup_id).unwrap();
-    for t in &i.manifest.tasks {
+    let manifest = repo.load_manifest(&second.backup_id).unwrap();
+    for t in &manifest.tasks {
         let d = &t.depots[0];
         assert_eq!(d.end_offset, ends[&(d.name.clone(), t.task)]);
         let newest = d.files.last().unwrap();

@@ -15,5 +15,6 @@ mod parts;
 mod roundtrip;
 mod s3;
 mod stats;
+mod task_objects;
 mod untrusted_inputs;
 mod verify;

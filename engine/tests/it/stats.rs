@@ -64,10 +64,14 @@ fn an_unchanged_module_backed_up_twice_doubles_logical_bytes_and_adds_only_a_man
     assert!((two.totals.dedup_ratio() - 2.0 * one.totals.dedup_ratio()).abs() < 1e-9);
     assert!(one.totals.compression_ratio() > 1.0, "{one:?}");
     check_parts_add_up(&two);
-    // Every kind of file is there, and the module's own files are the smallest part.
-    for k in KINDS {
+    // Every kind of file is there, and the task objects, which are stored but not restored.
+    for k in &KINDS[..4] {
         assert!(two.kinds[k].logical_bytes > 0, "{k}: {two:?}");
     }
+    let objects = two.kinds["task_objects"];
+    assert_eq!(objects.logical_bytes, 0);
+    // One object per task (4), the same in both backups.
+    assert_eq!(objects.unique_chunks, 4, "{two:?}");
 
     // The store's bytes: what the backups need, plus garbage, plus pack headers and trailers.
     let (packs, pack_bytes) = packs_on_disk(&env.store);
@@ -92,7 +96,11 @@ fn an_unchanged_module_backed_up_twice_doubles_logical_bytes_and_adds_only_a_man
             b.totals.stored_bytes,
             b.totals.unique_chunks
         ),
-        (i.logical_bytes, i.stored_bytes.unwrap(), i.unique_chunks)
+        (
+            i.logical_bytes,
+            i.stored_bytes.unwrap(),
+            i.unique_chunks.unwrap()
+        )
     );
     assert_eq!(b.garbage_bytes, None);
     let m = stats(&repo, &Scope::Module(MODULE.into()), &NoProgress).unwrap();
