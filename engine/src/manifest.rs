@@ -515,7 +515,7 @@ impl ManifestObject {
     /// # Errors
     /// `CorruptManifest` naming `key` and the task.
     pub fn resolve(self, key: &str, objects: &[&[u8]]) -> Result<Manifest> {
-        let mut head = self.head;
+        let head = self.head;
         if head.task_refs.is_empty() {
             return Ok(head);
         }
@@ -526,6 +526,27 @@ impl ManifestObject {
             .zip(objects)
             .map(|(r, bytes)| r.decode_object(key, bytes))
             .collect::<Result<Vec<_>>>()?;
+        ManifestObject { head }.resolve_read(key, tasks)
+    }
+
+    /// The whole manifest, given its tasks already decoded, each from the object of its
+    /// reference ([`TaskRef::decode_object`]), in order. Checks the whole tree.
+    ///
+    /// # Errors
+    /// `CorruptManifest` naming `key`.
+    pub fn resolve_read(self, key: &str, tasks: Vec<TaskEntry>) -> Result<Manifest> {
+        let mut head = self.head;
+        if head.task_refs.is_empty() {
+            return Ok(head);
+        }
+        assert!(
+            tasks.len() == head.task_refs.len()
+                && tasks
+                    .iter()
+                    .zip(&head.task_refs)
+                    .all(|(t, r)| t.task == r.task),
+            "one task per reference"
+        );
         head.tasks = tasks;
         head.check_tree().map_err(|detail| Error::CorruptManifest {
             key: key.into(),

@@ -9,7 +9,7 @@ use rbk_chunkstore::provider::Provider;
 use rbk_chunkstore::{ChunkId, ChunkStore, ErrorKind, Progress, StoredManifest, keys};
 
 use crate::backup_id::{BackupId, validate_module_name};
-use crate::manifest::{MAX_MANIFEST_LEN, Manifest, ManifestObject, TaskRef};
+use crate::manifest::{MAX_MANIFEST_LEN, Manifest, ManifestObject, TaskEntry, TaskRef};
 use crate::{Error, Result};
 
 /// The store, and its mirror when one is configured (docs/mirror.md): backups commit to
@@ -335,6 +335,57 @@ impl Repo {
         object.resolve(key, &objects)
     }
 
+    /// The task objects of `object` (read from `key`) that can be read, and why each other
+    /// one cannot (by task): for verify, which reports a damaged task and goes on with the
+    /// rest. `object` keeps only the tasks that were read, ready for
+    /// [`ManifestObject::resolve_read`].
+    ///
+    /// # Errors
+    /// Provider and index errors (a damaged or missing task object is not an error here).
+    pub fn read_tasks_leniently(
+        &self,
+        key: &str,
+        object: &mut ManifestObject,
+    ) -> Result<TasksRead> {
+        let refs: Vec<&TaskRef> = object.task_refs().iter().collect();
+        let decode = |r: &TaskRef,
+                      bytes: Result<Vec<u8>>|
+         -> Result<std::result::Result<TaskEntry, String>> {
+            match bytes.and_then(|b| r.decode_object(key, &b)) {
+                Ok(t) => Ok(Ok(t)),
+                Err(Error::CorruptManifest { detail, .. }) => Ok(Err(detail)),
+                Err(e) => Err(e),
+            }
+        };
+        let read: Vec<std::result::Result<TaskEntry, String>> =
+            match self.read_task_objects(key, &refs) {
+                Ok(all) => refs
+                    .iter()
+                    .zip(all)
+                    .map(|(r, b)| decode(r, Ok(b)))
+                    .collect::<Result<_>>()?,
+                // One of them cannot be read: each alone, to tell which.
+                Err(Error::CorruptManifest { .. }) => refs
+                    .iter()
+                    .map(|r| {
+                        let one = self.read_task_objects(key, &[r]).map(|mut v| v.remove(0));
+                        decode(r, one)
+                    })
+                    .collect::<Result<_>>()?,
+                Err(e) => return Err(e),
+            };
+        let mut tasks = Vec::new();
+        let mut broken = Vec::new();
+        for (r, t) in refs.iter().zip(read) {
+            match t {
+                Ok(t) => tasks.push(t),
+                Err(detail) => broken.push((r.task, detail)),
+            }
+        }
+        object.retain_tasks(|t| !broken.iter().any(|(b, _)| *b == t));
+        Ok(TasksRead { tasks, broken })
+    }
+
     /// Passes every chunk `object` (read from `key`) needs to `sink`: its files' and its task
     /// objects'. Task objects whose hash is in `seen` were visited before (an unchanged task
     /// shares its object with earlier backups): only their pieces are passed, and they are
@@ -415,9 +466,9 @@ impl Repo {
             .iter()
             .map(|r| std::sync::Mutex::new(vec![0; r.len as usize]))
             .collect();
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        // Task objects are small: one worker reads them without the pipeline's threads.
         self.store
-            .read_plan(plan, workers, |seq, offset, data| {
+            .read_plan(plan, 1, |seq, offset, data| {
                 let mut b = buffers[seq].lock().unwrap_or_else(|p| p.into_inner());
                 let at = offset as usize;
                 b[at..at + data.len()].copy_from_slice(data);
@@ -552,6 +603,14 @@ impl Repo {
         ids.sort();
         Ok(ids)
     }
+}
+
+/// What [`Repo::read_tasks_leniently`] could read of a manifest's task objects.
+pub struct TasksRead {
+    /// The tasks read, in the manifest's order.
+    pub tasks: Vec<TaskEntry>,
+    /// The tasks that could not be read, and why.
+    pub broken: Vec<(u32, String)>,
 }
 
 /// The backup a stored manifest records: its name must be an id of the module it is stored

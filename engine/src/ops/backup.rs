@@ -675,7 +675,6 @@ fn backup_in_session(
     };
     let results: Vec<Ingested> = jobs.par_iter().map(ingest).collect::<Result<_>>()?;
     let bytes_read = results.iter().map(|r| r.bytes_read).sum();
-    session.flush()?;
     progress.end();
 
     // Reassemble the per-object structure in scan order.
@@ -754,6 +753,9 @@ fn backup_in_session(
     } else {
         Vec::new()
     };
+    // Every pack uploaded (the task objects went into the files' last one) before the
+    // manifest is encoded; the commit checks again.
+    session.flush()?;
     let mut ws = session.stats();
     stats.new_chunks = ws.new_chunks;
     stats.new_stored_bytes = ws.new_stored_bytes;
@@ -843,8 +845,10 @@ fn store_task_objects(
     tasks: &[TaskEntry],
 ) -> Result<Vec<TaskRef>> {
     let chunker = store.chunker_for(Content::Opaque);
+    // On the pool that stored the files: its threads have their compression contexts
+    // already (a new one here would cost megabytes).
     tasks
-        .iter()
+        .par_iter()
         .map(|t| {
             let object = t.encode_object();
             let mut pieces = Vec::new();

@@ -159,11 +159,31 @@ fn verify_in_session(
     progress.begin_items("verify", ids.len() as u64);
     for id in ids {
         report.backups += 1;
-        let loaded = if uncommitted.contains(id) {
-            repo.load_committed(id)
-        } else {
-            repo.load_manifest(id)
+        let problem = |task: Option<u32>, object: &str, detail: String| Problem {
+            backup_id: id.clone(),
+            task,
+            object: object.into(),
+            file: String::new(),
+            chunk: None,
+            detail,
         };
+        let loaded = if uncommitted.contains(id) {
+            repo.load_committed_object(id)
+        } else {
+            repo.load_object(id)
+        };
+        let key = crate::repo::manifest_key(id);
+        // A task object that cannot be read is reported with its task; the backup's other
+        // tasks and module files are checked as usual.
+        let loaded = loaded.and_then(|mut object| {
+            let read = repo.read_tasks_leniently(&key, &mut object)?;
+            for (task, detail) in read.broken {
+                report
+                    .problems
+                    .push(problem(Some(task), "task object", detail));
+            }
+            object.resolve_read(&key, read.tasks)
+        });
         let manifest = match loaded {
             Ok(m) => m,
             Err(
@@ -171,14 +191,9 @@ fn verify_in_session(
                 | Error::Uncommitted { .. }
                 | Error::BackupNotFound { .. }),
             ) => {
-                report.problems.push(Problem {
-                    backup_id: id.clone(),
-                    task: None,
-                    object: "manifest".into(),
-                    file: String::new(),
-                    chunk: None,
-                    detail: e.to_string(),
-                });
+                report
+                    .problems
+                    .push(problem(None, "manifest", e.to_string()));
                 progress.advance(1);
                 continue;
             }

@@ -152,9 +152,21 @@ fn a_damaged_task_object_fails_restore_and_verify_and_stops_gc() {
     .unwrap();
     assert_eq!(r.tasks, [0, 2]);
 
-    let r = verify(&repo, &[], ReadData::None, &NoProgress).unwrap();
+    // Verify names the task; the other tasks' files are checked, and found intact.
+    let r = verify(&repo, &[], ReadData::All, &NoProgress).unwrap();
     assert_eq!(r.damaged_backups(), vec![&b.backup_id]);
-    assert_eq!(r.problems[0].object, "manifest");
+    assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
+    let p = &r.problems[0];
+    assert_eq!((p.task, p.object.as_str()), (Some(1), "task object"));
+    assert!(p.detail.contains("corrupt chunk"), "{p}");
+    let others: usize = m
+        .tasks
+        .iter()
+        .filter(|t| t.task != 1)
+        .map(|t| t.files().len())
+        .sum();
+    let old_files = repo.load_manifest(&old.backup_id).unwrap().files().len();
+    assert_eq!(r.files as usize, old_files + m.module_files.len() + others);
 
     // Deleting the older backup would free chunks; GC must free none.
     gc::delete_backup(&repo, &old.backup_id).unwrap();

@@ -124,6 +124,7 @@ fn a_missing_pack_is_reported_for_every_file_and_backup_it_breaks() {
             "depot transfers",
             "pstate balances",
             "topology banking",
+            "task object",
         ];
         assert!(known.contains(&p.object.as_str()), "{p}");
         assert_eq!(p.task.is_some(), p.object != "module", "{p}");
