@@ -189,6 +189,12 @@ fn four_workers_back_up_in_parts_into_garage_and_restore_whole_by_task_and_place
     let err = coordinator.fails(&["backup", "commit", "--backupId", &id], 3);
     assert!(err.contains("task(s) 3,7 of its 8"), "{err}");
     assert!(coordinator.ok(&["list", "--module", MODULE]).is_empty());
+    let listed: serde_json::Value =
+        serde_json::from_str(&coordinator.ok(&["list", "--module", MODULE, "--json"])).unwrap();
+    assert_eq!(
+        listed["pending"],
+        serde_json::json!([{"backup_id": id, "parts": 3}])
+    );
 
     // A GC from another machine between the parts and the commit loses nothing.
     let gc = coordinator.ok(&["gc", "--json"]);
@@ -201,6 +207,9 @@ fn four_workers_back_up_in_parts_into_garage_and_restore_whole_by_task_and_place
     );
     let listed = coordinator.ok(&["list", "--module", MODULE]);
     assert!(listed.starts_with(&id), "{listed}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&coordinator.ok(&["list", "--module", MODULE, "--json"])).unwrap();
+    assert_eq!(listed["pending"], serde_json::json!([]));
     coordinator.ok(&["verify", "--read-data"]);
 
     // A fresh machine restores the whole module.

@@ -851,6 +851,15 @@ fn store_task_objects(
         .par_iter()
         .map(|t| {
             let object = t.encode_object();
+            if object.len() > crate::manifest::MAX_MANIFEST_LEN {
+                // A reader refuses it: better no backup than one that cannot be restored.
+                return Err(Error::InvalidInput(format!(
+                    "task {} lists more files and chunks than one task object holds ({} bytes, at most {}); split the module into more tasks",
+                    t.task,
+                    object.len(),
+                    crate::manifest::MAX_MANIFEST_LEN
+                )));
+            }
             let mut pieces = Vec::new();
             let mut at = 0;
             for len in chunker.chunk_lengths(&object) {
