@@ -432,24 +432,42 @@ impl Repo {
     /// `CorruptManifest` naming `key` and the task when a piece is in no pack, fails its
     /// check, or the pieces do not add up to the recorded length; provider and index errors.
     pub fn read_task_objects(&self, key: &str, refs: &[&TaskRef]) -> Result<Vec<Vec<u8>>> {
+        match self.read_task_objects_together(key, refs) {
+            // Which task's object it is, so that the message can say (and `--tasks` can
+            // restore the others).
+            Err(Error::CorruptManifest { .. }) if refs.len() > 1 => {
+                for r in refs {
+                    self.read_task_objects_together(key, std::slice::from_ref(r))?;
+                }
+                // Each reads alone: what failed together was transient; once more.
+                self.read_task_objects_together(key, refs)
+            }
+            r => r,
+        }
+    }
+
+    fn read_task_objects_together(&self, key: &str, refs: &[&TaskRef]) -> Result<Vec<Vec<u8>>> {
         if refs.is_empty() {
             return Ok(Vec::new());
         }
-        let unreadable = |what: String, e: rbk_chunkstore::Error| -> Error {
+        let which = match refs {
+            [r] => format!("the object of task {}", r.task),
+            _ => format!("the objects of tasks {}", task_list(refs)),
+        };
+        let unreadable = |e: rbk_chunkstore::Error| -> Error {
             if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) {
                 Error::CorruptManifest {
                     key: key.into(),
-                    detail: format!("{what} cannot be read: {e}"),
+                    detail: format!(
+                        "{which} cannot be read: {e}. `rbk verify` names every damaged task; `rbk restore --tasks` restores the others"
+                    ),
                 }
             } else {
                 e.into()
             }
         };
         let seqs: Vec<&[ChunkId]> = refs.iter().map(|r| r.pieces.as_slice()).collect();
-        let plan = self
-            .store
-            .plan_read(&seqs)
-            .map_err(|e| unreadable("a task object".into(), e))?;
+        let plan = self.store.plan_read(&seqs).map_err(unreadable)?;
         // Lengths come from the located pieces: checked before anything is allocated.
         for (r, &len) in refs.iter().zip(plan.lengths()) {
             if len != r.len {
@@ -474,7 +492,7 @@ impl Repo {
                 b[at..at + data.len()].copy_from_slice(data);
                 Ok::<(), rbk_chunkstore::Error>(())
             })
-            .map_err(|e| unreadable("a task object".into(), e))?;
+            .map_err(unreadable)?;
         Ok(buffers
             .into_iter()
             .map(|b| b.into_inner().unwrap_or_else(|p| p.into_inner()))
@@ -603,6 +621,12 @@ impl Repo {
         ids.sort();
         Ok(ids)
     }
+}
+
+/// `1,2,3`.
+fn task_list(refs: &[&TaskRef]) -> String {
+    let ids: Vec<String> = refs.iter().map(|r| r.task.to_string()).collect();
+    ids.join(",")
 }
 
 /// What [`Repo::read_tasks_leniently`] could read of a manifest's task objects.
