@@ -353,7 +353,10 @@ impl Repo {
          -> Result<std::result::Result<TaskEntry, String>> {
             match bytes.and_then(|b| r.decode_object(key, &b)) {
                 Ok(t) => Ok(Ok(t)),
-                Err(Error::CorruptManifest { detail, .. }) => Ok(Err(detail)),
+                // Verify names the task itself: the hint is for a restore.
+                Err(Error::CorruptManifest { detail, .. }) => Ok(Err(detail
+                    .trim_end_matches(UNREADABLE_TASK_HINT)
+                    .to_string())),
                 Err(e) => Err(e),
             }
         };
@@ -458,9 +461,7 @@ impl Repo {
             if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) {
                 Error::CorruptManifest {
                     key: key.into(),
-                    detail: format!(
-                        "{which} cannot be read: {e}. `rbk verify` names every damaged task; `rbk restore --tasks` restores the others"
-                    ),
+                    detail: format!("{which} cannot be read: {e}{UNREADABLE_TASK_HINT}"),
                 }
             } else {
                 e.into()
@@ -622,6 +623,10 @@ impl Repo {
         Ok(ids)
     }
 }
+
+/// What to do about a task object that cannot be read.
+const UNREADABLE_TASK_HINT: &str =
+    ". `rbk verify` names every damaged task; `rbk restore --tasks` restores the others";
 
 /// `1,2,3`.
 fn task_list(refs: &[&TaskRef]) -> String {

@@ -160,6 +160,7 @@ fn a_damaged_task_object_fails_restore_and_verify_and_stops_gc() {
     let p = &r.problems[0];
     assert_eq!((p.task, p.object.as_str()), (Some(1), "task object"));
     assert!(p.detail.contains("corrupt chunk"), "{p}");
+    assert!(!p.detail.contains("rbk verify"), "{p}");
     let others: usize = m
         .tasks
         .iter()
