@@ -3,6 +3,7 @@
 
 mod cli;
 mod corrupt_stores;
+mod machine;
 mod mirror;
 mod msrv;
 mod parts;

@@ -2,74 +2,32 @@
 //! `backup.provider: "fs store"` and `backup.mirror: "s3 http://…"`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use rbk_testsupport::Garage;
 
-const MODULE: &str = "com.rbk.BankModule";
+use crate::machine::{MODULE, Machine, digest};
 
-/// A machine: its own dir with `rbk.yaml` (data dir `data`, a local store `store`, and a
-/// mirror when given).
-struct Machine {
-    tmp: tempfile::TempDir,
-    env: Vec<(&'static str, String)>,
+/// A machine with a local store or `provider`, and a mirror when given.
+fn mirrored(provider: &str, mirror: Option<&str>, env: Vec<(&'static str, String)>) -> Machine {
+    let mut yaml = format!("data.dir: data\nbackup.provider: \"{provider}\"\n");
+    if let Some(m) = mirror {
+        yaml.push_str(&format!("backup.mirror: \"{m}\"\n"));
+    }
+    Machine::with_config(&yaml, &env)
 }
 
 impl Machine {
-    fn new(provider: &str, mirror: Option<&str>, env: Vec<(&'static str, String)>) -> Machine {
-        let tmp = tempfile::tempdir().unwrap();
-        let mut yaml = format!("data.dir: data\nbackup.provider: \"{provider}\"\n");
-        if let Some(m) = mirror {
-            yaml.push_str(&format!("backup.mirror: \"{m}\"\n"));
-        }
-        std::fs::write(tmp.path().join("rbk.yaml"), yaml).unwrap();
-        Machine { tmp, env }
-    }
-
-    fn dir(&self) -> &Path {
-        self.tmp.path()
-    }
-
-    fn module(&self) -> PathBuf {
-        self.dir().join("data/modules").join(MODULE)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rbk"));
-        c.current_dir(self.dir())
-            .env_remove("AWS_PROFILE")
-            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-            .args(args)
-            .arg("--quiet");
-        c
-    }
-
-    fn rbk(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> (String, String) {
-        let out = self.rbk(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(0), "rbk {args:?}: {stderr}");
-        (String::from_utf8(out.stdout).unwrap(), stderr)
-    }
-
     fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut with = args.to_vec();
         with.push("--json");
-        serde_json::from_str(&self.ok(&with).0).unwrap()
+        serde_json::from_str(&self.run_ok(&with).0).unwrap()
     }
 
     fn backup(&self) -> (String, String) {
-        let (out, err) = self.ok(&["backup", "--module", MODULE, "--mirror-wait", "20"]);
+        let (out, err) = self.run_ok(&["backup", "--module", MODULE, "--mirror-wait", "20"]);
         (out.trim().to_string(), err)
     }
-}
-
-fn digest(dir: &Path) -> std::collections::BTreeMap<String, [u8; 32]> {
-    rbk_engine::testdata::tree_digest(dir).unwrap()
 }
 
 /// Runs `rbk mirror sync` until it succeeds: a restarted Garage takes a moment to answer.
@@ -96,7 +54,7 @@ fn restore_from(
     id: &str,
     env: Vec<(&'static str, String)>,
 ) -> Machine {
-    let fresh = Machine::new(provider, None, env);
+    let fresh = mirrored(provider, None, env);
     fresh.ok(&["restore", "--backupId", id]);
     assert_eq!(digest(&fresh.module()), digest(&m.module()), "{id}");
     fresh
@@ -109,7 +67,7 @@ fn restore_from(
 fn a_local_store_mirrored_to_s3_survives_the_mirror_and_the_disk_going_away() {
     let mut garage = Garage::start();
     let spec = garage.provider_spec("mirror");
-    let m = Machine::new("fs store", Some(&spec), garage.aws_env());
+    let m = mirrored("fs store", Some(&spec), garage.aws_env());
     m.ok(&["testdata", "generate", "--size-mib", "6", "--tasks", "4"]);
     let (id1, err) = m.backup();
     assert!(!err.contains("could not be brought up to date"), "{err}");
@@ -119,7 +77,7 @@ fn a_local_store_mirrored_to_s3_survives_the_mirror_and_the_disk_going_away() {
     assert_eq!(status["mirror_backups"], 1);
     // A machine configured with only the mirror as its store lists, verifies and restores.
     let alone = restore_from(&m, &spec, &id1, garage.aws_env());
-    let listed = alone.ok(&["list", "--module", MODULE]).0;
+    let listed = alone.run_ok(&["list", "--module", MODULE]).0;
     assert_eq!(listed.lines().count(), 1, "{listed}");
     alone.ok(&["verify", "--read-data"]);
 
@@ -154,7 +112,7 @@ fn a_local_store_mirrored_to_s3_survives_the_mirror_and_the_disk_going_away() {
     // the new, empty store the same store again.
     std::fs::remove_dir_all(m.dir().join("store")).unwrap();
     // (No undo backup: it would go to the mirror, which is a store of its own right now.)
-    let (out, err) = m.ok(&["restore", "--backupId", &id2, "--force", "--no-undo-backup"]);
+    let (out, err) = m.run_ok(&["restore", "--backupId", &id2, "--force", "--no-undo-backup"]);
     assert!(out.contains(&id2), "{out}");
     assert!(err.contains("reading its mirror"), "{err}");
     m.ok(&["testdata", "advance", "--percent", "5"]);
@@ -167,13 +125,20 @@ fn a_local_store_mirrored_to_s3_survives_the_mirror_and_the_disk_going_away() {
     let gc = m.json(&["gc", "--min-backups-to-keep", "1", "--max-age-hours", "0"]);
     assert_eq!(gc["manifests_retained"], 1, "{gc}");
     assert_eq!(gc["mirror"]["manifests_retained"], 1, "{gc}");
-    let listed = m.ok(&["list", "--module", MODULE]).0;
+    let listed = m.run_ok(&["list", "--module", MODULE]).0;
     assert_eq!(
         listed.lines().next().unwrap().split_whitespace().next(),
         Some(id4.as_str())
     );
     assert_eq!(listed.lines().count(), 1, "{listed}");
-    assert_eq!(alone.ok(&["list", "--module", MODULE]).0.lines().count(), 1);
+    assert_eq!(
+        alone
+            .run_ok(&["list", "--module", MODULE])
+            .0
+            .lines()
+            .count(),
+        1
+    );
     restore_from(&m, &spec, &id4, garage.aws_env());
     let both = m.json(&["verify", "--read-data"]);
     assert_eq!(both["clean"], true, "{both}");
@@ -184,7 +149,7 @@ fn a_local_store_mirrored_to_s3_survives_the_mirror_and_the_disk_going_away() {
 fn a_damaged_local_pack_is_read_from_the_mirror() {
     let garage = Garage::start();
     let spec = garage.provider_spec("m");
-    let m = Machine::new("fs store", Some(&spec), garage.aws_env());
+    let m = mirrored("fs store", Some(&spec), garage.aws_env());
     m.ok(&["testdata", "generate", "--size-mib", "4", "--tasks", "2"]);
     let (id, _) = m.backup();
     let packs: Vec<PathBuf> = walk(&m.dir().join("store/packs"));
@@ -202,7 +167,7 @@ fn a_damaged_local_pack_is_read_from_the_mirror() {
     assert_eq!(out.status.code(), Some(0));
     let before = digest(&m.module());
     std::fs::remove_dir_all(m.module()).unwrap();
-    let (_, err) = m.ok(&["restore", "--backupId", &id]);
+    let (_, err) = m.run_ok(&["restore", "--backupId", &id]);
     assert!(err.contains("were read from its mirror"), "{err}");
     assert_eq!(digest(&m.module()), before);
 }
@@ -213,30 +178,15 @@ fn a_damaged_local_pack_is_read_from_the_mirror() {
 fn a_sync_killed_at_random_points_leaves_a_valid_mirror() {
     let garage = Garage::start();
     let spec = garage.provider_spec("k");
-    let local = Machine::new("fs store", None, garage.aws_env());
+    let local = mirrored("fs store", None, garage.aws_env());
     local.ok(&["testdata", "generate", "--size-mib", "24", "--tasks", "4"]);
-    let mut ids = vec![
-        local
-            .ok(&["backup", "--module", MODULE])
-            .0
-            .trim()
-            .to_string(),
-    ];
+    let mut ids = vec![local.ok(&["backup", "--module", MODULE])];
     for _ in 0..2 {
         local.ok(&["testdata", "advance", "--percent", "20"]);
-        ids.push(
-            local
-                .ok(&["backup", "--module", MODULE])
-                .0
-                .trim()
-                .to_string(),
-        );
+        ids.push(local.ok(&["backup", "--module", MODULE]));
     }
     // The mirror is added to the existing store.
-    let m = Machine {
-        tmp: local.tmp,
-        env: local.env,
-    };
+    let m = local;
     std::fs::write(
         m.dir().join("rbk.yaml"),
         format!("data.dir: data\nbackup.provider: \"fs store\"\nbackup.mirror: \"{spec}\"\n"),
@@ -258,7 +208,7 @@ fn a_sync_killed_at_random_points_leaves_a_valid_mirror() {
         }
         let _ = child.wait();
         // Whatever it got to, the mirror by itself is a valid store.
-        let alone = Machine::new(&spec, None, garage.aws_env());
+        let alone = mirrored(&spec, None, garage.aws_env());
         let out = alone.rbk(&["verify", "--json"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() == Some(3) && stderr.contains("no rbk store") {
@@ -274,8 +224,8 @@ fn a_sync_killed_at_random_points_leaves_a_valid_mirror() {
     );
     let synced = sync_until_ok(&m);
     assert_eq!(synced["pending_objects"], 0, "{synced}");
-    let alone = Machine::new(&spec, None, garage.aws_env());
-    let listed = alone.ok(&["list", "--module", MODULE]).0;
+    let alone = mirrored(&spec, None, garage.aws_env());
+    let listed = alone.run_ok(&["list", "--module", MODULE]).0;
     assert_eq!(listed.lines().count(), 3, "{listed}");
     alone.ok(&["verify", "--read-data"]);
     restore_from(&m, &spec, ids.last().unwrap(), garage.aws_env());

@@ -6,88 +6,13 @@
 //! `rbk backup --wait-parts` started on another machine.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use rbk_testsupport::Garage;
 
-const MODULE: &str = "com.rbk.BankModule";
-
-/// One machine: a dir with `rbk.yaml` (data dir `data`) and the environment rbk runs with.
-struct Machine {
-    tmp: tempfile::TempDir,
-    env: Vec<(&'static str, String)>,
-}
-
-impl Machine {
-    fn new(provider: &str, env: &[(&'static str, String)]) -> Machine {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::write(
-            tmp.path().join("rbk.yaml"),
-            format!("data.dir: data\nbackup.provider: \"{provider}\"\n"),
-        )
-        .unwrap();
-        std::fs::create_dir_all(tmp.path().join("data")).unwrap();
-        Machine {
-            tmp,
-            env: env.to_vec(),
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        self.tmp.path()
-    }
-
-    fn module(&self) -> PathBuf {
-        self.dir().join("data/modules").join(MODULE)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_rbk"));
-        c.current_dir(self.dir())
-            .env_remove("AWS_PROFILE")
-            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-            .args(args)
-            .arg("--quiet");
-        c
-    }
-
-    fn rbk(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.rbk(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "rbk {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.rbk(args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(code), "rbk {args:?}: {stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
-    }
-
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-}
-
-fn digest(dir: &Path) -> BTreeMap<String, [u8; 32]> {
-    rbk_engine::testdata::tree_digest(dir).unwrap()
-}
+use crate::machine::{MODULE, Machine, digest};
 
 /// The digest of the files of `dir` that a machine holding `tasks` has: the module's own
 /// files and those tasks.
