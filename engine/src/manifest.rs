@@ -236,6 +236,24 @@ pub struct FileEntry {
     pub chunks: Vec<ChunkId>,
 }
 
+/// The task a path relative to the module dir is in (`tasks/<task>/…`); `None` for the
+/// module's own files and directories.
+pub fn task_of_path(path: &str) -> Option<u32> {
+    path.strip_prefix("tasks/")?.split('/').next()?.parse().ok()
+}
+
+/// What a chunk holds, for accounting ([`crate::ops::stats`]): a file of one of the kinds of
+/// a module, or a piece of a task object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkKind {
+    Depot,
+    PState,
+    Topology,
+    /// A file directly in the module dir.
+    Module,
+    TaskObject,
+}
+
 /// Where an object's directory is, relative to the module dir.
 pub fn depot_dir(task: u32, name: &str) -> String {
     format!("tasks/{task}/depots/{name}")
@@ -319,9 +337,10 @@ impl Manifest {
 
     /// Every chunk the backup needs: its files' and its task objects'.
     pub fn chunk_ids(&self) -> impl Iterator<Item = &ChunkId> {
-        self.files()
-            .into_iter()
-            .flat_map(|(_, f)| f.chunks.iter())
+        self.module_files
+            .iter()
+            .chain(self.tasks.iter().flat_map(TaskEntry::file_entries))
+            .flat_map(|f| f.chunks.iter())
             .chain(self.task_refs.iter().flat_map(|r| r.pieces.iter()))
     }
 }
@@ -415,13 +434,8 @@ impl ManifestObject {
         let head = &mut self.head;
         head.tasks.retain(|t| keep(t.task));
         head.task_refs.retain(|r| keep(r.task));
-        head.dir_meta.retain(|d| {
-            d.path
-                .strip_prefix("tasks/")
-                .and_then(|rest| rest.split('/').next())
-                .and_then(|t| t.parse::<u32>().ok())
-                .is_none_or(&keep)
-        });
+        head.dir_meta
+            .retain(|d| task_of_path(&d.path).is_none_or(&keep));
     }
 
     /// The manifest's format version as it would be written (2: tasks inline; 3: task
@@ -565,6 +579,35 @@ impl TaskEntry {
         out.extend(self.pstates.iter().map(|p| pstate_dir(t, &p.name)));
         out.extend(self.topologies.iter().map(|p| topology_dir(t, &p.name)));
         out
+    }
+
+    /// Every file of the task (without building its path, unlike [`TaskEntry::files`]).
+    pub fn file_entries(&self) -> impl Iterator<Item = &FileEntry> {
+        self.files_by_kind().map(|(_, f)| f)
+    }
+
+    /// Every file of the task with the kind of object it is in.
+    pub fn files_by_kind(&self) -> impl Iterator<Item = (ChunkKind, &FileEntry)> {
+        fn tagged(
+            kind: ChunkKind,
+            files: &[FileEntry],
+        ) -> impl Iterator<Item = (ChunkKind, &FileEntry)> {
+            files.iter().map(move |f| (kind, f))
+        }
+        (self
+            .depots
+            .iter()
+            .flat_map(|d| tagged(ChunkKind::Depot, &d.files)))
+        .chain(
+            self.pstates
+                .iter()
+                .flat_map(|p| tagged(ChunkKind::PState, &p.files)),
+        )
+        .chain(
+            self.topologies
+                .iter()
+                .flat_map(|p| tagged(ChunkKind::Topology, &p.files)),
+        )
     }
 
     /// Every file of the task with its path relative to the module dir.

@@ -9,7 +9,7 @@ use rbk_chunkstore::provider::Provider;
 use rbk_chunkstore::{ChunkId, ChunkStore, ErrorKind, Progress, StoredManifest, keys};
 
 use crate::backup_id::{BackupId, validate_module_name};
-use crate::manifest::{MAX_MANIFEST_LEN, Manifest, ManifestObject, TaskEntry, TaskRef};
+use crate::manifest::{ChunkKind, MAX_MANIFEST_LEN, Manifest, ManifestObject, TaskEntry, TaskRef};
 use crate::{Error, Result};
 
 /// The store, and its mirror when one is configured (docs/mirror.md): backups commit to
@@ -347,52 +347,27 @@ impl Repo {
         key: &str,
         object: &mut ManifestObject,
     ) -> Result<TasksRead> {
+        let mut read = TasksRead::default();
         let refs: Vec<&TaskRef> = object.task_refs().iter().collect();
-        let decode = |r: &TaskRef,
-                      bytes: Result<Vec<u8>>|
-         -> Result<std::result::Result<TaskEntry, String>> {
+        for (r, bytes) in refs.iter().zip(self.read_each_task_object(key, &refs)?) {
             match bytes.and_then(|b| r.decode_object(key, &b)) {
-                Ok(t) => Ok(Ok(t)),
+                Ok(t) => read.tasks.push(t),
                 // Verify names the task itself: the hint is for a restore.
-                Err(Error::CorruptManifest { detail, .. }) => Ok(Err(detail
-                    .trim_end_matches(UNREADABLE_TASK_HINT)
-                    .to_string())),
-                Err(e) => Err(e),
-            }
-        };
-        let read: Vec<std::result::Result<TaskEntry, String>> =
-            match self.read_task_objects(key, &refs) {
-                Ok(all) => refs
-                    .iter()
-                    .zip(all)
-                    .map(|(r, b)| decode(r, Ok(b)))
-                    .collect::<Result<_>>()?,
-                // One of them cannot be read: each alone, to tell which.
-                Err(Error::CorruptManifest { .. }) => refs
-                    .iter()
-                    .map(|r| {
-                        let one = self.read_task_objects(key, &[r]).map(|mut v| v.remove(0));
-                        decode(r, one)
-                    })
-                    .collect::<Result<_>>()?,
+                Err(Error::CorruptManifest { detail, .. }) => read.broken.push((
+                    r.task,
+                    detail.trim_end_matches(UNREADABLE_TASK_HINT).to_string(),
+                )),
                 Err(e) => return Err(e),
-            };
-        let mut tasks = Vec::new();
-        let mut broken = Vec::new();
-        for (r, t) in refs.iter().zip(read) {
-            match t {
-                Ok(t) => tasks.push(t),
-                Err(detail) => broken.push((r.task, detail)),
             }
         }
-        object.retain_tasks(|t| !broken.iter().any(|(b, _)| *b == t));
-        Ok(TasksRead { tasks, broken })
+        object.retain_tasks(|t| !read.broken.iter().any(|(b, _)| *b == t));
+        Ok(read)
     }
 
-    /// Passes every chunk `object` (read from `key`) needs to `sink`: its files' and its task
-    /// objects'. Task objects whose hash is in `seen` were visited before (an unchanged task
-    /// shares its object with earlier backups): only their pieces are passed, and they are
-    /// not read again. A chunk may be passed more than once.
+    /// Passes every chunk `object` (read from `key`) needs to `sink`, with what it holds: its
+    /// files' and its task objects'. Task objects whose hash is in `seen` were visited before
+    /// (an unchanged task shares its object with earlier backups): only their pieces are
+    /// passed, and they are not read again. A chunk may be passed more than once.
     ///
     /// # Errors
     /// As [`Repo::resolve`].
@@ -401,29 +376,33 @@ impl Repo {
         key: &str,
         object: &ManifestObject,
         seen: &mut std::collections::HashSet<[u8; 32]>,
-        sink: &mut dyn FnMut(&ChunkId),
+        sink: &mut dyn FnMut(&ChunkId, ChunkKind),
     ) -> Result<()> {
-        let files = |files: &[crate::manifest::FileEntry], sink: &mut dyn FnMut(&ChunkId)| {
-            files.iter().flat_map(|f| &f.chunks).for_each(&mut *sink);
-        };
-        files(object.module_files(), sink);
-        for t in object.inline_tasks().unwrap_or_default() {
-            for (_, f) in t.files() {
-                files(std::slice::from_ref(f), sink);
+        let mut task = |t: &TaskEntry| {
+            for (kind, f) in t.files_by_kind() {
+                f.chunks.iter().for_each(|c| sink(c, kind));
             }
-        }
+        };
+        object
+            .inline_tasks()
+            .unwrap_or_default()
+            .iter()
+            .for_each(&mut task);
         let mut unseen = Vec::new();
         for r in object.task_refs() {
-            r.pieces.iter().for_each(&mut *sink);
             if seen.insert(r.hash) {
                 unseen.push(r);
             }
         }
         let objects = self.read_task_objects(key, &unseen)?;
         for (r, bytes) in unseen.iter().zip(&objects) {
-            for (_, f) in r.decode_object(key, bytes)?.files() {
-                files(std::slice::from_ref(f), sink);
-            }
+            task(&r.decode_object(key, bytes)?);
+        }
+        for f in object.module_files() {
+            f.chunks.iter().for_each(|c| sink(c, ChunkKind::Module));
+        }
+        for r in object.task_refs() {
+            r.pieces.iter().for_each(|c| sink(c, ChunkKind::TaskObject));
         }
         Ok(())
     }
@@ -435,17 +414,23 @@ impl Repo {
     /// `CorruptManifest` naming `key` and the task when a piece is in no pack, fails its
     /// check, or the pieces do not add up to the recorded length; provider and index errors.
     pub fn read_task_objects(&self, key: &str, refs: &[&TaskRef]) -> Result<Vec<Vec<u8>>> {
+        self.read_each_task_object(key, refs)?.into_iter().collect()
+    }
+
+    /// Each of the task objects `refs`: read together, and when one of them is damaged or
+    /// gone, each alone, so that every failure names its task (and `--tasks` can restore the
+    /// others).
+    fn read_each_task_object(&self, key: &str, refs: &[&TaskRef]) -> Result<Vec<Result<Vec<u8>>>> {
         match self.read_task_objects_together(key, refs) {
-            // Which task's object it is, so that the message can say (and `--tasks` can
-            // restore the others).
-            Err(Error::CorruptManifest { .. }) if refs.len() > 1 => {
-                for r in refs {
-                    self.read_task_objects_together(key, std::slice::from_ref(r))?;
-                }
-                // Each reads alone: what failed together was transient; once more.
-                self.read_task_objects_together(key, refs)
-            }
-            r => r,
+            Ok(all) => Ok(all.into_iter().map(Ok).collect()),
+            Err(Error::CorruptManifest { .. }) if refs.len() > 1 => Ok(refs
+                .iter()
+                .map(|r| {
+                    self.read_task_objects_together(key, std::slice::from_ref(r))
+                        .map(|mut one| one.remove(0))
+                })
+                .collect()),
+            Err(e) => Err(e),
         }
     }
 
@@ -455,7 +440,7 @@ impl Repo {
         }
         let which = match refs {
             [r] => format!("the object of task {}", r.task),
-            _ => format!("the objects of tasks {}", task_list(refs)),
+            _ => "a task object".to_string(),
         };
         let unreadable = |e: rbk_chunkstore::Error| -> Error {
             if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) {
@@ -628,13 +613,8 @@ impl Repo {
 const UNREADABLE_TASK_HINT: &str =
     ". `rbk verify` names every damaged task; `rbk restore --tasks` restores the others";
 
-/// `1,2,3`.
-fn task_list(refs: &[&TaskRef]) -> String {
-    let ids: Vec<String> = refs.iter().map(|r| r.task.to_string()).collect();
-    ids.join(",")
-}
-
 /// What [`Repo::read_tasks_leniently`] could read of a manifest's task objects.
+#[derive(Default)]
 pub struct TasksRead {
     /// The tasks read, in the manifest's order.
     pub tasks: Vec<TaskEntry>,

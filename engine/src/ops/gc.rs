@@ -239,7 +239,7 @@ fn live_set(
     // kept (their held session also holds back every sweep; docs/gc.md).
     let (parts, leftovers) = crate::ops::parts::for_gc(repo)?;
     for p in &parts {
-        repo.visit_chunks(&p.key(), &p.object, &mut seen, &mut |c| live.insert(c))?;
+        repo.visit_chunks(&p.key(), &p.object, &mut seen, &mut |c, _| live.insert(c))?;
     }
     let pending = PendingSeen {
         held: parts
@@ -264,7 +264,7 @@ fn live_set(
             Err(Error::CorruptManifest { key, detail }) => return Err(stop(id, key, detail)),
             Err(e) => return Err(e),
         };
-        match repo.visit_chunks(&manifest_key(id), &m, &mut seen, &mut |c| live.insert(c)) {
+        match repo.visit_chunks(&manifest_key(id), &m, &mut seen, &mut |c, _| live.insert(c)) {
             Ok(()) => {}
             Err(Error::CorruptManifest { key, detail }) => return Err(stop(id, key, detail)),
             Err(e) => return Err(e),

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backup_id::BackupId;
 use crate::manifest::{
-    BackupStats, DirMeta, FileEntry, Manifest, ManifestObject, TaskEntry, TaskRef,
+    BackupStats, DirMeta, FileEntry, Manifest, ManifestObject, TaskEntry, TaskRef, task_of_path,
 };
 use crate::ops::backup::{self, BackupReport, Destination, LiveView, Source};
 use crate::{Error, Progress, Repo, Result};
@@ -583,15 +583,11 @@ fn merge(repo: &Repo, pending: &Pending, parts: &[Part]) -> Result<ManifestObjec
         });
     }
     // Module-level directories from the first part, each task's from the part it came from.
-    let task_of_dir = |path: &str| -> Option<u32> {
-        let rest = path.strip_prefix("tasks/")?;
-        rest.split('/').next()?.parse().ok()
-    };
     let mut dir_meta: Vec<DirMeta> = first
         .object
         .dir_meta()
         .iter()
-        .filter(|d| task_of_dir(&d.path).is_none())
+        .filter(|d| task_of_path(&d.path).is_none())
         .cloned()
         .collect();
     for (task, (p, _)) in &tasks {
@@ -599,7 +595,7 @@ fn merge(repo: &Repo, pending: &Pending, parts: &[Part]) -> Result<ManifestObjec
             p.object
                 .dir_meta()
                 .iter()
-                .filter(|d| task_of_dir(&d.path) == Some(*task))
+                .filter(|d| task_of_path(&d.path) == Some(*task))
                 .cloned(),
         );
     }

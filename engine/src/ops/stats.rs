@@ -1,7 +1,8 @@
 //! `stats`: how much the store saves, and where — for the whole store, one module or one
 //! backup.
 //!
-//! Computed from manifests and the local index, without reading pack data. Memory is bounded
+//! Computed from manifests, their task objects (each distinct one read once) and the local
+//! index, without reading other pack data. Memory is bounded
 //! by the distinct chunks of the selection, ~40 bytes each (a sorted vector of ids with the
 //! kind and module each is counted under), not by the number of backups: each manifest's
 //! chunks are sorted and merged into it, one manifest at a time.
@@ -12,6 +13,8 @@ use std::time::Instant;
 use rbk_chunkstore::ChunkId;
 
 use crate::backup_id::BackupId;
+use crate::manifest::ChunkKind;
+use crate::repo::manifest_key;
 use crate::{Progress, Repo, Result};
 
 /// What `stats` looks at.
@@ -93,15 +96,14 @@ struct Seen {
     module: u32,
 }
 
-fn kind_of(path: &str) -> u8 {
-    if path.contains("/depots/") {
-        0
-    } else if path.contains("/pstates/") {
-        1
-    } else if path.contains("/topologies/") {
-        2
-    } else {
-        3
+/// Where a kind is in [`KINDS`].
+fn kind_index(kind: ChunkKind) -> u8 {
+    match kind {
+        ChunkKind::Depot => 0,
+        ChunkKind::PState => 1,
+        ChunkKind::Topology => 2,
+        ChunkKind::Module => 3,
+        ChunkKind::TaskObject => TASK_OBJECTS,
     }
 }
 
@@ -126,32 +128,41 @@ pub fn stats(repo: &Repo, scope: &Scope, progress: &dyn Progress) -> Result<Stor
         KINDS.iter().map(|k| (*k, Totals::default())).collect();
     let mut totals = Totals::default();
 
-    // Distinct chunks, sorted by id; merged one manifest at a time.
+    // Distinct chunks, sorted by id; merged one manifest at a time. A task object seen in an
+    // earlier backup is not read again: its chunks are merged already, and where a chunk is
+    // counted, the earlier backup's entry stays.
     let mut seen: Vec<Seen> = Vec::new();
+    let mut seen_objects = std::collections::HashSet::new();
     progress.begin_items("stats: manifests", ids.len() as u64);
     for id in &ids {
-        let m = repo.load_committed(id)?;
+        let m = repo.load_committed_object(id)?;
         let module = modules.binary_search(&id.module).unwrap_or(0) as u32;
-        let mut here: Vec<Seen> = Vec::new();
-        for (path, f) in m.files() {
-            let kind = kind_of(&path);
-            totals.logical_bytes += f.size;
-            by_kind
-                .get_mut(KINDS[kind as usize])
-                .expect("kind")
-                .logical_bytes += f.size;
-            by_module.get_mut(&id.module).expect("module").logical_bytes += f.size;
-            here.extend(f.chunks.iter().map(|c| Seen {
-                id: *c,
-                kind,
-                module,
-            }));
+        // Logical bytes from the manifest: its module files and each task's summary.
+        let mut logical = |kind: usize, bytes: u64| {
+            for t in [
+                &mut totals,
+                by_kind.get_mut(KINDS[kind]).expect("kind"),
+                by_module.get_mut(&id.module).expect("module"),
+            ] {
+                t.logical_bytes = t.logical_bytes.saturating_add(bytes);
+            }
+        };
+        for f in m.module_files() {
+            logical(3, f.size);
         }
-        here.extend(m.task_refs.iter().flat_map(|r| &r.pieces).map(|c| Seen {
-            id: *c,
-            kind: TASK_OBJECTS,
-            module,
-        }));
+        for (_, t) in m.summaries() {
+            t.depots.iter().for_each(|d| logical(0, d.bytes));
+            t.pstates.iter().for_each(|p| logical(1, p.bytes));
+            t.topologies.iter().for_each(|p| logical(2, p.bytes));
+        }
+        let mut here: Vec<Seen> = Vec::new();
+        repo.visit_chunks(&manifest_key(id), &m, &mut seen_objects, &mut |c, kind| {
+            here.push(Seen {
+                id: *c,
+                kind: kind_index(kind),
+                module,
+            })
+        })?;
         // Within a backup, a chunk in several kinds is counted under the first of KINDS.
         here.sort_by_key(|s| (s.id, s.kind));
         here.dedup_by(|b, a| a.id == b.id);
