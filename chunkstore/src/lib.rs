@@ -40,6 +40,6 @@ pub use id::{ChunkId, PackId};
 pub use index::{ChunkLocation, RocksChunkIndex};
 pub use progress::{NoProgress, Progress};
 pub use store::{
-    ChunkStore, DEFAULT_IMMUTABLE_CHUNK, PendingListing, ReadPlan, StoreConfig, StoredManifest,
-    SyncReport, WriteSession, WriteStats,
+    ChunkStore, Cut, DEFAULT_IMMUTABLE_CHUNK, MIN_APPEND_CHUNK, PendingListing, ReadPlan,
+    StoreConfig, StoredManifest, SyncReport, WriteSession, WriteStats,
 };

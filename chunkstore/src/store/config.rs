@@ -21,6 +21,10 @@ pub const DEFAULT_IMMUTABLE_CHUNK: u32 = 8 << 20;
 /// The largest [`StoreConfig::immutable_chunk_size`] a store may have.
 pub const MAX_IMMUTABLE_CHUNK: u32 = 16 << 20;
 
+/// The smallest [`StoreConfig::append_chunk_size`] a store may have: below it, per-chunk
+/// costs (index entries, zstd frames, requests on restore) outweigh the shorter tails.
+pub const MIN_APPEND_CHUNK: u32 = 64 << 10;
+
 /// The store's own description, written once as the `config` object when it is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreConfig {
@@ -36,6 +40,13 @@ pub struct StoreConfig {
     /// 0 in older stores, which cut every file the same way.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub immutable_chunk_size: u32,
+    /// Files that only ever grow at their end (depot segments, RocksDB WALs) are cut into
+    /// chunks of exactly this size (the last one shorter): a file that is only appended to
+    /// gains nothing from content-defined boundaries, which cost a rolling hash over every
+    /// byte. 0 (absent) in stores made before it, which cut them content-defined; an rbk
+    /// that predates the field does the same, which costs deduplication, never correctness.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub append_chunk_size: u32,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -53,6 +64,9 @@ impl StoreConfig {
             // An SST never deduplicates below the whole file (compaction writes new files),
             // so its chunks can be large: the compressor then sees repeats megabytes apart.
             immutable_chunk_size: DEFAULT_IMMUTABLE_CHUNK,
+            // The chunker's average: as many chunks as before, and the tail a backup reads
+            // again of a grown file is as short.
+            append_chunk_size: ChunkerParams::default().avg_size,
         }
     }
 
@@ -108,6 +122,19 @@ impl StoreConfig {
                     "immutable_chunk_size {} is not valid for format version {} (version 3: \
                      1 MiB ..= 16 MiB; older: absent)",
                     c.immutable_chunk_size, c.version
+                ),
+            ));
+        }
+        if c.append_chunk_size != 0
+            && !(MIN_APPEND_CHUNK..=c.chunker.max_size).contains(&c.append_chunk_size)
+        {
+            return Err(Error::corrupt(
+                "store config object `config`",
+                format!(
+                    "append_chunk_size {} must be absent or {} KiB ..= the chunker's max_size ({})",
+                    c.append_chunk_size,
+                    MIN_APPEND_CHUNK >> 10,
+                    c.chunker.max_size
                 ),
             ));
         }

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-pub use config::{DEFAULT_IMMUTABLE_CHUNK, StoreConfig};
+pub use config::{DEFAULT_IMMUTABLE_CHUNK, MIN_APPEND_CHUNK, StoreConfig};
 pub use objects::StoredManifest;
 pub use pending::PendingListing;
 pub use read::ReadPlan;
@@ -31,7 +31,6 @@ pub use sync::SyncReport;
 pub use write::{WriteSession, WriteStats};
 
 use crate::chunker::Chunker;
-use crate::compress::Content;
 use crate::index::{ChunkLocation, RocksChunkIndex};
 use crate::pack::PackBuilder;
 use crate::provider::{Provider, limits};
@@ -41,6 +40,18 @@ use crate::{ChunkId, Error, PackId, Result, keys};
 /// Ranged reads of nearby chunks are merged up to this many bytes.
 pub(crate) const MAX_SPAN: u64 = 4 << 20;
 
+/// Where a file's chunk boundaries go, by how the file changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// It may change anywhere: content-defined boundaries survive insertions and deletions.
+    ContentDefined,
+    /// Written once and never changed (a RocksDB SST): `immutable_chunk_size` pieces.
+    Immutable,
+    /// It only ever grows at its end (a depot segment, a WAL): `append_chunk_size` pieces,
+    /// so every chunk but the last stays the same as it grows.
+    Appended,
+}
+
 #[derive(Debug)]
 pub struct ChunkStore {
     provider: Arc<dyn Provider>,
@@ -49,6 +60,8 @@ pub struct ChunkStore {
     chunker: Chunker,
     /// For files that never change (version 3 stores), else `None`.
     immutable_chunker: Option<Chunker>,
+    /// For files that only grow (stores with `append_chunk_size`), else `None`.
+    append_chunker: Option<Chunker>,
     /// `None` for a view opened with [`ChunkStore::open_view`]: it lists and reads objects
     /// other than chunks, and never takes the index that one process at a time may hold.
     index: Option<Arc<RocksChunkIndex>>,
@@ -140,6 +153,10 @@ impl ChunkStore {
                 0 => None,
                 size => Some(Chunker::fixed(size)?),
             },
+            append_chunker: match config.append_chunk_size {
+                0 => None,
+                size => Some(Chunker::fixed(size)?),
+            },
             provider,
             rt,
             config,
@@ -192,13 +209,15 @@ impl ChunkStore {
         &self.chunker
     }
 
-    /// The chunker for a file whose chunks are `content`: fixed-size for immutable files in a
-    /// store that has them (version 3), the content-defined one otherwise.
-    pub fn chunker_for(&self, content: Content) -> &Chunker {
-        match (content, &self.immutable_chunker) {
-            (Content::Immutable, Some(c)) => c,
-            _ => &self.chunker,
-        }
+    /// The chunker for a file that changes as `cut` says: fixed-size for immutable and
+    /// appended files in a store that cuts them so, the content-defined one otherwise.
+    pub fn chunker_for(&self, cut: Cut) -> &Chunker {
+        let fixed = match cut {
+            Cut::ContentDefined => None,
+            Cut::Immutable => self.immutable_chunker.as_ref(),
+            Cut::Appended => self.append_chunker.as_ref(),
+        };
+        fixed.unwrap_or(&self.chunker)
     }
 
     /// Where the provider is, for messages (e.g. `fs /var/rbk`).
@@ -572,9 +591,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = open(p.clone(), dir.path());
         assert_eq!(s.config().version, 5);
-        let lens = s.chunker_for(Content::Immutable).chunk_lengths(&file);
+        let lens = s.chunker_for(Cut::Immutable).chunk_lengths(&file);
         assert_eq!(lens, [8 << 20, 8 << 20, 4 << 20]);
-        let cdc = s.chunker_for(Content::Opaque).chunk_lengths(&file);
+        let cdc = s.chunker_for(Cut::ContentDefined).chunk_lengths(&file);
         assert!(
             cdc.iter().all(|&l| l <= 2 << 20) && cdc.len() > 10,
             "{cdc:?}"
@@ -610,10 +629,7 @@ mod tests {
             .unwrap();
         let d2 = tempfile::tempdir().unwrap();
         let s2 = ChunkStore::open(p2, d2.path(), false).unwrap();
-        assert_eq!(
-            s2.chunker_for(Content::Immutable).params().max_size,
-            2 << 20
-        );
+        assert_eq!(s2.chunker_for(Cut::Immutable).params().max_size, 2 << 20);
         for (version, size) in [(2, 8 << 20), (3, 0), (3, 32 << 20), (3, 1000)] {
             let mut c = StoreConfig::new_random();
             c.version = version;
@@ -621,6 +637,57 @@ mod tests {
             let e = StoreConfig::parse(&serde_json::to_vec(&c).unwrap()).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Corrupt, "{version} {size}");
             assert!(e.to_string().contains("immutable_chunk_size"), "{e}");
+        }
+    }
+
+    /// A new store cuts a file that only grows every 512 KiB, so a grown file keeps every
+    /// chunk but its last; a store made before `append_chunk_size` (no such field) cuts it
+    /// content-defined, as it always did; and a config's size must be one a reader can bound.
+    #[test]
+    fn new_stores_cut_appended_files_in_fixed_chunks_older_ones_content_defined() {
+        use rand::{RngCore, SeedableRng};
+        let mut file = vec![0u8; (5 << 19) + 1000];
+        rand::rngs::StdRng::seed_from_u64(9).fill_bytes(&mut file);
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(Arc::new(MemoryProvider::default()), dir.path());
+        assert_eq!(s.config().append_chunk_size, 512 << 10);
+        let lens = s.chunker_for(Cut::Appended).chunk_lengths(&file);
+        assert_eq!(
+            lens,
+            [512 << 10, 512 << 10, 512 << 10, 512 << 10, 512 << 10, 1000]
+        );
+        let grown = s
+            .chunker_for(Cut::Appended)
+            .chunk_lengths(&file[..(3 << 19) + 7]);
+        assert_eq!(grown, [512 << 10, 512 << 10, 512 << 10, 7]);
+
+        let mut before = StoreConfig::new_random();
+        before.append_chunk_size = 0;
+        let body = serde_json::to_vec(&before).unwrap();
+        assert!(!String::from_utf8_lossy(&body).contains("append"));
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(p.put_if_absent(keys::CONFIG, Bytes::from(body)))
+            .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let old = ChunkStore::open(p, d.path(), false).unwrap();
+        let cdc = old.chunker_for(Cut::Appended).chunk_lengths(&file);
+        assert_eq!(cdc, s.chunker_for(Cut::ContentDefined).chunk_lengths(&file));
+        assert_ne!(cdc, lens);
+
+        for size in [1, MIN_APPEND_CHUNK - 1, (2 << 20) + 1] {
+            let mut c = StoreConfig::new_random();
+            c.append_chunk_size = size;
+            let e = StoreConfig::parse(&serde_json::to_vec(&c).unwrap()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{size}");
+            assert!(e.to_string().contains("append_chunk_size"), "{e}");
+        }
+        for size in [MIN_APPEND_CHUNK, 2 << 20] {
+            let mut c = StoreConfig::new_random();
+            c.append_chunk_size = size;
+            let parsed = StoreConfig::parse(&serde_json::to_vec(&c).unwrap()).unwrap();
+            assert_eq!(parsed.append_chunk_size, size);
+            assert_eq!(parsed.max_chunk_len(), 8 << 20);
         }
     }
 

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use rayon::prelude::*;
 use rbk_chunkstore::compress::Content;
 use rbk_chunkstore::session::now_ms;
-use rbk_chunkstore::{ChunkId, ChunkStore, WriteSession, WriteStats};
+use rbk_chunkstore::{ChunkId, ChunkStore, Cut, WriteSession, WriteStats};
 
 use crate::backup_id::BackupId;
 use crate::depot::{FrameCounter, segment_first_offset};
@@ -120,10 +120,10 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
-/// How a file's chunks are cut and stored, by its path in the module dir: depot segments are
-/// framed records, stored with their CRCs elided; a PState's SSTs are never changed once
-/// written (compaction writes new ones), so they are cut in large fixed-size chunks and
-/// compressed with a large window. `bench dedup` predicts with the same rule.
+/// How a file's chunks are stored, by its path in the module dir: depot segments are framed
+/// records, stored with their CRCs elided; a PState's SSTs are never changed once written
+/// (compaction writes new ones), so they are compressed with a large window. `bench dedup`
+/// predicts with the same rule.
 pub(crate) fn content_of(key: &str) -> Content {
     if key.contains("/depots/") && key.ends_with(".seg") {
         Content::FramedLog
@@ -131,6 +131,21 @@ pub(crate) fn content_of(key: &str) -> Content {
         Content::Immutable
     } else {
         Content::Opaque
+    }
+}
+
+/// Where a file's chunk boundaries go, by its path in the module dir: SSTs in large
+/// fixed-size chunks (they never deduplicate below the whole file), files that only grow in
+/// fixed-size chunks too (their bytes never move, so content-defined boundaries would buy
+/// nothing for the rolling hash they cost), everything else content-defined. `bench dedup`
+/// predicts with the same rule.
+pub(crate) fn cut_of(key: &str) -> Cut {
+    if content_of(key) == Content::Immutable {
+        Cut::Immutable
+    } else if append_only(key) {
+        Cut::Appended
+    } else {
+        Cut::ContentDefined
     }
 }
 
@@ -555,7 +570,7 @@ fn backup_in_session(
             skip: count_from.unwrap_or(0),
         };
         let read = store
-            .chunker_for(content)
+            .chunker_for(cut_of(&job.key))
             .chunk_reader(reader, |buf, ranges| -> Result<(), ReadError> {
                 session
                     .check_not_revoked()
@@ -844,7 +859,7 @@ fn store_task_objects(
     session: &WriteSession,
     tasks: &[TaskEntry],
 ) -> Result<Vec<TaskRef>> {
-    let chunker = store.chunker_for(Content::Opaque);
+    let chunker = store.chunker_for(Cut::ContentDefined);
     // On the pool that stored the files: its threads have their compression contexts
     // already (a new one here would cost megabytes).
     tasks

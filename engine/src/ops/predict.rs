@@ -14,9 +14,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use rayon::prelude::*;
-use rbk_chunkstore::ChunkId;
 use rbk_chunkstore::chunker::{Chunker, ChunkerParams};
 use rbk_chunkstore::compress;
+use rbk_chunkstore::{ChunkId, Cut};
 
 use crate::{Error, Progress, Result};
 
@@ -148,8 +148,10 @@ fn predict_one(
 ) -> Result<Prediction> {
     let started = Instant::now();
     let chunker = Chunker::new(params)?;
-    // As a new store cuts immutable files (SSTs).
+    // As a new store cuts immutable files (SSTs) and files that only grow (its
+    // `append_chunk_size` is the chunker's average).
     let immutable = Chunker::fixed(rbk_chunkstore::DEFAULT_IMMUTABLE_CHUNK)?;
+    let appended = Chunker::fixed(params.avg_size)?;
     let seen: Mutex<HashSet<ChunkId>> = Mutex::new(HashSet::new());
     let mut out = Prediction {
         params,
@@ -167,13 +169,15 @@ fn predict_one(
             .par_iter()
             .map(|(rel, path)| -> Result<(u64, u64, u64, u64)> {
                 // As a backup stores it (paths under a module dir or a data dir alike).
-                let content = super::backup::content_of(&format!("/{rel}"));
+                let key = format!("/{rel}");
+                let content = super::backup::content_of(&key);
                 let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
                 let mut counts = (0, 0, 0, 0);
                 let mut stored = Vec::new();
-                let chunker = match content {
-                    compress::Content::Immutable => &immutable,
-                    _ => &chunker,
+                let chunker = match super::backup::cut_of(&key) {
+                    Cut::Immutable => &immutable,
+                    Cut::Appended => &appended,
+                    Cut::ContentDefined => &chunker,
                 };
                 chunker
                     .chunk_reader(

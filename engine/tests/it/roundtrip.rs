@@ -604,6 +604,55 @@ fn a_restore_of_thousands_of_small_files_keeps_few_descriptors_open() {
     assert_eq!(digest(&env.restore_fresh(&b.backup_id, "restored")), before);
 }
 
+/// Files that only grow (depot segments, WALs) are cut every 512 KiB, the store's append
+/// chunk size: a backup after they grew keeps every chunk but the last, and ends with the
+/// very chunks a first backup of the grown file would cut, so replicas and re-reads dedup.
+#[test]
+fn appended_files_are_cut_every_512_kib_and_keep_their_chunks_as_they_grow() {
+    const APPEND_CHUNK: usize = 512 << 10;
+    let env = Env::new(8);
+    let repo = env.repo_for(&env.data);
+    let first = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    testdata::advance(&env.data, MODULE, 20).unwrap();
+    let second = backup::backup(&repo, &env.data, MODULE, &NoProgress).unwrap();
+    let before: BTreeMap<String, _> = repo
+        .load_manifest(&first.backup_id)
+        .unwrap()
+        .files()
+        .into_iter()
+        .map(|(p, f)| (p, f.clone()))
+        .collect();
+    let after = repo.load_manifest(&second.backup_id).unwrap();
+    let (mut appended, mut grown, mut multi) = (0, 0, 0);
+    for (path, f) in after.files() {
+        let name = path.rsplit('/').next().unwrap();
+        if !(name.ends_with(".seg") || (path.contains("/pstates/") && name.ends_with(".log"))) {
+            continue;
+        }
+        appended += 1;
+        let bytes = std::fs::read(env.module().join(&path)).unwrap();
+        let fresh: Vec<rbk_chunkstore::ChunkId> = bytes
+            .chunks(APPEND_CHUNK)
+            .map(rbk_chunkstore::ChunkId::of)
+            .collect();
+        assert_eq!(f.chunks, fresh, "{path}");
+        multi += (f.chunks.len() > 1) as usize;
+        if let Some(old) = before.get(&path).filter(|old| old.size < f.size) {
+            grown += 1;
+            let kept = &old.chunks[..old.chunks.len() - 1];
+            assert_eq!(&f.chunks[..kept.len()], kept, "{path}");
+        }
+    }
+    assert!(
+        appended > 0 && multi > 0 && grown > 0,
+        "{appended} {multi} {grown}"
+    );
+    assert_eq!(
+        digest(&env.restore_fresh(&second.backup_id, "restored")),
+        digest(&env.module())
+    );
+}
+
 /// SSTs are cut every 8 MiB (the store's immutable chunk size), everything else by content;
 /// a module with a large SST restores byte for byte.
 #[test]
