@@ -12,15 +12,16 @@
 //!   spans (adjacent chunks of one pack, ≤ 4 MiB)      one ranged read each, FETCHES_IN_FLIGHT
 //!        │                                             at once (tokio tasks)
 //!        ▼
-//!   bounded channel (one slot per worker)             back-pressure: memory stays bounded
+//!   rendezvous channel (no slots)                     back-pressure: memory stays bounded
 //!        │
 //!        ▼
 //!   workers: decompress into a reused buffer, check length and BLAKE3, sink(seq, offset, bytes)
 //! ```
 //!
-//! Memory is bounded by `(fetches in flight + 2 × workers) × 4 MiB` of compressed spans (2
-//! fetches from a local store, 12 from a remote one) plus one chunk-sized buffer per worker,
-//! whatever the size of the restore. Span buffers are recycled, not freed.
+//! Memory is bounded by `(fetches in flight + 1 + workers)` compressed spans of at most 4 MiB
+//! (or one chunk, when a single chunk is larger) — 2 fetches from a local store, 12 from a
+//! remote one; the 1 is a fetched span waiting for a worker — plus one chunk-sized buffer per
+//! worker, whatever the size of the restore. Span buffers are recycled, not freed.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -301,7 +302,10 @@ impl ChunkStore {
         };
         let mut gone = Vec::new();
         let max_chunk = self.config().max_chunk_len() as usize;
-        let (tx, rx) = crossbeam_channel::bounded::<(&Span, Vec<u8>)>(workers);
+        // No slots: a fetched span waits in the driver's hand until a worker is free, and
+        // the fetches in flight behind it keep the workers fed. A slot per worker held two
+        // more spans for no speed (a 680 MB restore: peak RSS 70 → 63 MB, same time).
+        let (tx, rx) = crossbeam_channel::bounded::<(&Span, Vec<u8>)>(0);
         let fetches_in_flight = if self.provider().is_remote() {
             REMOTE_FETCHES_IN_FLIGHT
         } else {
