@@ -5,7 +5,8 @@
 //! 1. refuse a non-empty target unless forced, and a backup that lacks what another module
 //!    of the data dir depends on (`ops::dependents`), before fetching anything;
 //! 2. write every file into a staging dir beside the target (`modules/.rbk-restore-*`),
-//!    verifying each chunk's BLAKE3 and each file's length, and fsync files and dirs; then,
+//!    verifying each chunk's BLAKE3 and each file's length, and make files and dirs durable
+//!    (writeback started file by file, then one `syncfs` and an fsync of each); then,
 //!    if asked, back up the state about to be replaced (the undo backup);
 //! 3. move the old module aside (`modules/.rbk-old-*`), rename the staging dir into place,
 //!    then delete the old state. On any error before step 3 the staging dir is removed and
@@ -165,8 +166,9 @@ impl Selection {
     }
 }
 
-/// Threads that finish completed files (mtime, mode, fsync) while the workers go on. fsync
-/// mostly waits for the disk, so several at once keep it busy without costing a core each.
+/// Threads that finish completed files (mtime, mode, start of writeback) while the workers
+/// go on: opening and closing a file mostly waits for the kernel, so several at once keep up
+/// without costing a core each.
 const FINISHERS: usize = 4;
 
 fn is_nonempty_dir(p: &Path) -> Result<bool> {
@@ -189,8 +191,8 @@ fn sync_dir(p: &Path, opts: RestoreOptions) -> Result<()> {
 
 /// A file being restored: created empty up front, opened for writing when its first chunk
 /// arrives and closed when its last byte is written; then a finisher opens it again to set
-/// its metadata and fsync it. Only files partly written hold a descriptor, so a restore of
-/// many small files stays far below the open-file limit however far behind the fsyncs are.
+/// its metadata and start its writeback. Only files partly written hold a descriptor, so a
+/// restore of many small files stays far below the open-file limit.
 struct OutFile<'a> {
     path: PathBuf,
     entry: &'a FileEntry,
@@ -220,7 +222,8 @@ impl OutFile<'_> {
         drop(self.open.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 
-    /// Sets mtime and mode and makes the file durable (unless told not to).
+    /// Sets mtime and mode and starts writing the file back to disk (unless told not to
+    /// sync): [`make_durable`] then waits for it.
     fn finish(&self, opts: RestoreOptions) -> Result<()> {
         let path = &self.path;
         let f = OpenOptions::new()
@@ -239,17 +242,38 @@ impl OutFile<'_> {
             opts.keep_setid,
         )))
         .map_err(|e| Error::io(path, e))?;
-        if opts.no_sync {
-            return Ok(());
+        if !opts.no_sync {
+            // POSIX_FADV_DONTNEED starts writeback of the dirty pages without waiting for
+            // it (the pages stay cached: they are dirty or under writeback). Only a hint.
+            let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
         }
-        f.sync_all().map_err(|e| Error::io(path, e))
+        Ok(())
     }
+}
+
+/// Makes every file of `outs` (under `root`) durable. Their writeback started as each was
+/// finished; one `syncfs` waits for what is left and commits the filesystem's journal once,
+/// where an fsync per file waits for a journal commit each (on this project's test machine,
+/// restores were 0.62–0.65 s instead of 0.78–1.16 s, medians of 6–8). Each file is fsynced
+/// after that, which is quick with nothing left to write: it reports a writeback error
+/// against the file it hit, and makes the file durable on kernels whose `syncfs` does not
+/// report errors (before Linux 5.8).
+fn make_durable(root: &Path, outs: &[OutFile]) -> Result<()> {
+    let dir = File::open(root).map_err(|e| Error::io(root, e))?;
+    rustix::fs::syncfs(&dir).map_err(|e| Error::io(root, e.into()))?;
+    for o in outs {
+        File::open(&o.path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io(&o.path, e))?;
+    }
+    Ok(())
 }
 
 /// Writes every file of `files` under `root` (their directories exist): all chunks are read
 /// through one [`rbk_chunkstore::ReadPlan`] and written at their offsets by one worker per
 /// core; each file is finished by a finisher thread as soon as its last byte is written, so
-/// the disk flushes early files while later ones are still being decompressed.
+/// the disk writes early files back while later ones are still being decompressed; then all
+/// are made durable ([`make_durable`]).
 fn write_files(
     repo: &Repo,
     manifest_key: &str,
@@ -353,7 +377,7 @@ fn write_files(
         return Err(e);
     }
     // Every chunk arrives exactly once, so every file was written to its end and finished;
-    // a file that was not would be restored without its mtime and without an fsync.
+    // a file that was not would be restored without its mtime.
     if let Some(o) = outs
         .iter()
         .find(|o| o.remaining.load(Ordering::SeqCst) != 0)
@@ -362,6 +386,9 @@ fn write_files(
             &o.path,
             std::io::Error::other("restore ended before the file was written to its end"),
         ));
+    }
+    if !opts.no_sync {
+        make_durable(root, &outs)?;
     }
     Ok(())
 }
