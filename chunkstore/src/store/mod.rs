@@ -372,6 +372,17 @@ mod tests {
         ChunkStore::open(p, idx, true).unwrap()
     }
 
+    /// A store in a new memory provider whose `config` object is `config`, as an older rbk
+    /// (or a hand edit) would have written it; its index in `idx`.
+    fn open_with_config(config: &[u8], idx: &Path) -> (Arc<dyn Provider>, ChunkStore) {
+        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(p.put_if_absent(keys::CONFIG, Bytes::copy_from_slice(config)))
+            .unwrap();
+        let s = ChunkStore::open(p.clone(), idx, false).unwrap();
+        (p, s)
+    }
+
     /// Stores `chunks` in one session of `s`.
     fn put_all(s: &ChunkStore, chunks: &[(ChunkId, &[u8])]) {
         let w = s.begin_session("backup", "test").unwrap();
@@ -549,17 +560,11 @@ mod tests {
         }
         let id = ChunkId::of(&log);
         for version in [1, 2] {
-            let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
             let mut config = StoreConfig::new_random();
             config.version = version;
             config.immutable_chunk_size = 0;
-            let body = Bytes::from(serde_json::to_vec(&config).unwrap());
             let dir = tempfile::tempdir().unwrap();
-            let s = {
-                let rt = tokio::runtime::Runtime::new().unwrap();
-                rt.block_on(p.put_if_absent(keys::CONFIG, body)).unwrap();
-                ChunkStore::open(p.clone(), dir.path(), false).unwrap()
-            };
+            let (p, s) = open_with_config(&serde_json::to_vec(&config).unwrap(), dir.path());
             let w = s.begin_session("backup", "test").unwrap();
             w.put_chunk_as(id, &log, Content::FramedLog).unwrap();
             w.flush().unwrap();
@@ -623,12 +628,8 @@ mod tests {
         let body = serde_json::to_vec(&v2).unwrap();
         assert!(!String::from_utf8_lossy(&body).contains("immutable"));
         assert_eq!(StoreConfig::parse(&body).unwrap().max_chunk_len(), 2 << 20);
-        let p2: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(p2.put_if_absent(keys::CONFIG, Bytes::from(body)))
-            .unwrap();
         let d2 = tempfile::tempdir().unwrap();
-        let s2 = ChunkStore::open(p2, d2.path(), false).unwrap();
+        let (_, s2) = open_with_config(&body, d2.path());
         assert_eq!(s2.chunker_for(Cut::Immutable).params().max_size, 2 << 20);
         for (version, size) in [(2, 8 << 20), (3, 0), (3, 32 << 20), (3, 1000)] {
             let mut c = StoreConfig::new_random();
@@ -665,12 +666,8 @@ mod tests {
         before.append_chunk_size = 0;
         let body = serde_json::to_vec(&before).unwrap();
         assert!(!String::from_utf8_lossy(&body).contains("append"));
-        let p: Arc<dyn Provider> = Arc::new(MemoryProvider::default());
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(p.put_if_absent(keys::CONFIG, Bytes::from(body)))
-            .unwrap();
         let d = tempfile::tempdir().unwrap();
-        let old = ChunkStore::open(p, d.path(), false).unwrap();
+        let (_, old) = open_with_config(&body, d.path());
         let cdc = old.chunker_for(Cut::Appended).chunk_lengths(&file);
         assert_eq!(cdc, s.chunker_for(Cut::ContentDefined).chunk_lengths(&file));
         assert_ne!(cdc, lens);
