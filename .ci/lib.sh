@@ -68,13 +68,17 @@ apt_install() {
 
 # What the build needs beyond the Rust toolchain: libclang (bindgen, for the rocksdb crate)
 # and a C++ compiler (RocksDB's sources; the C ones of zstd, lz4 and LMDB need cc, which
-# rustc's linker already is).
+# rustc's linker already is); and, when run as root, setpriv (a test restores as another
+# user).
 install_system_deps() {
   local lib missing=() what=()
   if lib=$(find_libclang); then echo "libclang: $lib"
   else missing+=(libclang-dev); what+=(libclang); fi
   if have c++; then echo "c++: $(command -v c++)"
   else missing+=(g++); what+=("a C++ compiler"); fi
+  # Run as root, a test restores as another user through setpriv (util-linux).
+  if [ "$(id -u)" != 0 ] || have setpriv; then :
+  else missing+=(util-linux); what+=(setpriv); fi
   [ ${#missing[@]} -eq 0 ] && return 0
   local IFS=" "
   apt_install "$(printf '%s and ' "${what[@]}" | sed 's/ and $//')" "${missing[@]}"

@@ -1411,7 +1411,11 @@ fn a_user_who_is_not_root_restores_files_whose_modes_deny_them_access() {
     } else {
         Command::new(&bin)
     };
-    let out = cmd.args(args).current_dir(env.dir()).output().unwrap();
+    let out = cmd
+        .args(args)
+        .current_dir(env.dir())
+        .output()
+        .expect("run as root, this test needs setpriv (util-linux), which .ci/run installs");
     assert_eq!(
         out.status.code(),
         Some(0),
